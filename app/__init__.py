@@ -1,0 +1,1 @@
+"""Billing service for the call-center dashboard."""

@@ -1,0 +1,183 @@
+"""The `billing` command: operations on the service, and the local supervisor."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.core.auth import ROLE_BILLING_ADMIN, ROLE_SERVICE, issue_access_token
+from app.core.clock import SystemClock
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.migrations import upgrade_to_head
+from app.plans.default_catalog import CatalogEntryOutcome, install_default_catalog
+
+app = typer.Typer(no_args_is_help=True, help="Operate the billing service.")
+
+DATA_DIR = Path(".data")
+DEV_DATABASE_NAME = "billing"
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    upgrade_to_head(get_settings().database_url)
+    typer.echo("migrations applied")
+
+
+async def _setup_packages(settings: Settings) -> list[CatalogEntryOutcome]:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await install_default_catalog(
+                session, billing_currency=settings.BILLING_CURRENCY
+            )
+    finally:
+        await engine.dispose()
+
+
+def _report_catalog(outcomes: list[CatalogEntryOutcome]) -> None:
+    for entry in outcomes:
+        line = f"{entry.kind} {entry.slug}: {entry.outcome}"
+        if entry.differences:
+            line += f" from the default ({', '.join(entry.differences)}); left as it is"
+        typer.echo(line)
+    if all(entry.outcome != "created" for entry in outcomes):
+        typer.echo("nothing to do: the default catalog is installed")
+
+
+@app.command("setup-packages")
+def setup_packages() -> None:
+    """Create the default plans (Starter, Professional, Enterprise) and add-ons; idempotent."""
+    _report_catalog(asyncio.run(_setup_packages(get_settings())))
+
+
+@app.command("issue-token")
+def issue_token(
+    user_id: Annotated[str, typer.Option(help="The dashboard user id the token speaks for.")],
+    role: Annotated[
+        list[str] | None,
+        typer.Option(help=f"A role to grant ({ROLE_BILLING_ADMIN}, {ROLE_SERVICE}); repeatable."),
+    ] = None,
+    email: Annotated[str | None, typer.Option(help="An email claim.")] = None,
+    expires_in: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
+    private_key_file: Annotated[
+        Path | None,
+        typer.Option(help="PEM private key, for RS256/ES256 (HS256 signs with JWT_SECRET)."),
+    ] = None,
+) -> None:
+    """Print an access token shaped like the dashboard's (SimpleJWT), for local use."""
+    settings = get_settings()
+    signing_key = private_key_file.read_text() if private_key_file else None
+    if not settings.JWT_ALGORITHM.startswith("HS") and signing_key is None:
+        typer.echo(f"{settings.JWT_ALGORITHM} needs --private-key-file", err=True)
+        raise typer.Exit(2)
+    token = issue_access_token(
+        settings,
+        user_id=user_id,
+        roles=role or [],
+        now=SystemClock().now(),
+        lifetime=timedelta(seconds=expires_in),
+        signing_key=signing_key,
+        email=email,
+    )
+    typer.echo(token)
+
+
+def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
+    """The URLs to run with: the configured ones, else embedded servers under .data/."""
+    from app.core.embedded import (
+        EmbeddedPostgres,
+        EmbeddedRedis,
+        create_database,
+        database_url,
+    )
+
+    urls: dict[str, str] = {}
+    if settings.DATABASE_URL:
+        urls["DATABASE_URL"] = settings.DATABASE_URL
+    else:
+        postgres = stack.enter_context(EmbeddedPostgres(DATA_DIR / "postgres"))
+        server_url = postgres.start()
+        asyncio.run(create_database(server_url, DEV_DATABASE_NAME, if_missing=True))
+        urls["DATABASE_URL"] = database_url(server_url, DEV_DATABASE_NAME)
+        typer.echo(f"embedded PostgreSQL: {urls['DATABASE_URL']}")
+    if settings.REDIS_URL:
+        urls["REDIS_URL"] = settings.REDIS_URL
+    else:
+        redis = stack.enter_context(EmbeddedRedis(DATA_DIR / "redis"))
+        urls["REDIS_URL"] = redis.start()
+        typer.echo(f"embedded Redis: {urls['REDIS_URL']}")
+    return urls
+
+
+def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> int:
+    """Wait until one process exits or we are told to stop; then stop them all."""
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    exit_code = 0
+    while not stopping:
+        exited = [name for name, process in processes.items() if process.poll() is not None]
+        if exited:
+            returncode = processes[exited[0]].returncode
+            exit_code = returncode or 1
+            typer.echo(f"{exited[0]} exited ({returncode}); stopping everything", err=True)
+            break
+        time.sleep(0.2)
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return exit_code
+
+
+@app.command()
+def dev() -> None:
+    """Run the service locally: stores, migrations, default catalog, API and worker.
+
+    With DATABASE_URL / REDIS_URL set it uses those servers; without, it starts an embedded
+    PostgreSQL and Redis with their data under .data/. Ctrl-C stops everything.
+    """
+    settings = get_settings()
+    with ExitStack() as stack:
+        urls = _start_stores(settings, stack)
+        settings = settings.model_copy(update=urls)
+        upgrade_to_head(settings.database_url)
+        _report_catalog(asyncio.run(_setup_packages(settings)))
+        environment = {**os.environ, **urls}
+        commands = {
+            "api": [sys.executable, "-m", "uvicorn", "app.main:app", "--host", settings.HOST,
+                    "--port", str(settings.PORT)],
+            "worker": [sys.executable, "-m", "arq", "app.worker.WorkerSettings"],
+        }  # fmt: skip
+        # Own sessions: a terminal's Ctrl-C reaches only this supervisor, which then stops
+        # the children in order (and the embedded stores after them).
+        processes = {
+            name: subprocess.Popen(command, env=environment, start_new_session=True)  # noqa: S603
+            for name, command in commands.items()
+        }
+        typer.echo(f"API on http://{settings.HOST}:{settings.PORT}/docs; Ctrl-C stops")
+        exit_code = _supervise(processes)
+    raise typer.Exit(exit_code)
+
+
+if __name__ == "__main__":
+    app()

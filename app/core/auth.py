@@ -1,0 +1,191 @@
+"""Bearer JWTs from the dashboard → a `Principal`.
+
+Tokens are the dashboard's SimpleJWT access tokens (or anything shaped like them):
+- the algorithm is pinned by `JWT_ALGORITHM`, never read from the token, so `alg: none` and an
+  HS256 token signed with our RS256 public key are refused;
+- the user id is the claim `JWT_USER_ID_CLAIM` (default `user_id`), else `sub`; a string or a
+  number;
+- `token_type`, when present, must be `access` (a SimpleJWT refresh token is refused);
+- `exp` is required; `exp` and `nbf` are checked against the injected clock with
+  `JWT_LEEWAY_SECONDS` of skew; `aud` and `iss` only when configured;
+- roles come from a `roles` claim: `billing_admin` and `service` mean something here.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import uuid4
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jose import JWTError, jwt
+
+from app.core.config import Settings
+from app.core.deps import ClockDep, SettingsDep
+from app.core.errors import Forbidden, Unauthorized
+
+ROLE_BILLING_ADMIN = "billing_admin"
+ROLE_SERVICE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    email: str | None = None
+    name: str | None = None
+
+    @property
+    def is_billing_admin(self) -> bool:
+        return ROLE_BILLING_ADMIN in self.roles
+
+    @property
+    def is_service(self) -> bool:
+        return ROLE_SERVICE in self.roles
+
+
+def _user_id_from(claims: dict[str, Any], claim_name: str) -> str:
+    value = claims.get(claim_name)
+    if value is None:
+        value = claims.get("sub")
+    # bool is an int in Python; a user id of `true` is a malformed token, not user 1.
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Unauthorized("The token names no user.")
+    user_id = str(value).strip()
+    if not user_id or len(user_id) > 255:
+        raise Unauthorized("The token names no user.")
+    return user_id
+
+
+def _numeric_claim(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unauthorized(f"The token's `{name}` claim is not a timestamp.")
+    return float(value)
+
+
+def _roles_from(claims: dict[str, Any]) -> frozenset[str]:
+    roles = claims.get("roles", [])
+    if isinstance(roles, str):
+        roles = roles.split()
+    if not isinstance(roles, list):
+        return frozenset()
+    return frozenset(role for role in roles if isinstance(role, str))
+
+
+def _optional_text(claims: dict[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def decode_access_token(token: str, settings: Settings, now: datetime) -> Principal:
+    """Verify a bearer token and return who it speaks for; raise `Unauthorized` otherwise."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_verification_key,
+            algorithms=[settings.JWT_ALGORITHM],
+            audience=settings.JWT_AUDIENCE,
+            issuer=settings.JWT_ISSUER,
+            # Time claims are checked below against the injected clock.
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": settings.JWT_AUDIENCE is not None,
+                "verify_iss": settings.JWT_ISSUER is not None,
+                # Configured means required: a token without the claim is not for us.
+                "require_aud": settings.JWT_AUDIENCE is not None,
+                "require_iss": settings.JWT_ISSUER is not None,
+            },
+        )
+    except JWTError:
+        raise Unauthorized("The token is invalid.") from None
+
+    leeway = settings.JWT_LEEWAY_SECONDS
+    timestamp = now.timestamp()
+    expires_at = _numeric_claim(claims, "exp")
+    if expires_at is None:
+        raise Unauthorized("The token has no expiry.")
+    if timestamp > expires_at + leeway:
+        raise Unauthorized("The token has expired.")
+    not_before = _numeric_claim(claims, "nbf")
+    if not_before is not None and timestamp < not_before - leeway:
+        raise Unauthorized("The token is not valid yet.")
+
+    token_type = claims.get("token_type")
+    if token_type is not None and token_type != "access":  # noqa: S105 (a claim, not a secret)
+        raise Unauthorized("Only access tokens are accepted.")
+
+    return Principal(
+        user_id=_user_id_from(claims, settings.JWT_USER_ID_CLAIM),
+        roles=_roles_from(claims),
+        email=_optional_text(claims, "email"),
+        name=_optional_text(claims, "name"),
+    )
+
+
+def issue_access_token(
+    settings: Settings,
+    *,
+    user_id: str,
+    roles: list[str],
+    now: datetime,
+    lifetime: timedelta,
+    signing_key: str | None = None,
+    email: str | None = None,
+) -> str:
+    """A SimpleJWT-shaped access token, for local use and tests (`billing issue-token`)."""
+    claims: dict[str, Any] = {
+        "token_type": "access",
+        settings.JWT_USER_ID_CLAIM: user_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+        "jti": uuid4().hex,
+    }
+    if roles:
+        claims["roles"] = roles
+    if email:
+        claims["email"] = email
+    if settings.JWT_AUDIENCE:
+        claims["aud"] = settings.JWT_AUDIENCE
+    if settings.JWT_ISSUER:
+        claims["iss"] = settings.JWT_ISSUER
+    key = signing_key or settings.jwt_verification_key
+    return jwt.encode(claims, key, algorithm=settings.JWT_ALGORITHM)
+
+
+_bearer = HTTPBearer(auto_error=False, description="The dashboard's access token (JWT).")
+
+
+async def get_principal(
+    settings: SettingsDep,
+    clock: ClockDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    return decode_access_token(credentials.credentials, settings, clock.now())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def require_billing_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_billing_admin:
+        raise Forbidden("This needs the billing_admin role.")
+    return principal
+
+
+BillingAdmin = Annotated[Principal, Depends(require_billing_admin)]
+
+
+async def require_service(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_service:
+        raise Forbidden("This needs the service role.")
+    return principal
+
+
+ServicePrincipal = Annotated[Principal, Depends(require_service)]

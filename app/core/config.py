@@ -1,0 +1,222 @@
+"""Settings: the only place that reads the environment (and `.env`).
+
+Names and defaults of the dashboard's original billing module are kept (`STRIPE_*`,
+`TRIAL_PERIOD_DAYS`, `GRACE_PERIOD_DAYS`, `MAX_PAYMENT_RETRIES`). `.env.example` lists every
+setting with a comment.
+"""
+
+import sys
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.money import normalize_currency
+
+# The development fallback for JWT_SECRET: lets `make run` and `billing issue-token` work on a
+# fresh clone. It is a placeholder, so a production start-up refuses it.
+DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-change-me"  # noqa: S105
+
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "your_", "your-", "placeholder", "example")
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return not lowered or any(marker in lowered for marker in _PLACEHOLDER_MARKERS)
+
+
+class ConfigurationError(Exception):
+    """A setting that must not be started with; the message is one line for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+        # NAME= (empty) means unset, so a copied .env.example runs on the defaults.
+        env_ignore_empty=True,
+    )
+
+    ENVIRONMENT: Literal["development", "test", "production"] = "development"
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    LOG_LEVEL: str = "INFO"
+
+    # Stores. Unset means: `make run` starts the embedded PostgreSQL and Redis.
+    DATABASE_URL: str | None = None
+    REDIS_URL: str | None = None
+    DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
+
+    # Stripe (names and defaults of the original module).
+    STRIPE_PUBLISHABLE_KEY: str = ""
+    STRIPE_SECRET_KEY: SecretStr | None = None
+    STRIPE_WEBHOOK_SECRET: SecretStr | None = None
+    STRIPE_LIVE_MODE: bool = False
+    STRIPE_SUCCESS_URL: str = "http://localhost:3000/billing/success"
+    STRIPE_CANCEL_URL: str = "http://localhost:3000/billing/cancel"
+    STRIPE_AUTOMATIC_TAX: bool = False
+    STRIPE_API_BASE: str | None = None
+
+    # Subscriptions.
+    TRIAL_PERIOD_DAYS: int = Field(default=14, ge=0)
+    GRACE_PERIOD_DAYS: int = Field(default=3, ge=0)
+    MAX_PAYMENT_RETRIES: int = Field(default=3, ge=0)
+    BILLING_CURRENCY: str = "usd"
+
+    # Authentication (tokens issued by the dashboard, SimpleJWT-compatible).
+    JWT_SECRET: SecretStr | None = None
+    JWT_PUBLIC_KEY: str | None = None
+    JWT_ALGORITHM: Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256"] = "HS256"
+    JWT_AUDIENCE: str | None = None
+    JWT_ISSUER: str | None = None
+    JWT_USER_ID_CLAIM: str = "user_id"
+    JWT_LEEWAY_SECONDS: int = Field(default=30, ge=0, le=300)
+
+    # Browser callers: the dashboard's origins. None by default.
+    CORS_ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Notifications.
+    DASHBOARD_WEBHOOK_URL: str | None = None
+    DASHBOARD_WEBHOOK_SECRET: SecretStr | None = None
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = 587
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_FROM_EMAIL: str = "billing@localhost"
+    SMTP_USE_TLS: bool = True
+
+    # Rate limits, per minute.
+    RATE_LIMIT_PER_USER_PER_MINUTE: int = Field(default=600, ge=1)
+    RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE: int = Field(default=1200, ge=1)
+
+    # Usage alerts: percentages of the included allowance.
+    USAGE_ALERT_THRESHOLDS: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [80, 100]
+    )
+
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("CORS_ALLOWED_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("USAGE_ALERT_THRESHOLDS", mode="before")
+    @classmethod
+    def _split_thresholds(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("USAGE_ALERT_THRESHOLDS")
+    @classmethod
+    def _check_thresholds(cls, value: list[int]) -> list[int]:
+        if any(threshold <= 0 for threshold in value):
+            raise ValueError("usage alert thresholds are positive percentages")
+        return sorted(set(value))
+
+    @field_validator("BILLING_CURRENCY")
+    @classmethod
+    def _check_currency(cls, value: str) -> str:
+        return normalize_currency(value)
+
+    @model_validator(mode="after")
+    def _check_stripe_mode(self) -> "Settings":
+        # A live key in test mode (or the reverse) would charge real cards from a staging box,
+        # or silently charge nobody in production: refuse to start.
+        mode = "live" if self.STRIPE_LIVE_MODE else "test"
+        keys = [("STRIPE_PUBLISHABLE_KEY", self.STRIPE_PUBLISHABLE_KEY)]
+        if self.STRIPE_SECRET_KEY is not None:
+            keys.append(("STRIPE_SECRET_KEY", self.STRIPE_SECRET_KEY.get_secret_value()))
+        for name, key in keys:
+            if not key:
+                continue
+            key_mode = "live" if "_live_" in key else "test" if "_test_" in key else None
+            if key_mode is not None and key_mode != mode:
+                raise ValueError(
+                    f"{name} is a {key_mode} key but STRIPE_LIVE_MODE={self.STRIPE_LIVE_MODE}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> "Settings":
+        uses_public_key = not self.JWT_ALGORITHM.startswith("HS")
+        if self.ENVIRONMENT == "production":
+            for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+                secret: SecretStr | None = getattr(self, name)
+                if secret is not None and _is_placeholder(secret.get_secret_value()):
+                    raise ValueError(f"{name} is a placeholder")
+            if uses_public_key:
+                if not self.JWT_PUBLIC_KEY or _is_placeholder(self.JWT_PUBLIC_KEY):
+                    raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
+            else:
+                secret = self.JWT_SECRET.get_secret_value() if self.JWT_SECRET else ""
+                if _is_placeholder(secret) or len(secret) < 32:
+                    raise ValueError(
+                        "JWT_SECRET must be set to a real secret of 32+ characters in production"
+                    )
+        elif uses_public_key and not self.JWT_PUBLIC_KEY:
+            raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
+        return self
+
+    @property
+    def jwt_verification_key(self) -> str:
+        if self.JWT_ALGORITHM.startswith("HS"):
+            if self.JWT_SECRET is not None:
+                return self.JWT_SECRET.get_secret_value()
+            return DEVELOPMENT_JWT_SECRET
+        assert self.JWT_PUBLIC_KEY is not None
+        return self.JWT_PUBLIC_KEY
+
+    @property
+    def database_url(self) -> str:
+        if not self.DATABASE_URL:
+            raise ConfigurationError(
+                "DATABASE_URL is not set (`make run` starts an embedded PostgreSQL when it is not)"
+            )
+        return to_asyncpg_url(self.DATABASE_URL)
+
+    @property
+    def redis_url(self) -> str:
+        if not self.REDIS_URL:
+            raise ConfigurationError(
+                "REDIS_URL is not set (`make run` starts an embedded Redis when it is not)"
+            )
+        return self.REDIS_URL
+
+
+def to_asyncpg_url(url: str) -> str:
+    """Accept the URL forms operators write (postgres://, postgresql://) and use asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ConfigurationError("DATABASE_URL must be a PostgreSQL URL (postgresql://...)")
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, without echoing the values (they may be secrets)."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def load_settings() -> Settings:
+    """Read the settings, or stop the process with one clear line saying what is wrong."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(f"configuration error: {describe_validation_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,19 @@
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+
+
+class SlashTolerantRouter(APIRouter):
+    """Serves each path with and without its trailing slash, never redirecting.
+
+    The dashboard calls the seed's paths with a trailing slash, other clients often drop it,
+    and Stripe counts a 3xx on the webhook as a failed delivery. The twin route is hidden from
+    the OpenAPI schema so /docs lists each operation once.
+    """
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().add_api_route(path, endpoint, **kwargs)
+        twin = path.removesuffix("/") if path.endswith("/") else f"{path}/"
+        if twin and twin != path:
+            super().add_api_route(twin, endpoint, **{**kwargs, "include_in_schema": False})

@@ -1,0 +1,46 @@
+"""Building blocks shared by the domains' request and response models."""
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, StringConstraints
+
+
+def _format_rate(value: Decimal) -> str:
+    # "2.5", not "2.500000" or "2.5E+0": the exact value, readable.
+    return format(value.normalize(), "f")
+
+
+# A rate in minor units (2.5 = two and a half cents), exact: sent and received as a decimal
+# string in JSON so no float ever touches it.
+Rate = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+    PlainSerializer(_format_rate, return_type=str, when_used="json"),
+]
+# An amount in the currency's minor units (cents). Bounded so no input overflows a column.
+MinorUnits = Annotated[int, Field(ge=0, le=10**12, strict=True)]
+CurrencyCode = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_lower=True, strip_whitespace=True)
+]
+Slug = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", min_length=1, max_length=64),
+]
+FeatureFlags = Annotated[
+    dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], StrictBool],
+    Field(max_length=100),
+]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class InputSchema(BaseModel):
+    # Unknown fields are refused: a typo in a field name must not silently do nothing.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SuccessResponse(BaseModel):
+    success: Literal[True] = True

@@ -1,0 +1,1 @@
+"""Billing accounts: one per dashboard user."""

@@ -1,0 +1,33 @@
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Customer
+
+
+async def get_by_dashboard_user_id(
+    session: AsyncSession, dashboard_user_id: str
+) -> Customer | None:
+    return await session.scalar(
+        select(Customer).where(Customer.dashboard_user_id == dashboard_user_id)
+    )
+
+
+async def insert_if_missing(
+    session: AsyncSession, *, dashboard_user_id: str, email: str | None, name: str | None
+) -> None:
+    # ON CONFLICT DO NOTHING: two first calls of one user racing each other both succeed,
+    # and the unique dashboard_user_id leaves exactly one row.
+    await session.execute(
+        insert(Customer)
+        .values(dashboard_user_id=dashboard_user_id, email=email, name=name)
+        .on_conflict_do_nothing(index_elements=[Customer.dashboard_user_id])
+    )
+
+
+async def update_details(
+    session: AsyncSession, *, customer_id: int, email: str | None, name: str | None
+) -> None:
+    await session.execute(
+        update(Customer).where(Customer.id == customer_id).values(email=email, name=name)
+    )

@@ -1,0 +1,82 @@
+"""The API process: `uvicorn app.main:app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq.connections import ArqRedis
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.core.body_limit import BodySizeLimitMiddleware
+from app.core.clock import Clock, SystemClock
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.logging import configure_logging
+from app.customers.router import router as customers_router
+from app.health.router import router as health_router
+from app.plans.router import admin_router as plans_admin_router
+from app.plans.router import router as plans_router
+
+API_PREFIX = "/subscriptions/api"
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        # Connects lazily: the API starts, and answers what it can, while Redis is down.
+        app.state.redis = ArqRedis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+        )
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Billing service",
+        description="Plans, Stripe subscriptions, usage and invoices for the call-center "
+        "dashboard. Authenticate with the dashboard's access token: `Authorization: Bearer`.",
+        version="1.0.0",
+        lifespan=lifespan,
+        # Never redirect: each route answers with and without its trailing slash.
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Added last, so outermost: every answer, errors included, carries the CORS headers a
+    # browser needs to read it.
+    if settings.CORS_ALLOWED_ORIGINS:
+        # Bearer tokens, not cookies: no credentials mode needed.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.CORS_ALLOWED_ORIGINS,
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            max_age=600,
+        )
+    install_error_handlers(app)
+
+    app.include_router(health_router)
+    for router in (plans_router, plans_admin_router, customers_router):
+        app.include_router(router, prefix=API_PREFIX)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app.main:app` is built on first access, so importing this module (tests, the CLI)
+    # does not read the environment.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""The catalog: subscription plans and add-ons."""

@@ -1,0 +1,41 @@
+"""The worker process: `arq app.worker.WorkerSettings`.
+
+Each job gets the settings, the clock and a session factory in its context; a job owns its
+transaction the way a request does.
+"""
+
+from typing import Any, ClassVar
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.cron import CronJob
+
+from app.core.clock import SystemClock
+from app.core.config import get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.core.logging import configure_logging
+from app.health.tasks import record_worker_heartbeat
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    engine = create_engine(settings)
+    ctx["settings"] = settings
+    ctx["clock"] = SystemClock()
+    ctx["engine"] = engine
+    ctx["sessionmaker"] = create_sessionmaker(engine)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["engine"].dispose()
+
+
+class WorkerSettings:
+    functions: ClassVar[list[Any]] = []
+    cron_jobs: ClassVar[list[CronJob]] = [
+        cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
+    ]
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = RedisSettings.from_dsn(get_settings().redis_url)
