@@ -155,8 +155,8 @@ class Settings(BaseSettings):
                 if not self.JWT_PUBLIC_KEY or _is_placeholder(self.JWT_PUBLIC_KEY):
                     raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
             else:
-                secret = self.JWT_SECRET.get_secret_value() if self.JWT_SECRET else ""
-                if _is_placeholder(secret) or len(secret) < 32:
+                jwt_secret = self.JWT_SECRET.get_secret_value() if self.JWT_SECRET else ""
+                if _is_placeholder(jwt_secret) or len(jwt_secret) < 32:
                     raise ValueError(
                         "JWT_SECRET must be set to a real secret of 32+ characters in production"
                     )

@@ -53,7 +53,9 @@ async def test_setup_packages_never_overwrites_an_operators_change(
     environment: Settings, session: AsyncSession
 ) -> None:
     await invoke("setup-packages")
-    starter = await session.scalar(select(SubscriptionPlan).where(SubscriptionPlan.slug == "starter"))
+    starter = await session.scalar(
+        select(SubscriptionPlan).where(SubscriptionPlan.slug == "starter")
+    )
     assert starter is not None
     starter.monthly_price = 5_900
     await session.commit()
@@ -66,9 +68,7 @@ async def test_setup_packages_never_overwrites_an_operators_change(
 
 
 def test_issue_token_prints_a_token_the_service_accepts(environment: Settings) -> None:
-    result = CliRunner().invoke(
-        cli, ["issue-token", "--user-id", "42", "--role", "billing_admin"]
-    )
+    result = CliRunner().invoke(cli, ["issue-token", "--user-id", "42", "--role", "billing_admin"])
 
     assert result.exit_code == 0, result.output
     principal = decode_access_token(result.output.strip(), environment, datetime.now(UTC))

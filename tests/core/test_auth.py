@@ -2,6 +2,7 @@
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -112,7 +113,7 @@ async def test_bad_tokens_are_401(
     case: str, client: httpx.AsyncClient, make_token: TokenFactory, clock: FrozenClock
 ) -> None:
     now = int(clock.now().timestamp())
-    tokens = {
+    tokens: dict[str, Callable[[], str]] = {
         # Past the 30 s leeway.
         "expired": lambda: make_token(lifetime=timedelta(seconds=-31)),
         "not_yet_valid": lambda: make_token(nbf=now + 31),

@@ -1,5 +1,7 @@
 """What every route shares: the error envelope, body limits, CORS, probes."""
 
+from collections.abc import AsyncIterator
+
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -132,7 +134,7 @@ async def test_streamed_body_over_the_limit_is_413_too(
 ) -> None:
     admin = bearer(make_token(roles=["billing_admin"]))
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"description": "'
         for _ in range(17):
             yield b"x" * 65536
