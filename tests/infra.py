@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.core.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -37,7 +38,7 @@ async def _redis_answers(url: str) -> bool:
     client = Redis.from_url(url, socket_connect_timeout=3)
     try:
         return bool(await client.ping())
-    except (OSError, ConnectionError, TimeoutError):
+    except (OSError, RedisError, TimeoutError):
         return False
     finally:
         await client.aclose()
