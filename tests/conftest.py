@@ -74,6 +74,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "STRIPE_PUBLISHABLE_KEY": "pk_test_123",
         "STRIPE_WEBHOOK_SECRET": "whsec_test",
         "STRIPE_LIVE_MODE": False,
+        # Failures are injected on purpose; stripe-python's retry back-off would only slow them.
+        "STRIPE_MAX_NETWORK_RETRIES": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     STRIPE_CANCEL_URL: str = "http://localhost:3000/billing/cancel"
     STRIPE_AUTOMATIC_TAX: bool = False
     STRIPE_API_BASE: str | None = None
+    # stripe-python's own retries of a request that timed out or could not connect.
+    STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0, le=5)
+    STRIPE_TIMEOUT_SECONDS: float = Field(default=20.0, gt=0, le=120)
 
     # Subscriptions.
     TRIAL_PERIOD_DAYS: int = Field(default=14, ge=0)

@@ -1,0 +1,1 @@
+"""The only package that talks to Stripe. Everything else sees `StripeGateway` and our types."""

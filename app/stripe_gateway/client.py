@@ -1,0 +1,714 @@
+"""`StripeGateway`: every call this service makes to Stripe.
+
+- The client pins the API version that stripe-python pins (`stripe.api_version`); the code
+  reads that version's shapes.
+- Every write takes an `idempotency_key` built by the caller from our own ids and the request's
+  content, so a retried request makes the same Stripe call and Stripe returns the first result
+  instead of charging or creating twice.
+- Stripe's errors become our typed errors here and nowhere else.
+"""
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import stripe
+import structlog
+
+from app.core.config import Settings
+from app.stripe_gateway.errors import (
+    PaymentDeclined,
+    PaymentMethodNotFound,
+    PaymentMethodUnusable,
+    StripeIntegrationError,
+    StripeUnavailable,
+)
+from app.stripe_gateway.types import (
+    AccountState,
+    InvoicePaymentOutcome,
+    InvoicePreview,
+    PaymentMethodCard,
+    PriceState,
+    ProductState,
+    ScheduleState,
+    SubscriptionItemState,
+    SubscriptionState,
+    WebhookEndpointState,
+    from_timestamp,
+)
+
+logger = structlog.get_logger(__name__)
+
+PINNED_API_VERSION: str = stripe.api_version
+# Stripe's tax code for "Software as a service (SaaS) - business use".
+SAAS_TAX_CODE = "txcd_10103001"
+
+# Invalid-request codes caused by what the user sent (not by how we built the request).
+_PAYMENT_METHOD_STATE_CODES = {
+    "payment_method_unexpected_state",
+    "payment_method_not_available",
+    "payment_method_customer_decline",
+    "setup_intent_authentication_failure",
+}
+
+Params = dict[str, Any]
+
+
+def _get(obj: Any, *path: str) -> Any:
+    """Read a nested field of a Stripe object or dict; None where any step is missing."""
+    for key in path:
+        if obj is None:
+            return None
+        obj = obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+    return obj
+
+
+def _plain(stripe_object: Any) -> dict[str, Any]:
+    plain: dict[str, Any] = stripe_object.to_dict()
+    return plain
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field: either the id or the expanded object."""
+    if value is None or isinstance(value, str):
+        return value
+    identifier = _get(value, "id")
+    return str(identifier) if identifier is not None else None
+
+
+@contextlib.asynccontextmanager
+async def _translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except stripe.CardError as error:
+        raise PaymentDeclined(
+            error.user_message or "The card was declined.",
+            details={
+                "decline_code": _get(error.error, "decline_code"),
+                "stripe_code": error.code,
+            },
+        ) from error
+    except (stripe.APIConnectionError, stripe.RateLimitError) as error:
+        logger.warning("stripe_unreachable", error=str(error))
+        raise StripeUnavailable() from error
+    except stripe.InvalidRequestError as error:
+        param = error.param or ""
+        if error.code == "resource_missing" and "payment_method" in param:
+            raise PaymentMethodNotFound() from error
+        if error.code in _PAYMENT_METHOD_STATE_CODES:
+            raise PaymentMethodUnusable(error.user_message or None) from error
+        logger.error("stripe_rejected_request", code=error.code, param=param, error=str(error))
+        raise StripeIntegrationError() from error
+    except stripe.StripeError as error:
+        status = error.http_status or 0
+        if status >= 500 or status == 0:
+            logger.warning("stripe_unavailable", status=status, error=str(error))
+            raise StripeUnavailable() from error
+        logger.error("stripe_error", status=status, code=error.code, error=str(error))
+        raise StripeIntegrationError() from error
+
+
+def _subscription_state(subscription: Any) -> SubscriptionState:
+    items = tuple(
+        SubscriptionItemState(
+            id=item["id"],
+            price_id=_id(item.get("price")) or "",
+            quantity=int(item.get("quantity") or 1),
+            current_period_start=from_timestamp(item.get("current_period_start")),
+            current_period_end=from_timestamp(item.get("current_period_end")),
+        )
+        for item in (_get(subscription, "items", "data") or [])
+    )
+    latest_invoice = subscription.get("latest_invoice")
+    setup_intent = subscription.get("pending_setup_intent")
+    return SubscriptionState(
+        id=subscription["id"],
+        customer_id=_id(subscription.get("customer")) or "",
+        status=subscription["status"],
+        items=items,
+        trial_end=from_timestamp(subscription.get("trial_end")),
+        cancel_at_period_end=bool(subscription.get("cancel_at_period_end")),
+        canceled_at=from_timestamp(subscription.get("canceled_at")),
+        ended_at=from_timestamp(subscription.get("ended_at")),
+        schedule_id=_id(subscription.get("schedule")),
+        latest_invoice_id=_id(latest_invoice),
+        latest_invoice_status=_get(latest_invoice, "status")
+        if not isinstance(latest_invoice, str)
+        else None,
+        invoice_client_secret=_get(latest_invoice, "confirmation_secret", "client_secret")
+        if not isinstance(latest_invoice, str)
+        else None,
+        setup_intent_client_secret=_get(setup_intent, "client_secret")
+        if not isinstance(setup_intent, str)
+        else None,
+        setup_intent_status=_get(setup_intent, "status")
+        if not isinstance(setup_intent, str)
+        else None,
+        has_pending_update=subscription.get("pending_update") is not None,
+        metadata=dict(subscription.get("metadata") or {}),
+    )
+
+
+def _card(payment_method: Any) -> PaymentMethodCard:
+    card = payment_method.get("card") or {}
+    return PaymentMethodCard(
+        id=payment_method["id"],
+        customer_id=_id(payment_method.get("customer")),
+        brand=card.get("brand"),
+        last4=card.get("last4"),
+        exp_month=card.get("exp_month"),
+        exp_year=card.get("exp_year"),
+    )
+
+
+def _price(price: Any) -> PriceState:
+    return PriceState(
+        id=price["id"],
+        product_id=_id(price.get("product")) or "",
+        unit_amount=price.get("unit_amount"),
+        currency=price["currency"],
+        interval=_get(price, "recurring", "interval"),
+        lookup_key=price.get("lookup_key"),
+        active=bool(price.get("active")),
+        tax_behavior=price.get("tax_behavior"),
+    )
+
+
+def _product(product: Any) -> ProductState:
+    return ProductState(
+        id=product["id"],
+        name=product["name"],
+        active=bool(product.get("active")),
+        tax_code=_id(product.get("tax_code")),
+        metadata=dict(product.get("metadata") or {}),
+    )
+
+
+_SUBSCRIPTION_EXPANSIONS = ["latest_invoice.confirmation_secret", "pending_setup_intent"]
+
+
+class StripeGateway:
+    def __init__(self, settings: Settings) -> None:
+        secret_key = settings.STRIPE_SECRET_KEY
+        self._client = stripe.StripeClient(
+            secret_key.get_secret_value() if secret_key else "sk_test_not_configured",
+            stripe_version=PINNED_API_VERSION,
+            base_addresses={"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else {},
+            max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+            http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+        )
+        # The typed services of stripe-python, used untyped: every answer is turned into a
+        # plain dict at once and read into our own types below.
+        self._stripe: Any = self._client.v1
+        self.automatic_tax = settings.STRIPE_AUTOMATIC_TAX
+
+    @staticmethod
+    def _options(idempotency_key: str | None = None) -> Any:
+        return {"idempotency_key": idempotency_key} if idempotency_key else {}
+
+    # --- customers ---------------------------------------------------------------------
+
+    async def find_customer(self, *, dashboard_user_id: str, email: str | None) -> str | None:
+        """An existing Stripe customer of this user (made by the old module, or by us)."""
+        async with _translated_errors():
+            # Search can lag writes by a minute; it is for customers made long ago. Our own
+            # creation is protected by its idempotency key instead.
+            found = _plain(
+                await self._stripe.customers.search_async(
+                    {"query": f"metadata['dashboard_user_id']:'{dashboard_user_id}'", "limit": 1}
+                )
+            )
+            if found["data"]:
+                return str(found["data"][0]["id"])
+            if email:
+                by_email = _plain(
+                    await self._stripe.customers.list_async({"email": email, "limit": 1})
+                )
+                if by_email["data"]:
+                    return str(by_email["data"][0]["id"])
+        return None
+
+    async def create_customer(
+        self,
+        *,
+        dashboard_user_id: str,
+        email: str | None,
+        name: str | None,
+        idempotency_key: str,
+    ) -> str:
+        params: Params = {"metadata": {"dashboard_user_id": dashboard_user_id}}
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        async with _translated_errors():
+            customer = _plain(
+                await self._stripe.customers.create_async(params, self._options(idempotency_key))
+            )
+        return str(customer["id"])
+
+    async def tag_customer(
+        self, *, customer_id: str, dashboard_user_id: str, idempotency_key: str
+    ) -> None:
+        """Mark an adopted customer with our metadata, so the next lookup finds it by id."""
+        async with _translated_errors():
+            await self._stripe.customers.update_async(
+                customer_id,
+                {"metadata": {"dashboard_user_id": dashboard_user_id}},
+                self._options(idempotency_key),
+            )
+
+    # --- payment methods ---------------------------------------------------------------
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodCard:
+        async with _translated_errors():
+            payment_method = _plain(
+                await self._stripe.payment_methods.retrieve_async(payment_method_id)
+            )
+        return _card(payment_method)
+
+    async def attach_payment_method(
+        self, *, payment_method_id: str, customer_id: str, idempotency_key: str
+    ) -> PaymentMethodCard:
+        async with _translated_errors():
+            payment_method = _plain(
+                await self._stripe.payment_methods.attach_async(
+                    payment_method_id, {"customer": customer_id}, self._options(idempotency_key)
+                )
+            )
+        return _card(payment_method)
+
+    async def detach_payment_method(self, *, payment_method_id: str, idempotency_key: str) -> None:
+        async with _translated_errors():
+            await self._stripe.payment_methods.detach_async(
+                payment_method_id, options=self._options(idempotency_key)
+            )
+
+    async def set_default_payment_method(
+        self, *, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> None:
+        async with _translated_errors():
+            await self._stripe.customers.update_async(
+                customer_id,
+                {"invoice_settings": {"default_payment_method": payment_method_id}},
+                self._options(idempotency_key),
+            )
+
+    async def list_payment_methods(self, *, customer_id: str) -> list[PaymentMethodCard]:
+        async with _translated_errors():
+            page = _plain(
+                await self._stripe.payment_methods.list_async(
+                    {"customer": customer_id, "type": "card", "limit": 100}
+                )
+            )
+        return [_card(payment_method) for payment_method in page["data"]]
+
+    async def default_payment_method_id(self, *, customer_id: str) -> str | None:
+        async with _translated_errors():
+            customer = _plain(await self._stripe.customers.retrieve_async(customer_id))
+        return _id(_get(customer, "invoice_settings", "default_payment_method"))
+
+    async def create_setup_intent(self, *, customer_id: str, idempotency_key: str) -> str:
+        async with _translated_errors():
+            setup_intent = _plain(
+                await self._stripe.setup_intents.create_async(
+                    {
+                        "customer": customer_id,
+                        "usage": "off_session",
+                        "payment_method_types": ["card"],
+                    },
+                    self._options(idempotency_key),
+                )
+            )
+        return str(setup_intent["client_secret"])
+
+    # --- subscriptions -----------------------------------------------------------------
+
+    async def create_subscription(
+        self,
+        *,
+        customer_id: str,
+        items: list[tuple[str, int]],
+        trial_days: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> SubscriptionState:
+        params: Params = {
+            "customer": customer_id,
+            "items": [{"price": price, "quantity": quantity} for price, quantity in items],
+            # Charge the card now; a decline or SCA leaves the subscription `incomplete`
+            # with its open invoice, instead of failing the request.
+            "payment_behavior": "allow_incomplete",
+            # Flexible billing mode bases credit prorations on what was actually paid, so an
+            # upgrade followed by a downgrade never credits more than the customer paid.
+            "billing_mode": {"type": "flexible"},
+            "payment_settings": {"save_default_payment_method": "on_subscription"},
+            "metadata": metadata,
+            "expand": _SUBSCRIPTION_EXPANSIONS,
+        }
+        if trial_days > 0:
+            params["trial_period_days"] = trial_days
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        async with _translated_errors():
+            subscription = _plain(
+                await self._stripe.subscriptions.create_async(
+                    params, self._options(idempotency_key)
+                )
+            )
+        return _subscription_state(subscription)
+
+    async def retrieve_subscription(self, subscription_id: str) -> SubscriptionState:
+        async with _translated_errors():
+            subscription = _plain(
+                await self._stripe.subscriptions.retrieve_async(
+                    subscription_id, {"expand": _SUBSCRIPTION_EXPANSIONS}
+                )
+            )
+        return _subscription_state(subscription)
+
+    async def find_subscription_by_metadata(
+        self, *, customer_id: str, key: str, value: str
+    ) -> SubscriptionState | None:
+        """A subscription we created for a reservation, if an earlier attempt got that far."""
+        async with _translated_errors():
+            page = _plain(
+                await self._stripe.subscriptions.list_async(
+                    {"customer": customer_id, "status": "all", "limit": 100}
+                )
+            )
+        for subscription in page["data"]:
+            if (subscription.get("metadata") or {}).get(key) == value:
+                return await self.retrieve_subscription(subscription["id"])
+        return None
+
+    async def latest_payment_outcome(self, *, invoice_id: str) -> InvoicePaymentOutcome:
+        """How the last attempt to pay an invoice went (declined, needs SCA, succeeded)."""
+        async with _translated_errors():
+            page = _plain(
+                await self._stripe.invoice_payments.list_async(
+                    {"invoice": invoice_id, "expand": ["data.payment.payment_intent"], "limit": 10}
+                )
+            )
+        payments = sorted(page["data"], key=lambda payment: payment.get("created") or 0)
+        if not payments:
+            return InvoicePaymentOutcome(None, None, None)
+        payment_intent = _get(payments[-1], "payment", "payment_intent")
+        if isinstance(payment_intent, str) or payment_intent is None:
+            return InvoicePaymentOutcome(None, None, None)
+        error = payment_intent.get("last_payment_error") or {}
+        return InvoicePaymentOutcome(
+            payment_intent_status=payment_intent.get("status"),
+            decline_code=error.get("decline_code") or error.get("code"),
+            failure_message=error.get("message"),
+        )
+
+    async def pay_invoice(
+        self, *, invoice_id: str, payment_method_id: str, idempotency_key: str
+    ) -> str:
+        """Pay an open invoice with a given card; returns the invoice's status."""
+        async with _translated_errors():
+            invoice = _plain(
+                await self._stripe.invoices.pay_async(
+                    invoice_id,
+                    {"payment_method": payment_method_id},
+                    self._options(idempotency_key),
+                )
+            )
+        return str(invoice["status"])
+
+    async def update_subscription(
+        self, *, subscription_id: str, params: Params, idempotency_key: str
+    ) -> SubscriptionState:
+        async with _translated_errors():
+            subscription = _plain(
+                await self._stripe.subscriptions.update_async(
+                    subscription_id,
+                    {**params, "expand": _SUBSCRIPTION_EXPANSIONS},
+                    self._options(idempotency_key),
+                )
+            )
+        return _subscription_state(subscription)
+
+    async def cancel_subscription_now(
+        self, *, subscription_id: str, idempotency_key: str
+    ) -> SubscriptionState:
+        async with _translated_errors():
+            subscription = _plain(
+                await self._stripe.subscriptions.cancel_async(
+                    subscription_id, {"prorate": False}, self._options(idempotency_key)
+                )
+            )
+        return _subscription_state(subscription)
+
+    async def add_subscription_item(
+        self, *, subscription_id: str, price_id: str, quantity: int, idempotency_key: str
+    ) -> str:
+        async with _translated_errors():
+            item = _plain(
+                await self._stripe.subscription_items.create_async(
+                    {
+                        "subscription": subscription_id,
+                        "price": price_id,
+                        "quantity": quantity,
+                        # An add-on is charged now, and only granted if that charge succeeds.
+                        "proration_behavior": "always_invoice",
+                        "payment_behavior": "pending_if_incomplete",
+                    },
+                    self._options(idempotency_key),
+                )
+            )
+        return str(item["id"])
+
+    async def update_subscription_item(
+        self, *, item_id: str, quantity: int, idempotency_key: str, charge_now: bool
+    ) -> None:
+        params: Params = {"quantity": quantity}
+        if charge_now:
+            params.update(
+                proration_behavior="always_invoice", payment_behavior="pending_if_incomplete"
+            )
+        else:
+            params.update(proration_behavior="create_prorations")
+        async with _translated_errors():
+            await self._stripe.subscription_items.update_async(
+                item_id, params, self._options(idempotency_key)
+            )
+
+    async def remove_subscription_item(self, *, item_id: str, idempotency_key: str) -> None:
+        async with _translated_errors():
+            # The unused time becomes a credit on the next invoice.
+            await self._stripe.subscription_items.delete_async(
+                item_id, {"proration_behavior": "create_prorations"}, self._options(idempotency_key)
+            )
+
+    async def preview_change(
+        self,
+        *,
+        customer_id: str,
+        subscription_id: str,
+        items: list[Params],
+        proration_date: int,
+    ) -> InvoicePreview:
+        """The next invoice if the change were made at `proration_date`."""
+        async with _translated_errors():
+            invoice = _plain(
+                await self._stripe.invoices.create_preview_async(
+                    {
+                        "customer": customer_id,
+                        "subscription": subscription_id,
+                        "subscription_details": {
+                            "items": items,
+                            "proration_date": proration_date,
+                            "proration_behavior": "create_prorations",
+                        },
+                    }
+                )
+            )
+        proration = sum(
+            int(line.get("amount") or 0)
+            for line in _get(invoice, "lines", "data") or []
+            if _get(line, "parent", "subscription_item_details", "proration")
+        )
+        return InvoicePreview(
+            currency=invoice["currency"],
+            total=int(invoice.get("total") or 0),
+            proration_amount=proration,
+            next_payment_attempt=from_timestamp(invoice.get("next_payment_attempt")),
+            period_end=from_timestamp(invoice.get("period_end")),
+        )
+
+    # --- subscription schedules (changes at the period end) ----------------------------
+
+    async def create_schedule_from_subscription(
+        self, *, subscription_id: str, idempotency_key: str
+    ) -> ScheduleState:
+        async with _translated_errors():
+            schedule = _plain(
+                await self._stripe.subscription_schedules.create_async(
+                    {"from_subscription": subscription_id}, self._options(idempotency_key)
+                )
+            )
+        return self._schedule(schedule)
+
+    async def schedule_change_at_period_end(
+        self,
+        *,
+        schedule_id: str,
+        current_phase_start: int,
+        period_end: int,
+        current_items: list[tuple[str, int]],
+        next_items: list[tuple[str, int]],
+        next_interval: str,
+        idempotency_key: str,
+    ) -> ScheduleState:
+        """Keep the current phase until the period ends, then one phase of the new price,
+        after which the schedule releases the subscription to renew on its own."""
+        params: Params = {
+            "end_behavior": "release",
+            "proration_behavior": "none",
+            "phases": [
+                {
+                    "items": [{"price": p, "quantity": q} for p, q in current_items],
+                    "start_date": current_phase_start,
+                    "end_date": period_end,
+                },
+                {
+                    "items": [{"price": p, "quantity": q} for p, q in next_items],
+                    "duration": {"interval": next_interval, "interval_count": 1},
+                },
+            ],
+        }
+        async with _translated_errors():
+            schedule = _plain(
+                await self._stripe.subscription_schedules.update_async(
+                    schedule_id, params, self._options(idempotency_key)
+                )
+            )
+        return self._schedule(schedule)
+
+    async def release_schedule(self, *, schedule_id: str, idempotency_key: str) -> None:
+        async with _translated_errors():
+            try:
+                await self._stripe.subscription_schedules.release_async(
+                    schedule_id, options=self._options(idempotency_key)
+                )
+            except stripe.InvalidRequestError as error:
+                # Already released or completed: the goal (no schedule) holds.
+                if "released" not in str(error) and "completed" not in str(error):
+                    raise
+
+    @staticmethod
+    def _schedule(schedule: Any) -> ScheduleState:
+        phases = schedule.get("phases") or []
+        current = phases[0] if phases else {}
+        return ScheduleState(
+            id=schedule["id"],
+            status=schedule.get("status") or "",
+            phase_bounds=tuple(
+                (int(phase.get("start_date") or 0), phase.get("end_date")) for phase in phases
+            ),
+            current_phase_items=tuple(
+                (_id(item.get("price")) or "", int(item.get("quantity") or 1))
+                for item in current.get("items") or []
+            ),
+        )
+
+    # --- catalog -----------------------------------------------------------------------
+
+    async def retrieve_product(self, product_id: str) -> ProductState | None:
+        async with _translated_errors():
+            try:
+                product = _plain(await self._stripe.products.retrieve_async(product_id))
+            except stripe.InvalidRequestError as error:
+                if error.code == "resource_missing":
+                    return None
+                raise
+        return _product(product)
+
+    async def create_product(
+        self,
+        *,
+        product_id: str,
+        name: str,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> ProductState:
+        params: Params = {
+            "id": product_id,
+            "name": name,
+            "tax_code": SAAS_TAX_CODE,
+            "metadata": metadata,
+        }
+        if description:
+            params["description"] = description
+        async with _translated_errors():
+            product = _plain(
+                await self._stripe.products.create_async(params, self._options(idempotency_key))
+            )
+        return _product(product)
+
+    async def update_product(
+        self, *, product_id: str, name: str, description: str, active: bool, idempotency_key: str
+    ) -> ProductState:
+        params: Params = {"name": name, "active": active, "tax_code": SAAS_TAX_CODE}
+        if description:
+            params["description"] = description
+        async with _translated_errors():
+            product = _plain(
+                await self._stripe.products.update_async(
+                    product_id, params, self._options(idempotency_key)
+                )
+            )
+        return _product(product)
+
+    async def prices_by_lookup_key(self, lookup_keys: list[str]) -> dict[str, PriceState]:
+        async with _translated_errors():
+            page = _plain(
+                await self._stripe.prices.list_async({"lookup_keys": lookup_keys, "limit": 100})
+            )
+        return {price["lookup_key"]: _price(price) for price in page["data"]}
+
+    async def create_price(
+        self,
+        *,
+        product_id: str,
+        unit_amount: int,
+        currency: str,
+        interval: str,
+        lookup_key: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> PriceState:
+        async with _translated_errors():
+            price = _plain(
+                await self._stripe.prices.create_async(
+                    {
+                        "product": product_id,
+                        "unit_amount": unit_amount,
+                        "currency": currency,
+                        "recurring": {"interval": interval},
+                        "lookup_key": lookup_key,
+                        # Moves the key from an older price in the same call, so there is never
+                        # a moment with two prices (or none) under one key.
+                        "transfer_lookup_key": True,
+                        # Settable only at creation: lets Stripe Tax be switched on later.
+                        "tax_behavior": "exclusive",
+                        "metadata": metadata,
+                    },
+                    self._options(idempotency_key),
+                )
+            )
+        return _price(price)
+
+    async def archive_price(self, *, price_id: str, idempotency_key: str) -> None:
+        async with _translated_errors():
+            await self._stripe.prices.update_async(
+                price_id, {"active": False}, self._options(idempotency_key)
+            )
+
+    # --- account -----------------------------------------------------------------------
+
+    async def retrieve_account(self) -> AccountState:
+        async with _translated_errors():
+            account = _plain(await self._stripe.accounts.retrieve_current_async())
+        return AccountState(
+            id=account["id"],
+            livemode=bool(account.get("livemode", False)),
+            display_name=_get(account, "settings", "dashboard", "display_name"),
+        )
+
+    async def list_webhook_endpoints(self) -> list[WebhookEndpointState]:
+        async with _translated_errors():
+            page = _plain(await self._stripe.webhook_endpoints.list_async({"limit": 100}))
+        return [
+            WebhookEndpointState(
+                id=endpoint["id"],
+                url=endpoint["url"],
+                api_version=endpoint.get("api_version"),
+                status=endpoint.get("status") or "",
+                enabled_events=tuple(endpoint.get("enabled_events") or ()),
+            )
+            for endpoint in page["data"]
+        ]

@@ -1,0 +1,134 @@
+"""What the gateway returns: our own types, so no stripe object leaks into the domains.
+
+Shapes follow the pinned API version: a subscription's billing period is on its items, and an
+invoice's payments are `invoice_payments`, not a `payment_intent` field.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+BillingInterval = Literal["month", "year"]
+
+
+def from_timestamp(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionItemState:
+    id: str
+    price_id: str
+    quantity: int
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    id: str
+    customer_id: str
+    status: str
+    items: tuple[SubscriptionItemState, ...]
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    schedule_id: str | None
+    latest_invoice_id: str | None
+    latest_invoice_status: str | None
+    # Stripe.js confirms the first payment with this (latest_invoice.confirmation_secret).
+    invoice_client_secret: str | None
+    # During a trial there is no payment: a card that needs SCA is confirmed through this.
+    setup_intent_client_secret: str | None
+    setup_intent_status: str | None
+    has_pending_update: bool
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def item_for_price(self, price_ids: set[str]) -> SubscriptionItemState | None:
+        return next((item for item in self.items if item.price_id in price_ids), None)
+
+    @property
+    def current_period_start(self) -> datetime | None:
+        starts = [item.current_period_start for item in self.items if item.current_period_start]
+        return min(starts) if starts else None
+
+    @property
+    def current_period_end(self) -> datetime | None:
+        ends = [item.current_period_end for item in self.items if item.current_period_end]
+        return max(ends) if ends else None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoicePaymentOutcome:
+    """The state of the latest attempt to pay an invoice."""
+
+    payment_intent_status: str | None
+    decline_code: str | None
+    failure_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMethodCard:
+    id: str
+    customer_id: str | None
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoicePreview:
+    currency: str
+    total: int
+    # The part of `total` that comes from prorations of the change itself.
+    proration_amount: int
+    next_payment_attempt: datetime | None
+    period_end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceState:
+    id: str
+    product_id: str
+    unit_amount: int | None
+    currency: str
+    interval: str | None
+    lookup_key: str | None
+    active: bool
+    tax_behavior: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductState:
+    id: str
+    name: str
+    active: bool
+    tax_code: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    id: str
+    status: str
+    # (start, end) of each phase, as Stripe holds them.
+    phase_bounds: tuple[tuple[int, int | None], ...]
+    current_phase_items: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    id: str
+    livemode: bool
+    display_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointState:
+    id: str
+    url: str
+    api_version: str | None
+    status: str
+    enabled_events: tuple[str, ...]
