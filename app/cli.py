@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 
 from app.core.auth import ROLE_BILLING_ADMIN, ROLE_SERVICE, issue_access_token
 from app.core.clock import SystemClock
@@ -24,6 +26,20 @@ app = typer.Typer(no_args_is_help=True, help="Operate the billing service.")
 
 DATA_DIR = Path(".data")
 DEV_DATABASE_NAME = "billing"
+# A local run's token secret: random per checkout, never in the repository.
+DEV_JWT_SECRET_FILE = DATA_DIR / "dev-jwt-secret"
+
+
+def _local_jwt_secret(*, create: bool) -> str | None:
+    if DEV_JWT_SECRET_FILE.exists():
+        return DEV_JWT_SECRET_FILE.read_text().strip()
+    if not create:
+        return None
+    DATA_DIR.mkdir(exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    DEV_JWT_SECRET_FILE.write_text(secret)
+    DEV_JWT_SECRET_FILE.chmod(0o600)
+    return secret
 
 
 @app.command()
@@ -74,8 +90,17 @@ def issue_token(
         typer.Option(help="PEM private key, for RS256/ES256 (HS256 signs with JWT_SECRET)."),
     ] = None,
 ) -> None:
-    """Print an access token shaped like the dashboard's (SimpleJWT), for local use."""
+    """Print an access token shaped like the dashboard's (SimpleJWT), for local use.
+
+    Signs with JWT_SECRET, or with the local secret that `make run` keeps under .data/.
+    """
     settings = get_settings()
+    if settings.JWT_SECRET is None and settings.JWT_ALGORITHM.startswith("HS"):
+        local_secret = _local_jwt_secret(create=False)
+        if local_secret is None:
+            typer.echo("JWT_SECRET is not set and `make run` has not made a local one", err=True)
+            raise typer.Exit(2)
+        settings = settings.model_copy(update={"JWT_SECRET": SecretStr(local_secret)})
     signing_key = private_key_file.read_text() if private_key_file else None
     if not settings.JWT_ALGORITHM.startswith("HS") and signing_key is None:
         typer.echo(f"{settings.JWT_ALGORITHM} needs --private-key-file", err=True)
@@ -93,7 +118,8 @@ def issue_token(
 
 
 def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
-    """The URLs to run with: the configured ones, else embedded servers under .data/."""
+    """The URLs (and token secret) to run with: the configured ones, else local ones under
+    .data/: embedded PostgreSQL and Redis, and a random JWT secret."""
     from app.core.embedded import (
         EmbeddedPostgres,
         EmbeddedRedis,
@@ -102,6 +128,8 @@ def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
     )
 
     urls: dict[str, str] = {}
+    if settings.JWT_SECRET is None and settings.JWT_ALGORITHM.startswith("HS"):
+        urls["JWT_SECRET"] = _local_jwt_secret(create=True) or ""
     if settings.DATABASE_URL:
         urls["DATABASE_URL"] = settings.DATABASE_URL
     else:
@@ -159,7 +187,11 @@ def dev() -> None:
     settings = get_settings()
     with ExitStack() as stack:
         urls = _start_stores(settings, stack)
-        settings = settings.model_copy(update=urls)
+        settings = settings.model_copy(
+            update={**urls, "JWT_SECRET": SecretStr(urls["JWT_SECRET"])}
+            if "JWT_SECRET" in urls
+            else urls
+        )
         upgrade_to_head(settings.database_url)
         _report_catalog(asyncio.run(_setup_packages(settings)))
         environment = {**os.environ, **urls}

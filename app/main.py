@@ -9,10 +9,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
-from app.core.config import Settings, get_settings
+from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.unexpected_errors import UnexpectedErrorMiddleware
 from app.customers.router import router as customers_router
 from app.health.router import router as health_router
 from app.plans.router import admin_router as plans_admin_router
@@ -23,6 +24,10 @@ API_PREFIX = "/subscriptions/api"
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
+    try:
+        settings.jwt_verification_key  # noqa: B018 (fail at start-up, not on the first call)
+    except ConfigurationError as error:
+        refuse_to_start(str(error))
     configure_logging(settings)
 
     @asynccontextmanager
@@ -52,6 +57,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
 
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Added last, so outermost: every answer, errors included, carries the CORS headers a
     # browser needs to read it.

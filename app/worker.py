@@ -11,10 +11,17 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 
 from app.core.clock import SystemClock
-from app.core.config import get_settings
+from app.core.config import ConfigurationError, get_settings, refuse_to_start
 from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
+
+
+def _redis_settings() -> RedisSettings:
+    try:
+        return RedisSettings.from_dsn(get_settings().redis_url)
+    except ConfigurationError as error:
+        refuse_to_start(str(error))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -38,4 +45,4 @@ class WorkerSettings:
     ]
     on_startup = startup
     on_shutdown = shutdown
-    redis_settings = RedisSettings.from_dsn(get_settings().redis_url)
+    redis_settings = _redis_settings()

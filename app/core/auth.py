@@ -52,7 +52,7 @@ def _user_id_from(claims: dict[str, Any], claim_name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise Unauthorized("The token names no user.")
     user_id = str(value).strip()
-    if not user_id or len(user_id) > 255:
+    if not user_id or len(user_id) > 255 or "\x00" in user_id:
         raise Unauthorized("The token names no user.")
     return user_id
 
@@ -75,9 +75,15 @@ def _roles_from(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(role for role in roles if isinstance(role, str))
 
 
-def _optional_text(claims: dict[str, Any], name: str) -> str | None:
+def _optional_text(claims: dict[str, Any], name: str, max_length: int) -> str | None:
+    """A descriptive claim; one we cannot store (too long, NUL) is ignored, not fatal."""
     value = claims.get(name)
-    return value.strip() or None if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > max_length or "\x00" in value:
+        return None
+    return value
 
 
 def decode_access_token(token: str, settings: Settings, now: datetime) -> Principal:
@@ -122,8 +128,8 @@ def decode_access_token(token: str, settings: Settings, now: datetime) -> Princi
     return Principal(
         user_id=_user_id_from(claims, settings.JWT_USER_ID_CLAIM),
         roles=_roles_from(claims),
-        email=_optional_text(claims, "email"),
-        name=_optional_text(claims, "name"),
+        email=_optional_text(claims, "email", max_length=320),
+        name=_optional_text(claims, "name", max_length=255),
     )
 
 

@@ -25,9 +25,7 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(
-                413, "payload_too_large", self._message(), {"max_bytes": self.max_bytes}
-            )
+            response = error_response(413, "payload_too_large", self._message())
             await response(scope, receive, send)
             return
 

@@ -7,16 +7,12 @@ setting with a comment.
 
 import sys
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NoReturn
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.money import normalize_currency
-
-# The development fallback for JWT_SECRET: lets `make run` and `billing issue-token` work on a
-# fresh clone. It is a placeholder, so a production start-up refuses it.
-DEVELOPMENT_JWT_SECRET = "development-only-jwt-secret-change-me"  # noqa: S105
 
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "your_", "your-", "placeholder", "example")
 
@@ -170,9 +166,12 @@ class Settings(BaseSettings):
     @property
     def jwt_verification_key(self) -> str:
         if self.JWT_ALGORITHM.startswith("HS"):
-            if self.JWT_SECRET is not None:
-                return self.JWT_SECRET.get_secret_value()
-            return DEVELOPMENT_JWT_SECRET
+            if self.JWT_SECRET is None:
+                # No built-in fallback: a forgotten secret must stop the API, not open it.
+                raise ConfigurationError(
+                    "JWT_SECRET is not set (`make run` makes a local one under .data/)"
+                )
+            return self.JWT_SECRET.get_secret_value()
         assert self.JWT_PUBLIC_KEY is not None
         return self.JWT_PUBLIC_KEY
 
@@ -211,13 +210,17 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def refuse_to_start(reason: str) -> NoReturn:
+    print(f"configuration error: {reason}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def load_settings() -> Settings:
     """Read the settings, or stop the process with one clear line saying what is wrong."""
     try:
         return Settings()
     except ValidationError as error:
-        print(f"configuration error: {describe_validation_error(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+        refuse_to_start(describe_validation_error(error))
 
 
 @lru_cache

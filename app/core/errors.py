@@ -133,6 +133,9 @@ def _validation_details(error: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+# What FastAPI says when its JSON parser raises something other than a decode error.
+FASTAPI_BODY_PARSE_FAILURE = "There was an error parsing the body"
+
 _HTTP_STATUS_CODES = {
     401: "not_authenticated",
     403: "forbidden",
@@ -161,6 +164,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def handle_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == FASTAPI_BODY_PARSE_FAILURE:
+            # JSON too deep or a number too long for the parser: malformed, like any other.
+            return error_response(422, "malformed_json", "The request body is not valid JSON.")
         code = _HTTP_STATUS_CODES.get(error.status_code, "http_error")
         message = error.detail if isinstance(error.detail, str) else "Request failed."
         return error_response(error.status_code, code, message, headers=error.headers)

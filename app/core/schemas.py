@@ -3,7 +3,16 @@
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 
 def _format_rate(value: Decimal) -> str:
@@ -13,9 +22,15 @@ def _format_rate(value: Decimal) -> str:
 
 # A rate in minor units (2.5 = two and a half cents), exact: sent and received as a decimal
 # string in JSON so no float ever touches it.
+def _six_decimal_places(value: Decimal) -> Decimal:
+    # Also brings "0E-1000000" (zero, with an exponent PostgreSQL cannot store) to 0.000000.
+    return value.quantize(Decimal("0.000001"))
+
+
 Rate = Annotated[
     Decimal,
-    Field(ge=0, max_digits=18, decimal_places=6, allow_inf_nan=False),
+    Field(ge=0, le=Decimal(10**12), max_digits=18, decimal_places=6, allow_inf_nan=False),
+    AfterValidator(_six_decimal_places),
     PlainSerializer(_format_rate, return_type=str, when_used="json"),
 ]
 # An amount in the currency's minor units (cents). Bounded so no input overflows a column.
@@ -37,9 +52,27 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(item) for item in value)
+    return False
+
+
 class InputSchema(BaseModel):
     # Unknown fields are refused: a typo in a field name must not silently do nothing.
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul_characters(cls, value: object) -> object:
+        # PostgreSQL text cannot hold NUL; refuse it here as bad input, not as a 500 later.
+        if _contains_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class SuccessResponse(BaseModel):

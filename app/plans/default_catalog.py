@@ -145,24 +145,19 @@ async def install_default_catalog(
     """
     outcomes: list[CatalogEntryOutcome] = []
     for plan_create in DEFAULT_PLANS:
-        plan = await repository.get_plan_by_slug(session, plan_create.slug)
-        if plan is None:
-            session.add(
-                SubscriptionPlan(
-                    **plan_create.model_dump(exclude={"currency"}), currency=billing_currency
-                )
-            )
+        values = {**plan_create.model_dump(exclude={"currency"}), "currency": billing_currency}
+        if await repository.insert_if_missing(session, SubscriptionPlan, values):
             outcomes.append(CatalogEntryOutcome("plan", plan_create.slug, "created"))
-        else:
+            continue
+        plan = await repository.get_plan_by_slug(session, plan_create.slug)
+        if plan is not None:
             outcomes.append(_existing_entry_outcome("plan", plan, plan_create))
     for add_on_create in DEFAULT_ADD_ONS:
-        add_on = await repository.get_add_on_by_slug(session, add_on_create.slug)
-        if add_on is None:
-            session.add(
-                AddOn(**add_on_create.model_dump(exclude={"currency"}), currency=billing_currency)
-            )
+        values = {**add_on_create.model_dump(exclude={"currency"}), "currency": billing_currency}
+        if await repository.insert_if_missing(session, AddOn, values):
             outcomes.append(CatalogEntryOutcome("add-on", add_on_create.slug, "created"))
-        else:
+            continue
+        add_on = await repository.get_add_on_by_slug(session, add_on_create.slug)
+        if add_on is not None:
             outcomes.append(_existing_entry_outcome("add-on", add_on, add_on_create))
-    await session.flush()
     return outcomes

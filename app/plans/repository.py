@@ -1,6 +1,8 @@
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import AddOn, SubscriptionPlan
@@ -24,6 +26,20 @@ async def get_plan(
 
 async def get_plan_by_slug(session: AsyncSession, slug: str) -> SubscriptionPlan | None:
     return await session.scalar(select(SubscriptionPlan).where(SubscriptionPlan.slug == slug))
+
+
+async def insert_if_missing(
+    session: AsyncSession, model: type[SubscriptionPlan] | type[AddOn], values: dict[str, Any]
+) -> bool:
+    """Insert a catalog row unless one with its slug or name exists; True if inserted.
+
+    ON CONFLICT DO NOTHING: two installs of the default catalog racing each other both
+    finish, and the unique slug and name leave one row each.
+    """
+    result = await session.execute(
+        insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
+    )
+    return result.first() is not None
 
 
 async def list_add_ons(session: AsyncSession, *, active_only: bool) -> Sequence[AddOn]:

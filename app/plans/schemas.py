@@ -1,6 +1,6 @@
 from typing import Annotated, ClassVar
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StrictBool, StringConstraints, ValidationInfo, field_validator
 
 from app.core.schemas import (
     CurrencyCode,
@@ -115,12 +115,13 @@ class PartialUpdate(InputSchema):
 
     nullable_fields: ClassVar[frozenset[str]] = frozenset()
 
-    @model_validator(mode="after")
-    def _refuse_nulls(self) -> "PartialUpdate":
-        for name in self.model_fields_set - self.nullable_fields:
-            if getattr(self, name) is None:
-                raise ValueError(f"`{name}` cannot be null")
-        return self
+    # Runs only for fields the client sent, so an absent field stays "unchanged".
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None and info.field_name not in cls.nullable_fields:
+            raise ValueError("cannot be null")
+        return value
 
     def changes(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.model_fields_set}
@@ -141,7 +142,7 @@ class PlanUpdate(PartialUpdate):
     features: FeatureFlags | None = None
     trial_days: TrialDays | None = None
     sort_order: Annotated[int, Field(ge=0, le=10**6, strict=True)] | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class AddOnCreate(InputSchema):
@@ -168,7 +169,7 @@ class AddOnUpdate(PartialUpdate):
     extra_agents: Count | None = None
     features: FeatureFlags | None = None
     max_quantity: Annotated[int, Field(ge=1, le=1000, strict=True)] | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
 
 
 class CatalogResponse(SuccessResponse):

@@ -217,3 +217,25 @@ async def test_audience_issuer_and_user_id_claim_when_configured(
         await _assert_refused(client, bearer(token(uid=3, aud="other", iss="dashboard")))
         await _assert_refused(client, bearer(token(uid=3, iss="dashboard")))
         await _assert_refused(client, bearer(token(uid=3, aud="billing", iss="someone")))
+
+
+async def test_claims_too_long_to_store_are_ignored_not_fatal(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    token = make_token("8", email="x" * 400 + "@acme.test", name="n\u0000")
+
+    response = await client.get(ACCOUNT, headers=bearer(token))
+
+    assert response.status_code == 200
+    assert response.json()["account"]["email"] is None
+
+
+def test_api_refuses_to_start_without_a_jwt_secret(
+    database_url: str, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(database_url, redis_url, JWT_SECRET=None)
+
+    with pytest.raises(SystemExit):
+        create_app(settings)
+
+    assert capsys.readouterr().err.strip().startswith("configuration error: JWT_SECRET")

@@ -3,7 +3,6 @@
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -38,14 +37,21 @@ async def test_body_over_one_megabyte_is_413_and_writes_nothing(
     assert await session.scalar(select(func.count()).select_from(SubscriptionPlan)) == 0
 
 
-async def test_an_unexpected_error_is_a_bare_500_without_traceback(app: FastAPI) -> None:
+async def test_an_unexpected_error_is_a_bare_500_readable_by_the_dashboard(
+    database_url: str, redis_url: str, clock: FrozenClock, engine: AsyncEngine
+) -> None:
+    settings = make_settings(
+        database_url, redis_url, CORS_ALLOWED_ORIGINS=["https://dashboard.acme.test"]
+    )
+    app = create_app(settings, clock)
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals: password=hunter2")
 
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.get("/boom")
+        response = await client.get("/boom", headers={"Origin": "https://dashboard.acme.test"})
 
     assert response.status_code == 500
     assert response.json() == {
@@ -57,6 +63,7 @@ async def test_an_unexpected_error_is_a_bare_500_without_traceback(app: FastAPI)
         },
     }
     assert "hunter2" not in response.text and "Traceback" not in response.text
+    assert response.headers["access-control-allow-origin"] == "https://dashboard.acme.test"
 
 
 async def test_no_origin_is_allowed_by_default(client: httpx.AsyncClient) -> None:

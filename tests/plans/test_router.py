@@ -267,3 +267,54 @@ async def test_admin_manages_add_ons(
     assert (await client.get(PLANS)).json()["add_ons"] == []
     assert (await client.patch(f"{ADMIN_ADD_ONS}999/", json={}, headers=admin)).status_code == 404
     assert await _count(session, AddOn) == 1
+
+
+async def test_text_with_nul_characters_is_422_not_a_crash(
+    client: httpx.AsyncClient, make_token: TokenFactory, session: AsyncSession
+) -> None:
+    admin = bearer(make_token(roles=["billing_admin"]))
+    plan = await create_plan(session)
+
+    created = await client.post(ADMIN_PLANS, json={**NEW_PLAN, "name": "a\u0000b"}, headers=admin)
+    flags = await client.patch(
+        f"{ADMIN_PLANS}{plan.id}/", json={"features": {"x\u0000": True}}, headers=admin
+    )
+
+    assert created.status_code == flags.status_code == 422
+    assert created.json()["error"]["details"][0]["field"] == "body.name"
+    assert await _count(session, SubscriptionPlan) == 1
+
+
+async def test_patch_null_names_the_field_and_extreme_rates_are_stored_exactly(
+    client: httpx.AsyncClient, make_token: TokenFactory, session: AsyncSession
+) -> None:
+    admin = bearer(make_token(roles=["billing_admin"]))
+    plan = await create_plan(session)
+
+    null_name = await client.patch(f"{ADMIN_PLANS}{plan.id}/", json={"name": None}, headers=admin)
+    tiny_zero = await client.patch(
+        f"{ADMIN_PLANS}{plan.id}/", json={"overage_rate_per_agent": "0E-1000000"}, headers=admin
+    )
+    huge = await client.patch(
+        f"{ADMIN_PLANS}{plan.id}/", json={"overage_rate_per_agent": "1E+1000000"}, headers=admin
+    )
+
+    assert null_name.json()["error"]["details"][0]["field"] == "body.name"
+    assert tiny_zero.status_code == 200
+    assert tiny_zero.json()["plan"]["overage_rate_per_agent"] == "0"
+    assert huge.status_code == 422
+
+
+async def test_deeply_nested_json_is_malformed_not_a_400(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    admin = bearer(make_token(roles=["billing_admin"]))
+
+    response = await client.post(
+        ADMIN_PLANS,
+        content=b"[" * 5000,
+        headers={**admin, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "malformed_json"
