@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.auth import ROLE_BILLING_ADMIN, ROLE_SERVICE, issue_access_token
 from app.core.clock import SystemClock
@@ -21,6 +23,12 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.migrations import upgrade_to_head
 from app.plans.default_catalog import CatalogEntryOutcome, install_default_catalog
+from app.plans.stripe_catalog import CatalogSyncReport, sync_catalog_to_stripe
+from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
+from app.stripe_gateway.types import AccountState, WebhookEndpointState
+
+T = TypeVar("T")
+WEBHOOK_PATH = "/subscriptions/api/stripe-webhook"
 
 app = typer.Typer(no_args_is_help=True, help="Operate the billing service.")
 
@@ -115,6 +123,87 @@ def issue_token(
         email=email,
     )
     typer.echo(token)
+
+
+async def _with_stripe(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+    """Run `work(sessionmaker, gateway)` with a database and the Stripe gateway."""
+    engine = create_engine(settings)
+    try:
+        return await work(create_sessionmaker(engine), StripeGateway(settings))
+    finally:
+        await engine.dispose()
+
+
+def _print_catalog_reports(reports: list[CatalogSyncReport]) -> None:
+    for report in reports:
+        for action in report.actions:
+            typer.echo(f"{report.entry}: {action}")
+        for difference in report.differences:
+            typer.echo(f"{report.entry}: differs: {difference}")
+    if not any(report.actions for report in reports):
+        typer.echo("nothing created or changed on Stripe")
+
+
+@app.command("create-stripe-products")
+def create_stripe_products(
+    force_update: Annotated[
+        bool,
+        typer.Option(
+            "--force-update",
+            help="Replace prices whose amount changed (new price, old one archived).",
+        ),
+    ] = False,
+) -> None:
+    """Create the Stripe products and prices of every plan and add-on; idempotent."""
+
+    async def work(
+        sessionmaker: async_sessionmaker[AsyncSession], gateway: StripeGateway
+    ) -> list[CatalogSyncReport]:
+        return await sync_catalog_to_stripe(
+            sessionmaker=sessionmaker, gateway=gateway, force_update=force_update
+        )
+
+    reports = asyncio.run(_with_stripe(get_settings(), work))
+    _print_catalog_reports(reports)
+    if any(report.differences for report in reports) and not force_update:
+        typer.echo("run with --force-update to replace the differing prices")
+
+
+@app.command("check-stripe")
+def check_stripe() -> None:
+    """Report the key's mode, the account, the catalog's sync and the webhook endpoint."""
+    settings = get_settings()
+    key = settings.STRIPE_SECRET_KEY.get_secret_value() if settings.STRIPE_SECRET_KEY else ""
+    typer.echo(f"key mode: {'live' if '_live_' in key else 'test' if key else 'no key set'}")
+
+    async def work(
+        sessionmaker: async_sessionmaker[AsyncSession], gateway: StripeGateway
+    ) -> tuple[AccountState, list[CatalogSyncReport], list[WebhookEndpointState]]:
+        account = await gateway.retrieve_account()
+        reports = await sync_catalog_to_stripe(
+            sessionmaker=sessionmaker, gateway=gateway, force_update=False, dry_run=True
+        )
+        return account, reports, await gateway.list_webhook_endpoints()
+
+    account, reports, endpoints = asyncio.run(_with_stripe(settings, work))
+    typer.echo(
+        f"account: {account.id} ({account.display_name or 'no name'}), livemode={account.livemode}"
+    )
+    out_of_sync = [report for report in reports if report.differences]
+    if out_of_sync:
+        _print_catalog_reports(out_of_sync)
+        typer.echo("catalog: out of sync; run `billing create-stripe-products`")
+    else:
+        typer.echo("catalog: in sync")
+    ours = [e for e in endpoints if e.url.rstrip("/").endswith(WEBHOOK_PATH)]
+    if not ours:
+        typer.echo(f"webhook endpoint: none ends with {WEBHOOK_PATH}/")
+    for endpoint in ours:
+        version_note = (
+            "pinned version" if endpoint.api_version == PINNED_API_VERSION
+            else f"version {endpoint.api_version}, not the pinned {PINNED_API_VERSION}"
+        )  # fmt: skip
+        typer.echo(f"webhook endpoint: {endpoint.url} ({endpoint.status}, {version_note})")
 
 
 def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:

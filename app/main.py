@@ -16,13 +16,21 @@ from app.core.logging import configure_logging
 from app.core.unexpected_errors import UnexpectedErrorMiddleware
 from app.customers.router import router as customers_router
 from app.health.router import router as health_router
+from app.idempotency.middleware import IdempotencyMiddleware
+from app.payment_methods.router import router as payment_methods_router
 from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
+from app.stripe_gateway.client import StripeGateway
+from app.subscriptions.router import router as subscriptions_router
 
 API_PREFIX = "/subscriptions/api"
 
 
-def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    stripe_gateway: StripeGateway | None = None,
+) -> FastAPI:
     settings = settings or get_settings()
     try:
         settings.jwt_verification_key  # noqa: B018 (fail at start-up, not on the first call)
@@ -56,8 +64,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
+    app.state.stripe_gateway = stripe_gateway or StripeGateway(settings)
 
     app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Added last, so outermost: every answer, errors included, carries the CORS headers a
     # browser needs to read it.
@@ -73,7 +83,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_error_handlers(app)
 
     app.include_router(health_router)
-    for router in (plans_router, plans_admin_router, customers_router):
+    for router in (
+        plans_router,
+        plans_admin_router,
+        customers_router,
+        subscriptions_router,
+        payment_methods_router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app
 

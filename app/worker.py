@@ -15,6 +15,7 @@ from app.core.config import ConfigurationError, get_settings, refuse_to_start
 from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
+from app.idempotency.tasks import purge_expired_idempotency_keys
 
 
 def _redis_settings() -> RedisSettings:
@@ -42,6 +43,7 @@ class WorkerSettings:
     functions: ClassVar[list[Any]] = []
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
+        cron(purge_expired_idempotency_keys, minute={7}, second={0}),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -46,6 +46,15 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+# For the few use cases that call Stripe between writes: they open short transactions of
+# their own (a reservation, then the outcome), never one held across the Stripe call.
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+
 # scope="function": the commit runs when the route returns, before the response is sent, so
 # a failed commit becomes an error response instead of a 200 for a write that never happened.
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]

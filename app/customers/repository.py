@@ -25,6 +25,27 @@ async def insert_if_missing(
     )
 
 
+async def get(session: AsyncSession, customer_id: int) -> Customer | None:
+    return await session.get(Customer, customer_id)
+
+
+async def set_stripe_customer_id_if_missing(
+    session: AsyncSession, *, customer_id: int, stripe_customer_id: str
+) -> str:
+    """Record the Stripe customer unless another request recorded one first; returns the one
+    that is recorded."""
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id, Customer.stripe_customer_id.is_(None))
+        .values(stripe_customer_id=stripe_customer_id)
+    )
+    recorded = await session.scalar(
+        select(Customer.stripe_customer_id).where(Customer.id == customer_id)
+    )
+    assert recorded is not None
+    return recorded
+
+
 async def update_details(
     session: AsyncSession, *, customer_id: int, email: str | None, name: str | None
 ) -> None:

@@ -60,3 +60,37 @@ async def get_add_on(
 
 async def get_add_on_by_slug(session: AsyncSession, slug: str) -> AddOn | None:
     return await session.scalar(select(AddOn).where(AddOn.slug == slug))
+
+
+async def plans_by_price_ids(
+    session: AsyncSession, price_ids: set[str]
+) -> dict[str, tuple[SubscriptionPlan, str]]:
+    """Each known Stripe price id → (its plan, its billing cycle)."""
+    plans = await session.scalars(
+        select(SubscriptionPlan).where(
+            SubscriptionPlan.stripe_monthly_price_id.in_(price_ids)
+            | SubscriptionPlan.stripe_yearly_price_id.in_(price_ids)
+        )
+    )
+    found: dict[str, tuple[SubscriptionPlan, str]] = {}
+    for plan in plans:
+        if plan.stripe_monthly_price_id in price_ids:
+            found[plan.stripe_monthly_price_id] = (plan, "monthly")
+        if plan.stripe_yearly_price_id in price_ids:
+            found[plan.stripe_yearly_price_id] = (plan, "yearly")
+    return found
+
+
+async def add_ons_by_price_ids(session: AsyncSession, price_ids: set[str]) -> dict[str, AddOn]:
+    add_ons = await session.scalars(
+        select(AddOn).where(
+            AddOn.stripe_monthly_price_id.in_(price_ids)
+            | AddOn.stripe_yearly_price_id.in_(price_ids)
+        )
+    )
+    found: dict[str, AddOn] = {}
+    for add_on in add_ons:
+        for price in (add_on.stripe_monthly_price_id, add_on.stripe_yearly_price_id):
+            if price in price_ids:
+                found[price] = add_on
+    return found

@@ -1,0 +1,1 @@
+"""Client retries of POST requests: the `Idempotency-Key` header."""

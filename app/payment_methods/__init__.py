@@ -1,0 +1,1 @@
+"""A customer's cards: the local mirror of Stripe's payment methods."""

@@ -1,0 +1,72 @@
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import PaymentMethod
+from app.stripe_gateway.types import PaymentMethodCard
+
+
+async def list_for_customer(session: AsyncSession, customer_id: int) -> Sequence[PaymentMethod]:
+    return (
+        await session.scalars(
+            select(PaymentMethod)
+            .where(PaymentMethod.customer_id == customer_id)
+            .order_by(PaymentMethod.is_default.desc(), PaymentMethod.id)
+        )
+    ).all()
+
+
+async def get_for_customer(
+    session: AsyncSession, customer_id: int, stripe_payment_method_id: str
+) -> PaymentMethod | None:
+    return await session.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.customer_id == customer_id,
+            PaymentMethod.stripe_payment_method_id == stripe_payment_method_id,
+        )
+    )
+
+
+async def upsert_card(session: AsyncSession, *, customer_id: int, card: PaymentMethodCard) -> None:
+    # Keyed by Stripe's id: the same card mirrored twice (a retry, a webhook) is one row.
+    values = {
+        "customer_id": customer_id,
+        "stripe_payment_method_id": card.id,
+        "brand": card.brand,
+        "last4": card.last4,
+        "exp_month": card.exp_month,
+        "exp_year": card.exp_year,
+    }
+    statement = insert(PaymentMethod).values(**values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[PaymentMethod.stripe_payment_method_id],
+            set_={name: statement.excluded[name] for name in values},
+        )
+    )
+
+
+async def set_default(
+    session: AsyncSession, *, customer_id: int, stripe_payment_method_id: str
+) -> None:
+    # Clear first: the partial unique index allows one default per customer at any moment.
+    await session.execute(
+        update(PaymentMethod)
+        .where(PaymentMethod.customer_id == customer_id, PaymentMethod.is_default.is_(True))
+        .values(is_default=False)
+    )
+    await session.execute(
+        update(PaymentMethod)
+        .where(
+            PaymentMethod.customer_id == customer_id,
+            PaymentMethod.stripe_payment_method_id == stripe_payment_method_id,
+        )
+        .values(is_default=True)
+    )
+
+
+async def delete_card(session: AsyncSession, payment_method: PaymentMethod) -> None:
+    await session.delete(payment_method)
+    await session.flush()

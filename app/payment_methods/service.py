@@ -1,0 +1,252 @@
+"""Cards: attach, list, make default, detach, and a SetupIntent for adding one with SCA.
+
+Stripe holds the cards; the `payment_methods` table mirrors brand, last4, expiry and the
+default flag so the list is one local query. Our own calls update it at once; the webhooks
+keep it true when cards change elsewhere.
+"""
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.clock import Clock
+from app.customers.stripe_customers import ensure_stripe_customer
+from app.models import Customer, PaymentMethod
+from app.payment_methods import repository
+from app.payment_methods.errors import LastPaymentMethod
+from app.stripe_gateway.client import StripeGateway
+from app.stripe_gateway.errors import PaymentMethodNotFound
+from app.subscriptions import repository as subscriptions_repository
+
+
+async def _attach_on_stripe(
+    gateway: StripeGateway, *, customer: Customer, stripe_customer_id: str, payment_method_id: str
+) -> None:
+    card = await gateway.retrieve_payment_method(payment_method_id)
+    if card.customer_id not in (None, stripe_customer_id):
+        # Another customer's card: to this caller it does not exist.
+        raise PaymentMethodNotFound()
+    if card.customer_id is None:
+        await gateway.attach_payment_method(
+            payment_method_id=payment_method_id,
+            customer_id=stripe_customer_id,
+            idempotency_key=f"attach:{customer.id}:{payment_method_id}",
+        )
+
+
+async def _make_default_on_stripe(
+    gateway: StripeGateway,
+    *,
+    customer: Customer,
+    stripe_customer_id: str,
+    payment_method_id: str,
+    previous_default: str | None,
+) -> None:
+    # The previous default is part of the key: A, then B, then A again are three changes.
+    await gateway.set_default_payment_method(
+        customer_id=stripe_customer_id,
+        payment_method_id=payment_method_id,
+        idempotency_key=f"default-card:{customer.id}:{payment_method_id}:from:{previous_default}",
+    )
+
+
+async def _current_default(
+    sessionmaker: async_sessionmaker[AsyncSession], customer_id: int
+) -> str | None:
+    async with sessionmaker() as session:
+        cards = await repository.list_for_customer(session, customer_id)
+    return next((card.stripe_payment_method_id for card in cards if card.is_default), None)
+
+
+async def _mirror(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    *,
+    customer_id: int,
+    payment_method_id: str,
+    make_default: bool,
+) -> None:
+    card = await gateway.retrieve_payment_method(payment_method_id)
+    async with sessionmaker.begin() as session:
+        await repository.upsert_card(session, customer_id=customer_id, card=card)
+        if make_default:
+            await repository.set_default(
+                session, customer_id=customer_id, stripe_payment_method_id=payment_method_id
+            )
+
+
+async def attach_for_subscription(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+    stripe_customer_id: str,
+    payment_method_id: str,
+) -> None:
+    """Attach the card a subscribe names and make it the default that invoices charge."""
+    await _attach_on_stripe(
+        gateway,
+        customer=customer,
+        stripe_customer_id=stripe_customer_id,
+        payment_method_id=payment_method_id,
+    )
+    previous_default = await _current_default(sessionmaker, customer.id)
+    if previous_default != payment_method_id:
+        await _make_default_on_stripe(
+            gateway,
+            customer=customer,
+            stripe_customer_id=stripe_customer_id,
+            payment_method_id=payment_method_id,
+            previous_default=previous_default,
+        )
+    await _mirror(
+        sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
+        make_default=True,
+    )  # fmt: skip
+
+
+async def list_payment_methods(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+) -> Sequence[PaymentMethod]:
+    async with sessionmaker() as session:
+        cards = await repository.list_for_customer(session, customer.id)
+    if cards or customer.stripe_customer_id is None:
+        return cards
+    # An adopted customer's cards predate us: fill the mirror once from Stripe.
+    stripe_cards = await gateway.list_payment_methods(customer_id=customer.stripe_customer_id)
+    default = await gateway.default_payment_method_id(customer_id=customer.stripe_customer_id)
+    async with sessionmaker.begin() as session:
+        for card in stripe_cards:
+            await repository.upsert_card(session, customer_id=customer.id, card=card)
+        if default:
+            await repository.set_default(
+                session, customer_id=customer.id, stripe_payment_method_id=default
+            )
+    async with sessionmaker() as session:
+        return await repository.list_for_customer(session, customer.id)
+
+
+async def attach_payment_method(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+    payment_method_id: str,
+    set_default: bool,
+) -> PaymentMethod:
+    stripe_customer_id = await ensure_stripe_customer(
+        sessionmaker=sessionmaker, gateway=gateway, customer=customer
+    )
+    await _attach_on_stripe(
+        gateway,
+        customer=customer,
+        stripe_customer_id=stripe_customer_id,
+        payment_method_id=payment_method_id,
+    )
+    previous_default = await _current_default(sessionmaker, customer.id)
+    # The first card becomes the default even when not asked: invoices need one to charge.
+    make_default = set_default or previous_default is None
+    if make_default and previous_default != payment_method_id:
+        await _make_default_on_stripe(
+            gateway,
+            customer=customer,
+            stripe_customer_id=stripe_customer_id,
+            payment_method_id=payment_method_id,
+            previous_default=previous_default,
+        )
+    await _mirror(
+        sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
+        make_default=make_default,
+    )  # fmt: skip
+    async with sessionmaker() as session:
+        card = await repository.get_for_customer(session, customer.id, payment_method_id)
+    assert card is not None
+    return card
+
+
+async def make_default(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+    payment_method_id: str,
+) -> PaymentMethod:
+    async with sessionmaker() as session:
+        card = await repository.get_for_customer(session, customer.id, payment_method_id)
+    if card is None or customer.stripe_customer_id is None:
+        raise PaymentMethodNotFound()
+    if not card.is_default:
+        await _make_default_on_stripe(
+            gateway,
+            customer=customer,
+            stripe_customer_id=customer.stripe_customer_id,
+            payment_method_id=payment_method_id,
+            previous_default=await _current_default(sessionmaker, customer.id),
+        )
+        async with sessionmaker.begin() as session:
+            await repository.set_default(
+                session, customer_id=customer.id, stripe_payment_method_id=payment_method_id
+            )
+        card.is_default = True
+    return card
+
+
+async def detach_payment_method(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+    payment_method_id: str,
+) -> None:
+    """Remove a card. The only card of a live subscription stays: renewals would fail."""
+    async with sessionmaker() as session:
+        cards = await repository.list_for_customer(session, customer.id)
+        subscription = await subscriptions_repository.get_live_for_customer(session, customer.id)
+    card = next((c for c in cards if c.stripe_payment_method_id == payment_method_id), None)
+    if card is None or customer.stripe_customer_id is None:
+        raise PaymentMethodNotFound()
+    others = [c for c in cards if c.stripe_payment_method_id != payment_method_id]
+    if not others and subscription is not None:
+        raise LastPaymentMethod()
+    if card.is_default and others:
+        await _make_default_on_stripe(
+            gateway,
+            customer=customer,
+            stripe_customer_id=customer.stripe_customer_id,
+            payment_method_id=others[0].stripe_payment_method_id,
+            previous_default=payment_method_id,
+        )
+    await gateway.detach_payment_method(
+        payment_method_id=payment_method_id, idempotency_key=f"detach:{payment_method_id}"
+    )
+    async with sessionmaker.begin() as session:
+        mirrored = await repository.get_for_customer(session, customer.id, payment_method_id)
+        if mirrored is not None:
+            await repository.delete_card(session, mirrored)
+        if card.is_default and others:
+            await repository.set_default(
+                session,
+                customer_id=customer.id,
+                stripe_payment_method_id=others[0].stripe_payment_method_id,
+            )
+
+
+async def create_setup_intent(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    customer: Customer,
+) -> str:
+    """A SetupIntent client secret: Stripe.js collects and authenticates a new card with it."""
+    stripe_customer_id = await ensure_stripe_customer(
+        sessionmaker=sessionmaker, gateway=gateway, customer=customer
+    )
+    # Retries within the same minute get the same SetupIntent back instead of a new one.
+    minute = clock.now().strftime("%Y%m%d%H%M")
+    return await gateway.create_setup_intent(
+        customer_id=stripe_customer_id, idempotency_key=f"setup-intent:{customer.id}:{minute}"
+    )

@@ -1,0 +1,1 @@
+"""A customer's subscription: subscribe, change, cancel, and the add-ons it carries."""

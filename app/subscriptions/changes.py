@@ -1,0 +1,328 @@
+"""The seed's `POST manage/` actions on a live subscription.
+
+Timing rule for plan and cycle changes (`change_timing`): the cycle decides first (to a longer
+cycle now, to a shorter one at the period end), then the price within one cycle (a dearer plan
+now, a cheaper one at the period end). "Now" is charged at once with prorations and granted
+only if that charge succeeds; "period end" is a Stripe subscription schedule whose second phase
+starts when the paid period ends.
+
+Idempotency keys carry the subscription's state version (`updated_at`): a retry of a failed
+request repeats the same key, while the next deliberate change (cancel, reactivate, cancel
+again) gets a new one.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.clock import Clock
+from app.models import Customer, Subscription, SubscriptionPlan
+from app.stripe_gateway.client import StripeGateway
+from app.stripe_gateway.errors import PaymentDeclined
+from app.stripe_gateway.types import SubscriptionState
+from app.subscriptions import catalog, repository
+from app.subscriptions.errors import ActionNotAllowed, SubscriptionNotFound
+from app.subscriptions.schemas import ManageRequest
+from app.subscriptions.stripe_sync import apply_stripe_state
+
+ChangeTiming = Literal["now", "period_end"]
+CHANGEABLE_STATUSES = {"trialing", "active", "past_due"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeOutcome:
+    subscription_id: int
+    client_secret: str | None = None
+
+
+def change_timing(
+    current_plan: SubscriptionPlan,
+    current_cycle: str,
+    target_plan: SubscriptionPlan,
+    target_cycle: str,
+) -> ChangeTiming:
+    if catalog.CYCLE_MONTHS[target_cycle] != catalog.CYCLE_MONTHS[current_cycle]:
+        longer = catalog.CYCLE_MONTHS[target_cycle] > catalog.CYCLE_MONTHS[current_cycle]
+        return "now" if longer else "period_end"
+    current_price = catalog.price_amount(current_plan, current_cycle)
+    target_price = catalog.price_amount(target_plan, target_cycle)
+    return "period_end" if target_price < current_price else "now"
+
+
+def _state_version(subscription: Subscription) -> str:
+    return str(int(subscription.updated_at.timestamp() * 1_000_000))
+
+
+async def load_changeable(session: AsyncSession, customer: Customer) -> Subscription:
+    subscription = await repository.get_live_for_customer(session, customer.id)
+    if subscription is None:
+        latest = await repository.get_latest_for_customer(session, customer.id)
+        if latest is not None and latest.status == "canceled":
+            raise ActionNotAllowed("already_canceled", "The subscription is canceled.")
+        raise SubscriptionNotFound()
+    if (
+        subscription.status not in CHANGEABLE_STATUSES
+        or subscription.stripe_subscription_id is None
+    ):
+        raise ActionNotAllowed(
+            "subscription_not_active",
+            f"The subscription is {subscription.status}; complete its payment first.",
+        )
+    return subscription
+
+
+async def _record(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    subscription_id: int,
+    state: SubscriptionState,
+    *,
+    pending: tuple[int, str] | None = None,
+) -> None:
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_for_update(session, subscription_id)
+        await apply_stripe_state(session, subscription, state)
+        if pending is not None and state.schedule_id is not None:
+            subscription.pending_plan_id, subscription.pending_billing_cycle = pending
+            subscription.pending_change_at = subscription.current_period_end
+
+
+async def _release_schedule(gateway: StripeGateway, subscription: Subscription) -> None:
+    if subscription.stripe_schedule_id:
+        await gateway.release_schedule(
+            schedule_id=subscription.stripe_schedule_id,
+            idempotency_key=f"release:{subscription.stripe_schedule_id}",
+        )
+
+
+async def _add_on_items(
+    session: AsyncSession, subscription: Subscription, cycle: str
+) -> list[tuple[str, int]]:
+    return [
+        (catalog.price_id(add_on, cycle), line.quantity)
+        for line, add_on in await repository.list_add_ons(session, subscription.id)
+    ]
+
+
+async def change_plan(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    customer: Customer,
+    manage_request: ManageRequest,
+) -> ChangeOutcome:
+    if manage_request.plan_id is None and manage_request.billing_cycle is None:
+        raise ActionNotAllowed(
+            "plan_id_required", "Name the plan_id (or billing_cycle) to move to."
+        )
+    async with sessionmaker() as session:
+        subscription = await load_changeable(session, customer)
+        current_plan = (await repository.get_plans(session, {subscription.plan_id}))[
+            subscription.plan_id
+        ]
+        target_plan = (
+            await catalog.resolve_plan(session, manage_request.plan_id)
+            if manage_request.plan_id is not None
+            else current_plan
+        )
+        target_cycle = manage_request.billing_cycle or subscription.billing_cycle
+        if target_plan.id == current_plan.id and target_cycle == subscription.billing_cycle:
+            raise ActionNotAllowed("already_on_plan", "The subscription is on this plan already.")
+        timing = change_timing(current_plan, subscription.billing_cycle, target_plan, target_cycle)
+        if manage_request.action == "upgrade" and timing != "now":
+            raise ActionNotAllowed(
+                "not_an_upgrade", "That change is a downgrade; it applies at the period end."
+            )
+        if manage_request.action == "downgrade" and timing != "period_end":
+            raise ActionNotAllowed("not_a_downgrade", "That change is an upgrade; it applies now.")
+        target_price = catalog.price_id(target_plan, target_cycle)
+        add_on_items_now = await _add_on_items(session, subscription, subscription.billing_cycle)
+        add_on_items_next = await _add_on_items(session, subscription, target_cycle)
+        current_price = catalog.price_id(current_plan, subscription.billing_cycle)
+    assert subscription.stripe_subscription_id is not None
+    version = _state_version(subscription)
+
+    if timing == "now":
+        await _release_schedule(gateway, subscription)
+        proration_date = manage_request.proration_date or int(clock.now().timestamp())
+        change_key = catalog.fingerprint(target_plan.id, target_cycle, proration_date)[:24]
+        state = await gateway.update_subscription(
+            subscription_id=subscription.stripe_subscription_id,
+            params={
+                "items": [{"id": subscription.stripe_plan_item_id, "price": target_price}],
+                # Invoice the difference now, and grant the change only if it is paid.
+                "proration_behavior": "always_invoice",
+                "payment_behavior": "pending_if_incomplete",
+                "proration_date": proration_date,
+            },
+            idempotency_key=f"change:{subscription.id}:{version}:{change_key}",
+        )
+        await _record(sessionmaker, subscription.id, state)
+        if state.has_pending_update:
+            outcome = (
+                await gateway.latest_payment_outcome(invoice_id=state.latest_invoice_id)
+                if state.latest_invoice_id
+                else None
+            )
+            if outcome is not None and outcome.payment_intent_status == "requires_action":
+                return ChangeOutcome(subscription.id, state.invoice_client_secret)
+            raise PaymentDeclined(
+                details={"decline_code": outcome.decline_code if outcome else None}
+            )
+        return ChangeOutcome(subscription.id)
+
+    if subscription.current_period_start is None or subscription.current_period_end is None:
+        raise ActionNotAllowed("period_unknown", "The subscription's period is not known yet.")
+    schedule_id = subscription.stripe_schedule_id
+    if schedule_id is None:
+        schedule = await gateway.create_schedule_from_subscription(
+            subscription_id=subscription.stripe_subscription_id,
+            idempotency_key=f"schedule:{subscription.id}:{version}",
+        )
+        schedule_id = schedule.id
+        current_phase_start = schedule.phase_bounds[0][0]
+    else:
+        current_phase_start = int(subscription.current_period_start.timestamp())
+    await gateway.schedule_change_at_period_end(
+        schedule_id=schedule_id,
+        current_phase_start=current_phase_start,
+        period_end=int(subscription.current_period_end.timestamp()),
+        current_items=[(current_price, 1), *add_on_items_now],
+        next_items=[(target_price, 1), *add_on_items_next],
+        next_interval=catalog.CYCLE_INTERVAL[target_cycle],
+        idempotency_key=f"schedule-change:{schedule_id}:{target_plan.id}:{target_cycle}:{version}",
+    )
+    state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
+    await _record(sessionmaker, subscription.id, state, pending=(target_plan.id, target_cycle))
+    return ChangeOutcome(subscription.id)
+
+
+async def cancel_pending_change(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+) -> ChangeOutcome:
+    async with sessionmaker() as session:
+        subscription = await load_changeable(session, customer)
+    if subscription.pending_plan_id is None or subscription.stripe_schedule_id is None:
+        raise ActionNotAllowed("no_pending_change", "No plan change is waiting for the period end.")
+    assert subscription.stripe_subscription_id is not None
+    await _release_schedule(gateway, subscription)
+    state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
+    await _record(sessionmaker, subscription.id, state)
+    return ChangeOutcome(subscription.id)
+
+
+async def cancel(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+    at_period_end: bool,
+) -> ChangeOutcome:
+    """Cancel at the period end (default: access until then), or now on request."""
+    async with sessionmaker() as session:
+        subscription = await load_changeable(session, customer)
+    if at_period_end and subscription.cancel_at_period_end:
+        raise ActionNotAllowed(
+            "already_canceling", "The subscription already ends at the period end."
+        )
+    assert subscription.stripe_subscription_id is not None
+    version = _state_version(subscription)
+    # A pending downgrade would otherwise renew the subscription the customer is leaving.
+    await _release_schedule(gateway, subscription)
+    if at_period_end:
+        state = await gateway.update_subscription(
+            subscription_id=subscription.stripe_subscription_id,
+            params={"cancel_at_period_end": True},
+            idempotency_key=f"cancel-at-period-end:{subscription.id}:{version}",
+        )
+    else:
+        state = await gateway.cancel_subscription_now(
+            subscription_id=subscription.stripe_subscription_id,
+            idempotency_key=f"cancel-now:{subscription.id}:{version}",
+        )
+    await _record(sessionmaker, subscription.id, state)
+    return ChangeOutcome(subscription.id)
+
+
+async def reactivate(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+) -> ChangeOutcome:
+    """Undo a cancellation at the period end, before the period ends."""
+    async with sessionmaker() as session:
+        subscription = await load_changeable(session, customer)
+    if not subscription.cancel_at_period_end:
+        raise ActionNotAllowed(
+            "subscription_not_canceling", "The subscription is not set to end; nothing to undo."
+        )
+    assert subscription.stripe_subscription_id is not None
+    state = await gateway.update_subscription(
+        subscription_id=subscription.stripe_subscription_id,
+        params={"cancel_at_period_end": False},
+        idempotency_key=f"reactivate:{subscription.id}:{_state_version(subscription)}",
+    )
+    await _record(sessionmaker, subscription.id, state)
+    return ChangeOutcome(subscription.id)
+
+
+async def set_add_on(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    customer: Customer,
+    manage_request: ManageRequest,
+) -> ChangeOutcome:
+    """`add_addon` sets the add-on's quantity (adding it if missing; more is charged now with
+    prorations); `remove_addon` takes `quantity` off, or all of it (credited on the next
+    invoice)."""
+    if manage_request.addon_id is None:
+        raise ActionNotAllowed("addon_id_required", "Name the addon_id.")
+    removing = manage_request.action == "remove_addon"
+    price: str | None = None
+    async with sessionmaker() as session:
+        subscription = await load_changeable(session, customer)
+        line = await repository.get_add_on_line(session, subscription.id, manage_request.addon_id)
+        if removing and line is None:
+            raise ActionNotAllowed(
+                "add_on_not_on_subscription", "The subscription does not carry this add-on."
+            )
+        quantity = manage_request.quantity or 1
+        if removing:
+            assert line is not None
+            quantity = max(line.quantity - (manage_request.quantity or line.quantity), 0)
+        else:
+            add_on = await catalog.resolve_add_on(session, manage_request.addon_id, quantity)
+            price = catalog.price_id(add_on, subscription.billing_cycle)
+    assert subscription.stripe_subscription_id is not None
+    version = _state_version(subscription)
+    key = f"add-on:{subscription.id}:{manage_request.addon_id}:{quantity}:{version}"
+    if line is None or line.stripe_subscription_item_id is None:
+        assert price is not None
+        await gateway.add_subscription_item(
+            subscription_id=subscription.stripe_subscription_id,
+            price_id=price,
+            quantity=quantity,
+            idempotency_key=key,
+        )
+    elif quantity == 0:
+        await gateway.remove_subscription_item(
+            item_id=line.stripe_subscription_item_id, idempotency_key=key
+        )
+    elif quantity != line.quantity:
+        await gateway.update_subscription_item(
+            item_id=line.stripe_subscription_item_id,
+            quantity=quantity,
+            idempotency_key=key,
+            charge_now=quantity > line.quantity,
+        )
+    else:
+        raise ActionNotAllowed("add_on_unchanged", f"The subscription has {quantity} already.")
+    state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
+    await _record(sessionmaker, subscription.id, state)
+    return ChangeOutcome(subscription.id)

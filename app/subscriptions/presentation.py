@@ -1,0 +1,50 @@
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Subscription
+from app.subscriptions import repository
+from app.subscriptions.schemas import (
+    PendingChange,
+    PlanSummary,
+    SubscriptionAddOnPublic,
+    SubscriptionPublic,
+)
+
+
+async def describe_subscription(
+    session: AsyncSession, subscription: Subscription
+) -> SubscriptionPublic:
+    plan_ids = {subscription.plan_id}
+    if subscription.pending_plan_id is not None:
+        plan_ids.add(subscription.pending_plan_id)
+    plans = await repository.get_plans(session, plan_ids)
+    plan = plans[subscription.plan_id]
+    pending_change = None
+    if subscription.pending_plan_id is not None:
+        pending_plan = plans[subscription.pending_plan_id]
+        pending_change = PendingChange(
+            plan=PlanSummary(id=pending_plan.id, slug=pending_plan.slug, name=pending_plan.name),
+            billing_cycle=subscription.pending_billing_cycle or subscription.billing_cycle,
+            effective_at=subscription.pending_change_at,
+        )
+    add_ons = [
+        SubscriptionAddOnPublic(
+            addon_id=add_on.id, slug=add_on.slug, name=add_on.name, quantity=line.quantity
+        )
+        for line, add_on in await repository.list_add_ons(session, subscription.id)
+    ]
+    return SubscriptionPublic(
+        id=subscription.id,
+        status=subscription.status,
+        plan=PlanSummary(id=plan.id, slug=plan.slug, name=plan.name),
+        billing_cycle=subscription.billing_cycle,
+        current_period_start=subscription.current_period_start,
+        current_period_end=subscription.current_period_end,
+        trial_end=subscription.trial_end,
+        cancel_at_period_end=subscription.cancel_at_period_end,
+        canceled_at=subscription.canceled_at,
+        add_ons=add_ons,
+        pending_change=pending_change,
+        failed_payment_attempts=subscription.failed_payment_attempts,
+        grace_period_ends_at=subscription.grace_period_ends_at,
+        stripe_subscription_id=subscription.stripe_subscription_id,
+    )

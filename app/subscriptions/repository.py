@@ -1,0 +1,81 @@
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import AddOn, Subscription, SubscriptionAddOn, SubscriptionPlan
+from app.models.subscription import LIVE_STATUSES
+
+
+async def get_live_for_customer(
+    session: AsyncSession, customer_id: int, *, for_update: bool = False
+) -> Subscription | None:
+    query = select(Subscription).where(
+        Subscription.customer_id == customer_id, Subscription.status.in_(LIVE_STATUSES)
+    )
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def get_latest_for_customer(session: AsyncSession, customer_id: int) -> Subscription | None:
+    return await session.scalar(
+        select(Subscription)
+        .where(Subscription.customer_id == customer_id, Subscription.status != "pending")
+        .order_by(Subscription.id.desc())
+        .limit(1)
+    )
+
+
+async def get_for_update(session: AsyncSession, subscription_id: int) -> Subscription:
+    subscription = await session.scalar(
+        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+    )
+    assert subscription is not None
+    return subscription
+
+
+async def get_by_stripe_id(
+    session: AsyncSession, stripe_subscription_id: str, *, for_update: bool = False
+) -> Subscription | None:
+    query = select(Subscription).where(
+        Subscription.stripe_subscription_id == stripe_subscription_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def list_add_ons(
+    session: AsyncSession, subscription_id: int
+) -> Sequence[tuple[SubscriptionAddOn, AddOn]]:
+    rows = await session.execute(
+        select(SubscriptionAddOn, AddOn)
+        .join(AddOn, AddOn.id == SubscriptionAddOn.add_on_id)
+        .where(SubscriptionAddOn.subscription_id == subscription_id)
+        .order_by(SubscriptionAddOn.id)
+    )
+    return [(row[0], row[1]) for row in rows.all()]
+
+
+async def get_add_on_line(
+    session: AsyncSession, subscription_id: int, add_on_id: int
+) -> SubscriptionAddOn | None:
+    return await session.scalar(
+        select(SubscriptionAddOn).where(
+            SubscriptionAddOn.subscription_id == subscription_id,
+            SubscriptionAddOn.add_on_id == add_on_id,
+        )
+    )
+
+
+async def delete_subscription_with_add_ons(session: AsyncSession, subscription_id: int) -> None:
+    await session.execute(
+        delete(SubscriptionAddOn).where(SubscriptionAddOn.subscription_id == subscription_id)
+    )
+    await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
+
+
+async def get_plans(session: AsyncSession, plan_ids: set[int]) -> dict[int, SubscriptionPlan]:
+    plans = await session.scalars(select(SubscriptionPlan).where(SubscriptionPlan.id.in_(plan_ids)))
+    return {plan.id: plan for plan in plans}

@@ -1,0 +1,161 @@
+from typing import Annotated
+
+from fastapi import Query
+
+from app.core.db import SessionDep, SessionmakerDep
+from app.core.deps import ClockDep, SettingsDep
+from app.core.errors import Unauthorized, error_responses
+from app.core.routing import SlashTolerantRouter
+from app.customers.dependencies import CurrentCustomer
+from app.plans.errors import AddOnNotFound, PlanNotFound
+from app.stripe_gateway.dependencies import StripeGatewayDep
+from app.stripe_gateway.errors import (
+    PaymentDeclined,
+    PaymentMethodNotFound,
+    PaymentMethodUnusable,
+    StripeUnavailable,
+)
+from app.subscriptions import service
+from app.subscriptions.errors import (
+    ActionNotAllowed,
+    AddOnQuantityInvalid,
+    PlanNotAvailable,
+    PlanNotSynced,
+    SubscriptionExists,
+    SubscriptionNotFound,
+)
+from app.subscriptions.schemas import (
+    BillingCycle,
+    ChangePreviewResponse,
+    ManageRequest,
+    PlanReference,
+    SubscribeRequest,
+    SubscriptionResponse,
+)
+from app.subscriptions.subscribe import subscribe as subscribe_use_case
+
+router = SlashTolerantRouter(
+    tags=["subscriptions"], responses=error_responses(Unauthorized, StripeUnavailable)
+)
+
+
+@router.post(
+    "/subscribe/",
+    response_model=SubscriptionResponse,
+    responses=error_responses(
+        PlanNotFound,
+        PlanNotAvailable,
+        PlanNotSynced,
+        AddOnNotFound,
+        AddOnQuantityInvalid,
+        SubscriptionExists,
+        PaymentDeclined,
+        PaymentMethodNotFound,
+        PaymentMethodUnusable,
+    ),
+    summary="Subscribe to a plan",
+)
+async def subscribe(
+    subscribe_request: SubscribeRequest,
+    customer: CurrentCustomer,
+    sessionmaker: SessionmakerDep,
+    gateway: StripeGatewayDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> SubscriptionResponse:
+    """Create the subscription and charge its first invoice (or start its trial).
+
+    `requires_action: true` with a `client_secret`: confirm the payment (or, during a trial,
+    the card) with Stripe.js. A declined card is a 402 with Stripe's `decline_code`; subscribe
+    again with another card to pay the same invoice.
+    """
+    outcome = await subscribe_use_case(
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        clock=clock,
+        settings=settings,
+        customer=customer,
+        subscribe_request=subscribe_request,
+    )
+    return SubscriptionResponse(
+        subscription=await service.describe_by_id(sessionmaker, outcome.subscription_id),
+        requires_action=outcome.client_secret is not None,
+        client_secret=outcome.client_secret,
+        client_secret_type=outcome.client_secret_type,
+    )
+
+
+@router.get(
+    "/manage/",
+    response_model=SubscriptionResponse,
+    responses=error_responses(SubscriptionNotFound),
+    summary="The current subscription",
+)
+async def get_subscription(customer: CurrentCustomer, session: SessionDep) -> SubscriptionResponse:
+    return SubscriptionResponse(
+        subscription=await service.get_current_subscription(session, customer)
+    )
+
+
+@router.post(
+    "/manage/",
+    response_model=SubscriptionResponse,
+    responses=error_responses(
+        SubscriptionNotFound,
+        ActionNotAllowed,
+        PlanNotFound,
+        PlanNotAvailable,
+        AddOnNotFound,
+        AddOnQuantityInvalid,
+        PaymentDeclined,
+    ),
+    summary="Change, cancel or reactivate the subscription; add or remove add-ons",
+)
+async def manage_subscription(
+    manage_request: ManageRequest,
+    customer: CurrentCustomer,
+    sessionmaker: SessionmakerDep,
+    gateway: StripeGatewayDep,
+    clock: ClockDep,
+) -> SubscriptionResponse:
+    """Actions: `upgrade` (now, prorated and charged at once), `downgrade` (at the period
+    end), `change_plan` (decides which), `cancel_pending_change`, `cancel` (`at_period_end`,
+    default true), `reactivate`, `add_addon` / `remove_addon` (`addon_id`, `quantity`)."""
+    outcome = await service.manage(
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        clock=clock,
+        customer=customer,
+        manage_request=manage_request,
+    )
+    return SubscriptionResponse(
+        subscription=await service.describe_by_id(sessionmaker, outcome.subscription_id),
+        requires_action=outcome.client_secret is not None,
+        client_secret=outcome.client_secret,
+        client_secret_type="payment_intent" if outcome.client_secret else None,
+    )
+
+
+@router.get(
+    "/manage/preview/",
+    response_model=ChangePreviewResponse,
+    responses=error_responses(SubscriptionNotFound, ActionNotAllowed, PlanNotFound),
+    summary="Preview a plan or cycle change",
+)
+async def preview_change(
+    customer: CurrentCustomer,
+    sessionmaker: SessionmakerDep,
+    gateway: StripeGatewayDep,
+    clock: ClockDep,
+    plan_id: Annotated[PlanReference | None, Query()] = None,
+    billing_cycle: Annotated[BillingCycle | None, Query()] = None,
+) -> ChangePreviewResponse:
+    preview = await service.preview_change(
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        clock=clock,
+        customer=customer,
+        plan_reference=plan_id,
+        billing_cycle=billing_cycle,
+    )
+    return ChangePreviewResponse(preview=preview)

@@ -1,0 +1,113 @@
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from app.core.schemas import InputSchema, SuccessResponse
+
+BillingCycle = Literal["monthly", "yearly"]
+StripeId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", min_length=3, max_length=255)
+]
+# The seed's dashboard sends a plan's id; its own ids looked like "plan_123", so a slug works
+# too.
+PlanReference = (
+    Annotated[int, Field(ge=1, le=2**63 - 1)]
+    | Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+)
+Quantity = Annotated[int, Field(ge=1, le=1000, strict=True)]
+
+
+class AddOnSelection(InputSchema):
+    addon_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    quantity: Quantity = 1
+
+
+class SubscribeRequest(InputSchema):
+    plan_id: PlanReference
+    payment_method_id: StripeId
+    billing_cycle: BillingCycle = "monthly"
+    add_ons: Annotated[list[AddOnSelection], Field(max_length=20)] = Field(default_factory=list)
+
+
+ManageAction = Literal[
+    "upgrade",
+    "downgrade",
+    "change_plan",
+    "cancel_pending_change",
+    "cancel",
+    "reactivate",
+    "add_addon",
+    "remove_addon",
+]
+
+
+class ManageRequest(InputSchema):
+    action: ManageAction
+    plan_id: PlanReference | None = None
+    billing_cycle: BillingCycle | None = None
+    # The proration date the customer saw in manage/preview/, so the charge matches it.
+    proration_date: Annotated[int, Field(ge=0, le=2**40)] | None = None
+    at_period_end: bool = True
+    addon_id: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    quantity: Quantity | None = None
+
+
+class PlanSummary(BaseModel):
+    id: int
+    slug: str
+    name: str
+
+
+class SubscriptionAddOnPublic(BaseModel):
+    addon_id: int
+    slug: str
+    name: str
+    quantity: int
+
+
+class PendingChange(BaseModel):
+    plan: PlanSummary
+    billing_cycle: str
+    effective_at: datetime | None
+
+
+class SubscriptionPublic(BaseModel):
+    id: int
+    status: str
+    plan: PlanSummary
+    billing_cycle: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    add_ons: list[SubscriptionAddOnPublic]
+    pending_change: PendingChange | None
+    failed_payment_attempts: int
+    grace_period_ends_at: datetime | None
+    stripe_subscription_id: str | None
+
+
+class SubscriptionResponse(SuccessResponse):
+    subscription: SubscriptionPublic
+    # The payment or the card needs the customer (3-D Secure): confirm with Stripe.js.
+    requires_action: bool = False
+    client_secret: str | None = None
+    client_secret_type: Literal["payment_intent", "setup_intent"] | None = None
+
+
+class ChangePreview(BaseModel):
+    plan: PlanSummary
+    billing_cycle: str
+    takes_effect: Literal["now", "period_end"]
+    effective_at: datetime | None
+    currency: str
+    amount_due_now: int = Field(description="Minor units charged at once for the change.")
+    next_invoice_amount: int = Field(description="Minor units of the next regular invoice.")
+    next_invoice_date: datetime | None
+    proration_date: int = Field(description="Send back with the change to be charged this.")
+
+
+class ChangePreviewResponse(SuccessResponse):
+    preview: ChangePreview

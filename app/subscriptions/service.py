@@ -1,0 +1,129 @@
+"""Reading the subscription, the manage actions' dispatch, and the change preview."""
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.clock import Clock
+from app.models import Customer
+from app.stripe_gateway.client import StripeGateway
+from app.stripe_gateway.types import from_timestamp
+from app.subscriptions import catalog, changes, repository
+from app.subscriptions.errors import ActionNotAllowed, SubscriptionNotFound
+from app.subscriptions.presentation import describe_subscription
+from app.subscriptions.schemas import (
+    ChangePreview,
+    ManageRequest,
+    PlanSummary,
+    SubscriptionPublic,
+)
+
+
+async def get_current_subscription(session: AsyncSession, customer: Customer) -> SubscriptionPublic:
+    """The live subscription, else the latest ended one (so a canceled account sees it)."""
+    subscription = await repository.get_live_for_customer(session, customer.id)
+    if subscription is None or subscription.status == "pending":
+        subscription = await repository.get_latest_for_customer(session, customer.id)
+    if subscription is None:
+        raise SubscriptionNotFound()
+    return await describe_subscription(session, subscription)
+
+
+async def describe_by_id(
+    sessionmaker: async_sessionmaker[AsyncSession], subscription_id: int
+) -> SubscriptionPublic:
+    async with sessionmaker() as session:
+        subscription = await repository.get_for_update(session, subscription_id)
+        return await describe_subscription(session, subscription)
+
+
+async def manage(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    customer: Customer,
+    manage_request: ManageRequest,
+) -> changes.ChangeOutcome:
+    action = manage_request.action
+    if action in ("upgrade", "downgrade", "change_plan"):
+        return await changes.change_plan(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=clock,
+            customer=customer,
+            manage_request=manage_request,
+        )
+    if action == "cancel_pending_change":
+        return await changes.cancel_pending_change(
+            sessionmaker=sessionmaker, gateway=gateway, customer=customer
+        )
+    if action == "cancel":
+        return await changes.cancel(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            customer=customer,
+            at_period_end=manage_request.at_period_end,
+        )
+    if action == "reactivate":
+        return await changes.reactivate(
+            sessionmaker=sessionmaker, gateway=gateway, customer=customer
+        )
+    return await changes.set_add_on(
+        sessionmaker=sessionmaker, gateway=gateway, customer=customer, manage_request=manage_request
+    )
+
+
+async def preview_change(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    customer: Customer,
+    plan_reference: int | str | None,
+    billing_cycle: str | None,
+) -> ChangePreview:
+    """What a plan or cycle change costs now and what the next invoice will be, from Stripe's
+    invoice preview. `proration_date` is the moment priced: send it back with the change."""
+    async with sessionmaker() as session:
+        subscription = await changes.load_changeable(session, customer)
+        current_plan = (await repository.get_plans(session, {subscription.plan_id}))[
+            subscription.plan_id
+        ]
+        target_plan = (
+            await catalog.resolve_plan(session, plan_reference)
+            if plan_reference is not None
+            else current_plan
+        )
+        target_cycle = billing_cycle or subscription.billing_cycle
+        if target_plan.id == current_plan.id and target_cycle == subscription.billing_cycle:
+            raise ActionNotAllowed("already_on_plan", "The subscription is on this plan already.")
+        target_price = catalog.price_id(target_plan, target_cycle)
+    timing = changes.change_timing(
+        current_plan, subscription.billing_cycle, target_plan, target_cycle
+    )
+    assert subscription.stripe_subscription_id is not None
+    now = int(clock.now().timestamp())
+    period_end = subscription.current_period_end
+    # A change at the period end costs nothing now: price it at that moment.
+    proration_date = now if timing == "now" or period_end is None else int(period_end.timestamp())
+    preview = await gateway.preview_change(
+        customer_id=customer.stripe_customer_id or "",
+        subscription_id=subscription.stripe_subscription_id,
+        items=[{"id": subscription.stripe_plan_item_id, "price": target_price}],
+        proration_date=proration_date,
+    )
+    effective_at: datetime | None = from_timestamp(proration_date)
+    return ChangePreview(
+        plan=PlanSummary(id=target_plan.id, slug=target_plan.slug, name=target_plan.name),
+        billing_cycle=target_cycle,
+        takes_effect=timing,
+        effective_at=effective_at,
+        currency=preview.currency,
+        amount_due_now=max(preview.proration_amount, 0) if timing == "now" else 0,
+        next_invoice_amount=preview.total - preview.proration_amount
+        if timing == "now"
+        else preview.total,
+        next_invoice_date=preview.next_payment_attempt or preview.period_end,
+        proration_date=proration_date,
+    )

@@ -1,0 +1,56 @@
+"""Bring a local subscription row in line with the subscription as Stripe holds it."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Subscription, SubscriptionAddOn
+from app.plans import repository as plans_repository
+from app.stripe_gateway.types import SubscriptionState
+from app.subscriptions import repository
+
+
+async def apply_stripe_state(
+    session: AsyncSession, subscription: Subscription, state: SubscriptionState
+) -> None:
+    """Copy Stripe's view onto the row: status, periods (from the items), trial, cancellation,
+    the plan behind the plan item, and the add-on items. Stripe is the truth for these."""
+    subscription.stripe_subscription_id = state.id
+    subscription.status = state.status
+    subscription.current_period_start = state.current_period_start
+    subscription.current_period_end = state.current_period_end
+    subscription.trial_end = state.trial_end
+    subscription.cancel_at_period_end = state.cancel_at_period_end
+    subscription.canceled_at = state.canceled_at
+    subscription.ended_at = state.ended_at
+    subscription.reserved_until = None
+    if state.schedule_id is None:
+        subscription.pending_plan_id = None
+        subscription.pending_billing_cycle = None
+        subscription.pending_change_at = None
+    subscription.stripe_schedule_id = state.schedule_id
+
+    price_ids = {item.price_id for item in state.items}
+    plans = await plans_repository.plans_by_price_ids(session, price_ids)
+    add_ons = await plans_repository.add_ons_by_price_ids(session, price_ids)
+    lines = {
+        line.add_on_id: line for line, _ in await repository.list_add_ons(session, subscription.id)
+    }
+    seen_add_ons: set[int] = set()
+    for item in state.items:
+        if item.price_id in plans:
+            plan, cycle = plans[item.price_id]
+            subscription.plan_id = plan.id
+            subscription.billing_cycle = cycle
+            subscription.stripe_plan_item_id = item.id
+        elif item.price_id in add_ons:
+            add_on = add_ons[item.price_id]
+            seen_add_ons.add(add_on.id)
+            line = lines.get(add_on.id)
+            if line is None:
+                line = SubscriptionAddOn(subscription_id=subscription.id, add_on_id=add_on.id)
+                session.add(line)
+            line.quantity = item.quantity
+            line.stripe_subscription_item_id = item.id
+    for add_on_id, line in lines.items():
+        if add_on_id not in seen_add_ons and line.stripe_subscription_item_id is not None:
+            await session.delete(line)
+    await session.flush()
