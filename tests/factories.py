@@ -52,3 +52,40 @@ async def create_customer(session: AsyncSession, **overrides: Any) -> Customer:
     session.add(customer)
     await session.commit()
     return customer
+
+
+async def create_synced_plan(
+    session: AsyncSession, stripe: Any, *, slug: str = "growth", **overrides: Any
+) -> SubscriptionPlan:
+    """A plan whose product and prices exist on the (fake) Stripe, as after a catalog sync."""
+    monthly = overrides.get("monthly_price", 9_900)
+    yearly = overrides.get("yearly_price", 99_000)
+    product = stripe.add_product(id=f"billing_plan_{slug}", name=slug.title())
+    monthly_price = stripe.add_price(product=product["id"], unit_amount=monthly, interval="month")
+    yearly_price = stripe.add_price(product=product["id"], unit_amount=yearly, interval="year")
+    return await create_plan(
+        session,
+        slug=slug,
+        stripe_product_id=product["id"],
+        stripe_monthly_price_id=monthly_price["id"],
+        stripe_yearly_price_id=yearly_price["id"],
+        **overrides,
+    )
+
+
+async def create_synced_add_on(
+    session: AsyncSession, stripe: Any, *, slug: str = "extra-agents", **overrides: Any
+) -> AddOn:
+    monthly = overrides.get("monthly_price", 2_000)
+    yearly = overrides.get("yearly_price", 20_000)
+    product = stripe.add_product(id=f"billing_addon_{slug}", name=slug)
+    monthly_price = stripe.add_price(product=product["id"], unit_amount=monthly, interval="month")
+    yearly_price = stripe.add_price(product=product["id"], unit_amount=yearly, interval="year")
+    return await create_add_on(
+        session,
+        slug=slug,
+        stripe_product_id=product["id"],
+        stripe_monthly_price_id=monthly_price["id"],
+        stripe_yearly_price_id=yearly_price["id"],
+        **{"max_quantity": 10, **overrides},
+    )

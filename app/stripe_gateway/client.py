@@ -342,7 +342,8 @@ class StripeGateway:
             # Flexible billing mode bases credit prorations on what was actually paid, so an
             # upgrade followed by a downgrade never credits more than the customer paid.
             "billing_mode": {"type": "flexible"},
-            "payment_settings": {"save_default_payment_method": "on_subscription"},
+            # No subscription-level card: invoices charge the customer's default card, so
+            # "make default" in payment-methods/ is what renewals use.
             "metadata": metadata,
             "expand": _SUBSCRIPTION_EXPANSIONS,
         }
@@ -390,10 +391,15 @@ class StripeGateway:
                     {"invoice": invoice_id, "expand": ["data.payment.payment_intent"], "limit": 10}
                 )
             )
-        payments = sorted(page["data"], key=lambda payment: payment.get("created") or 0)
+        payments = page["data"]
         if not payments:
             return InvoicePaymentOutcome(None, None, None)
-        payment_intent = _get(payments[-1], "payment", "payment_intent")
+        # Stripe lists newest first; `created` has one-second resolution, so on a tie the
+        # list order decides.
+        latest = max(enumerate(payments), key=lambda pair: (pair[1].get("created") or 0, -pair[0]))[
+            1
+        ]
+        payment_intent = _get(latest, "payment", "payment_intent")
         if isinstance(payment_intent, str) or payment_intent is None:
             return InvoicePaymentOutcome(None, None, None)
         error = payment_intent.get("last_payment_error") or {}
@@ -574,8 +580,8 @@ class StripeGateway:
                     schedule_id, options=self._options(idempotency_key)
                 )
             except stripe.InvalidRequestError as error:
-                # Already released or completed: the goal (no schedule) holds.
-                if "released" not in str(error) and "completed" not in str(error):
+                # Already released, completed or canceled: the goal (no schedule) holds.
+                if not any(s in str(error) for s in ("released", "completed", "canceled")):
                     raise
 
     @staticmethod

@@ -87,6 +87,23 @@ async def _record(
             subscription.pending_change_at = subscription.current_period_end
 
 
+async def _charge_outcome(
+    gateway: StripeGateway, subscription_id: int, state: SubscriptionState
+) -> ChangeOutcome:
+    """After a change made with `pending_if_incomplete`: Stripe keeps it in `pending_update`
+    until its invoice is paid. Needs SCA: the client secret; declined: 402, nothing granted."""
+    if not state.has_pending_update:
+        return ChangeOutcome(subscription_id)
+    outcome = (
+        await gateway.latest_payment_outcome(invoice_id=state.latest_invoice_id)
+        if state.latest_invoice_id
+        else None
+    )
+    if outcome is not None and outcome.payment_intent_status == "requires_action":
+        return ChangeOutcome(subscription_id, state.invoice_client_secret)
+    raise PaymentDeclined(details={"decline_code": outcome.decline_code if outcome else None})
+
+
 async def _release_schedule(gateway: StripeGateway, subscription: Subscription) -> None:
     if subscription.stripe_schedule_id:
         await gateway.release_schedule(
@@ -159,18 +176,7 @@ async def change_plan(
             idempotency_key=f"change:{subscription.id}:{version}:{change_key}",
         )
         await _record(sessionmaker, subscription.id, state)
-        if state.has_pending_update:
-            outcome = (
-                await gateway.latest_payment_outcome(invoice_id=state.latest_invoice_id)
-                if state.latest_invoice_id
-                else None
-            )
-            if outcome is not None and outcome.payment_intent_status == "requires_action":
-                return ChangeOutcome(subscription.id, state.invoice_client_secret)
-            raise PaymentDeclined(
-                details={"decline_code": outcome.decline_code if outcome else None}
-            )
-        return ChangeOutcome(subscription.id)
+        return await _charge_outcome(gateway, subscription.id, state)
 
     if subscription.current_period_start is None or subscription.current_period_end is None:
         raise ActionNotAllowed("period_unknown", "The subscription's period is not known yet.")
@@ -325,4 +331,4 @@ async def set_add_on(
         raise ActionNotAllowed("add_on_unchanged", f"The subscription has {quantity} already.")
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
     await _record(sessionmaker, subscription.id, state)
-    return ChangeOutcome(subscription.id)
+    return await _charge_outcome(gateway, subscription.id, state)

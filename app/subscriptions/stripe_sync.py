@@ -1,9 +1,10 @@
 """Bring a local subscription row in line with the subscription as Stripe holds it."""
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import Subscription, SubscriptionAddOn
 from app.plans import repository as plans_repository
+from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import repository
 
@@ -54,3 +55,24 @@ async def apply_stripe_state(
         if add_on_id not in seen_add_ons and line.stripe_subscription_item_id is not None:
             await session.delete(line)
     await session.flush()
+
+
+async def refresh_from_stripe(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    stripe_subscription_id: str,
+) -> Subscription | None:
+    """Re-read a subscription from Stripe and apply it (for webhooks and reconciliation).
+
+    Returns None when the subscription is not one of ours.
+    """
+    state = await gateway.retrieve_subscription(stripe_subscription_id)
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_by_stripe_id(
+            session, stripe_subscription_id, for_update=True
+        )
+        if subscription is None:
+            return None
+        await apply_stripe_state(session, subscription, state)
+        return subscription

@@ -1,0 +1,452 @@
+"""`FakeStripe`: a stateful in-memory fake of Stripe's HTTP API (v1), in the pinned version's
+shapes, answering the requests that respx routes to `handle` (see `plugin.py`).
+
+- Every request is recorded in `requests` (failed ones too); `calls()` filters them.
+- State is in plain dicts keyed by id (`customers`, `subscriptions`, ...): arrange a test by
+  calling the `add_*` helpers or by editing those dicts, and assert on them afterwards.
+- Cards behave by payment method id: "chargeDeclinedInsufficientFunds" / "chargeDeclined"
+  decline, "authenticationRequired" needs SCA, "missing" does not exist; any other unknown
+  `pm_...` id is created on first use as a visa card with no customer.
+- A POST repeated with an Idempotency-Key gets the first answer back (a different body: 400).
+- `fail_next()` makes the next matching requests answer 5xx or time out.
+- Parameters the fake does not model on subscription, item and schedule writes are refused
+  with a 400 whose message names FakeStripe, so a test never passes by ignoring them.
+"""
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import stripe
+
+from tests.stripe.fixtures import stripe_fixture
+from tests.stripe.schedules import FakeSchedules
+from tests.stripe.wire import (
+    Params,
+    StripeApiError,
+    StripeObject,
+    StripeRequest,
+    api_error,
+    as_bool,
+    as_list,
+    decode_params,
+    invalid_request,
+    list_object,
+    merge_metadata,
+    resource_missing,
+)
+
+__all__ = ["FakeStripe", "StripeRequest"]
+
+Handler = Callable[..., StripeObject]
+_SEARCH_CLAUSE = re.compile(r"^\s*(metadata\['([^']+)'\]|email|name)\s*:\s*'([^']*)'\s*$")
+
+
+@dataclass
+class _Failure:
+    method: str
+    path: str
+    status: int
+    timeout: bool
+    remaining: int
+
+
+class FakeStripe(FakeSchedules):
+    def __init__(self, now: int) -> None:
+        super().__init__(now)
+        self.requests: list[StripeRequest] = []
+        self._failures: list[_Failure] = []
+        # Idempotency-Key -> (method, path, params, status, body)
+        self._idempotent: dict[str, tuple[str, str, Params, int, StripeObject]] = {}
+        self._routes = [
+            (method, re.compile(pattern), handler) for method, pattern, handler in self._table()
+        ]
+
+    def _table(self) -> list[tuple[str, str, Handler]]:
+        return [
+            ("GET", r"/v1/account", self._get_account),
+            ("POST", r"/v1/customers", self._create_customer),
+            ("GET", r"/v1/customers", self._list_customers),
+            ("GET", r"/v1/customers/search", self._search_customers),
+            ("GET", r"/v1/customers/([^/]+)", self._get_customer),
+            ("POST", r"/v1/customers/([^/]+)", self._update_customer),
+            ("GET", r"/v1/payment_methods", self._list_payment_methods),
+            ("GET", r"/v1/payment_methods/([^/]+)", self._get_payment_method),
+            ("POST", r"/v1/payment_methods/([^/]+)/attach", self._attach_payment_method),
+            ("POST", r"/v1/payment_methods/([^/]+)/detach", self._detach_payment_method),
+            ("POST", r"/v1/setup_intents", self._create_setup_intent),
+            ("GET", r"/v1/setup_intents/([^/]+)", self._get_setup_intent),
+            ("POST", r"/v1/subscriptions", self._create_subscription),
+            ("GET", r"/v1/subscriptions", self._list_subscriptions_page),
+            ("GET", r"/v1/subscriptions/([^/]+)", self._get_subscription),
+            ("POST", r"/v1/subscriptions/([^/]+)", self._update_subscription),
+            ("DELETE", r"/v1/subscriptions/([^/]+)", self._cancel_subscription),
+            ("POST", r"/v1/subscription_items", self._create_item),
+            ("POST", r"/v1/subscription_items/([^/]+)", self._update_item),
+            ("DELETE", r"/v1/subscription_items/([^/]+)", self._delete_item),
+            ("POST", r"/v1/invoices/create_preview", self._create_preview),
+            ("GET", r"/v1/invoices/([^/]+)", self._get_invoice),
+            ("POST", r"/v1/invoices/([^/]+)/pay", self._pay_invoice),
+            ("GET", r"/v1/invoice_payments", self._list_invoice_payments),
+            ("GET", r"/v1/payment_intents/([^/]+)", self._get_payment_intent),
+            ("POST", r"/v1/subscription_schedules", self._create_schedule),
+            ("GET", r"/v1/subscription_schedules/([^/]+)", self._get_schedule),
+            ("POST", r"/v1/subscription_schedules/([^/]+)", self._update_schedule),
+            ("POST", r"/v1/subscription_schedules/([^/]+)/release", self._release_schedule),
+            ("POST", r"/v1/products", self._create_product),
+            ("GET", r"/v1/products/([^/]+)", self._get_product),
+            ("POST", r"/v1/products/([^/]+)", self._update_product),
+            ("GET", r"/v1/prices", self._list_prices),
+            ("POST", r"/v1/prices", self._create_price),
+            ("GET", r"/v1/prices/([^/]+)", self._get_price),
+            ("POST", r"/v1/prices/([^/]+)", self._update_price),
+            ("GET", r"/v1/webhook_endpoints", self._list_webhook_endpoints),
+        ]
+
+    # --- test controls -----------------------------------------------------------------
+
+    def calls(self, method: str, path: str) -> list[StripeRequest]:
+        """Recorded requests of `method` to `path` (a prefix when `path` ends with "/")."""
+        return [
+            request
+            for request in self.requests
+            if request.method == method.upper()
+            and (request.path.startswith(path) if path.endswith("/") else request.path == path)
+        ]
+
+    def fail_next(
+        self, method: str, path: str, *, status: int = 500, timeout: bool = False, times: int = 1
+    ) -> None:
+        """The next `times` requests of `method` to a path starting with `path` answer `status`
+        with a Stripe api_error, or raise httpx.ReadTimeout when `timeout`."""
+        self._failures.append(_Failure(method.upper(), path, status, timeout, times))
+
+    def event(self, event_type: str, data_object: StripeObject) -> StripeObject:
+        """An event of the pinned API version around a copy of `data_object`."""
+        event = stripe_fixture("event")
+        event.update(
+            id=self.new_id("evt"),
+            type=event_type,
+            created=self.now,
+            api_version=stripe.api_version,
+            data={"object": self.render(data_object, [])},
+        )
+        return event
+
+    # --- the HTTP side -----------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        method, path = request.method.upper(), request.url.path
+        encoded = (
+            request.content.decode("utf-8")
+            if method == "POST"
+            else request.url.query.decode("ascii")
+        )
+        params = decode_params(encoded)
+        key = request.headers.get("Idempotency-Key")
+        self.requests.append(
+            StripeRequest(method, path, params, key, request.headers.get("Stripe-Version"))
+        )
+        failure = next(
+            (
+                failure
+                for failure in self._failures
+                if failure.remaining > 0
+                and failure.method == method
+                and path.startswith(failure.path)
+            ),
+            None,
+        )
+        if failure is not None:
+            failure.remaining -= 1
+            if failure.timeout:
+                raise httpx.ReadTimeout("injected by FakeStripe.fail_next", request=request)
+            error = api_error(failure.status)
+            return self._response(error.status, error.body)
+        if not request.headers.get("Authorization", "").startswith("Bearer sk_"):
+            return self._response(
+                401,
+                {"error": {"type": "invalid_request_error", "message": "Invalid API Key."}},
+            )
+        if method == "POST" and key is not None and key in self._idempotent:
+            first_method, first_path, first_params, status, body = self._idempotent[key]
+            if (first_method, first_path, first_params) != (method, path, params):
+                error = StripeApiError(
+                    400,
+                    {
+                        "type": "idempotency_error",
+                        "message": "Keys for idempotent requests can only be used with the same "
+                        f"parameters they were first used with. Try using a key other than "
+                        f"'{key}' if you meant to execute a different request.",
+                    },
+                )
+                return self._response(error.status, error.body)
+            return self._response(status, copy.deepcopy(body), replayed=True)
+        status, body = self._dispatch(method, path, params)
+        # Stripe saves a result once the endpoint ran: not for a request it refused upfront.
+        if method == "POST" and key is not None and (status < 400 or status == 402):
+            self._idempotent[key] = (method, path, params, status, copy.deepcopy(body))
+        return self._response(status, body)
+
+    def _dispatch(self, method: str, path: str, params: Params) -> tuple[int, StripeObject]:
+        for route_method, pattern, handler in self._routes:
+            match = pattern.fullmatch(path)
+            if route_method == method and match:
+                try:
+                    result = handler(params, *match.groups())
+                    return 200, self.render(result, as_list(params.get("expand")))
+                except StripeApiError as error:
+                    return error.status, error.body
+        message = f"Unrecognized request URL ({method}: {path}); FakeStripe does not model it."
+        return 404, {"error": {"type": "invalid_request_error", "message": message}}
+
+    def _response(self, status: int, body: StripeObject, replayed: bool = False) -> httpx.Response:
+        headers = {"Request-Id": self.new_id("req")}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return httpx.Response(status, json=body, headers=headers)
+
+    # --- account -----------------------------------------------------------------------
+
+    def _get_account(self, params: Params) -> StripeObject:
+        return self.account
+
+    def _list_webhook_endpoints(self, params: Params) -> StripeObject:
+        endpoints = list(reversed(self.webhook_endpoints.values()))
+        return list_object("/v1/webhook_endpoints", endpoints, params)
+
+    # --- customers ---------------------------------------------------------------------
+
+    def _create_customer(self, params: Params) -> StripeObject:
+        customer = self.add_customer(email=params.get("email") or None)
+        self.update_customer_fields(customer, params)
+        return customer
+
+    def _get_customer(self, params: Params, customer_id: str) -> StripeObject:
+        return self.customer(customer_id)
+
+    def _update_customer(self, params: Params, customer_id: str) -> StripeObject:
+        customer = self.customer(customer_id)
+        self.update_customer_fields(customer, params)
+        return customer
+
+    def _list_customers(self, params: Params) -> StripeObject:
+        found = [
+            customer
+            for customer in reversed(self.customers.values())
+            if not params.get("email") or customer.get("email") == params["email"]
+        ]
+        return list_object("/v1/customers", found, params)
+
+    def _search_customers(self, params: Params) -> StripeObject:
+        """Supports clauses `metadata['key']:'value'`, `email:'x'`, `name:'x'` joined by AND."""
+        query = str(params.get("query") or "")
+        clauses = []
+        for clause in re.split(r"\s+AND\s+", query):
+            match = _SEARCH_CLAUSE.match(clause)
+            if match is None:
+                raise invalid_request(
+                    f"Invalid search query (for FakeStripe): {query}", param="query"
+                )
+            field, metadata_key, value = match.groups()
+            clauses.append((metadata_key, field, value))
+
+        def matches(customer: StripeObject) -> bool:
+            for metadata_key, field, value in clauses:
+                actual = customer["metadata"].get(metadata_key) if metadata_key else customer[field]
+                if actual != value:
+                    return False
+            return True
+
+        found = [customer for customer in reversed(self.customers.values()) if matches(customer)]
+        page = list_object("/v1/customers/search", found, params)
+        page.update(object="search_result", next_page=None)
+        return page
+
+    # --- payment methods ---------------------------------------------------------------
+
+    def _get_payment_method(self, params: Params, payment_method_id: str) -> StripeObject:
+        return self.payment_method(payment_method_id)
+
+    def _attach_payment_method(self, params: Params, payment_method_id: str) -> StripeObject:
+        payment_method = self.payment_method(payment_method_id)
+        customer = self.customer(params.get("customer"), param="customer", status=400)
+        payment_method["customer"] = customer["id"]
+        return payment_method
+
+    def _detach_payment_method(self, params: Params, payment_method_id: str) -> StripeObject:
+        payment_method = self.payment_method(payment_method_id)
+        owner = self.customers.get(payment_method.get("customer") or "")
+        if payment_method.get("customer") is None:
+            raise invalid_request(
+                f"The payment method {payment_method_id} is not attached to a customer.",
+                param="payment_method",
+            )
+        if owner is not None and self.default_payment_method_of(owner["id"]) == payment_method_id:
+            owner["invoice_settings"]["default_payment_method"] = None
+        payment_method["customer"] = None
+        return payment_method
+
+    def _list_payment_methods(self, params: Params) -> StripeObject:
+        customer = params.get("customer")
+        if customer:
+            self.customer(customer, param="customer", status=400)
+        found = [
+            payment_method
+            for payment_method in reversed(self.payment_methods.values())
+            if (not customer or payment_method.get("customer") == customer)
+            and params.get("type", "card") == payment_method["type"]
+        ]
+        return list_object("/v1/payment_methods", found, params)
+
+    def _create_setup_intent(self, params: Params) -> StripeObject:
+        customer = params.get("customer")
+        if customer:
+            self.customer(customer, param="customer", status=400)
+        setup_intent = self.new_setup_intent(
+            customer=customer, usage=params.get("usage") or "off_session"
+        )
+        setup_intent["payment_method_types"] = as_list(params.get("payment_method_types")) or [
+            "card"
+        ]
+        return setup_intent
+
+    def _get_setup_intent(self, params: Params, setup_intent_id: str) -> StripeObject:
+        if setup_intent_id not in self.setup_intents:
+            raise resource_missing("setup_intent", setup_intent_id)
+        return self.setup_intents[setup_intent_id]
+
+    # --- subscriptions, invoices -------------------------------------------------------
+
+    def _get_subscription(self, params: Params, subscription_id: str) -> StripeObject:
+        return self.subscription(subscription_id)
+
+    def _list_subscriptions_page(self, params: Params) -> StripeObject:
+        return list_object("/v1/subscriptions", self._list_subscriptions(params), params)
+
+    def _get_invoice(self, params: Params, invoice_id: str) -> StripeObject:
+        return self.invoice(invoice_id)
+
+    def _list_invoice_payments(self, params: Params) -> StripeObject:
+        found = [
+            invoice_payment
+            for invoice_payment in reversed(self.invoice_payments.values())
+            if not params.get("invoice") or invoice_payment["invoice"] == params["invoice"]
+        ]
+        return list_object("/v1/invoice_payments", found, params)
+
+    def _get_payment_intent(self, params: Params, payment_intent_id: str) -> StripeObject:
+        if payment_intent_id not in self.payment_intents:
+            raise resource_missing("payment_intent", payment_intent_id)
+        return self.payment_intents[payment_intent_id]
+
+    def _get_schedule(self, params: Params, schedule_id: str) -> StripeObject:
+        return self.schedule(schedule_id)
+
+    # --- catalog -----------------------------------------------------------------------
+
+    def _create_product(self, params: Params) -> StripeObject:
+        identifier = params.get("id") or self.new_id("prod")
+        if identifier in self.products:
+            raise invalid_request(
+                f"Product already exists: {identifier}",
+                param="id",
+                code="resource_already_exists",
+            )
+        if not params.get("name"):
+            raise invalid_request("Missing required param: name.", param="name")
+        product = self.add_product(id=identifier, name=params["name"])
+        self._update_product(params, identifier)
+        return product
+
+    def _get_product(self, params: Params, product_id: str) -> StripeObject:
+        if product_id not in self.products:
+            raise resource_missing("product", product_id)
+        return self.products[product_id]
+
+    def _update_product(self, params: Params, product_id: str) -> StripeObject:
+        product = self._get_product(params, product_id)
+        for field in ("name", "description", "tax_code", "unit_label", "url"):
+            if field in params:
+                product[field] = params[field] or None
+        if "active" in params:
+            product["active"] = as_bool(params["active"])
+        if "metadata" in params:
+            product["metadata"] = merge_metadata(product["metadata"], params["metadata"])
+        product["updated"] = self.now
+        return product
+
+    def _list_prices(self, params: Params) -> StripeObject:
+        keys = as_list(params.get("lookup_keys"))
+        found = [
+            price
+            for price in reversed(self.prices.values())
+            if (not keys or price.get("lookup_key") in keys)
+            and ("active" not in params or price["active"] == as_bool(params["active"]))
+            and (not params.get("product") or price["product"] == params["product"])
+        ]
+        return list_object("/v1/prices", found, params)
+
+    def _create_price(self, params: Params) -> StripeObject:
+        product = params.get("product")
+        if product not in self.products:
+            raise resource_missing("product", str(product), param="product", status=400)
+        recurring = params.get("recurring") or {}
+        if not recurring.get("interval"):
+            raise invalid_request(
+                "FakeStripe models recurring prices only: recurring[interval] is required.",
+                param="recurring",
+            )
+        holder = self._lookup_key_holder(params, None)
+        price = self.add_price(
+            product=str(product),
+            unit_amount=int(params["unit_amount"]),
+            currency=params.get("currency", "usd"),
+            interval=recurring["interval"],
+        )
+        price["tax_behavior"] = params.get("tax_behavior", "unspecified")
+        price["metadata"] = dict(params.get("metadata") or {})
+        price["nickname"] = params.get("nickname")
+        self._move_lookup_key(price, params, holder)
+        return price
+
+    def _get_price(self, params: Params, price_id: str) -> StripeObject:
+        return self.price(price_id, param="id", status=404)
+
+    def _update_price(self, params: Params, price_id: str) -> StripeObject:
+        price = self.price(price_id, param="id", status=404)
+        holder = self._lookup_key_holder(params, price_id)
+        if "active" in params:
+            price["active"] = as_bool(params["active"])
+        if "metadata" in params:
+            price["metadata"] = merge_metadata(price["metadata"], params["metadata"])
+        if "nickname" in params:
+            price["nickname"] = params["nickname"] or None
+        self._move_lookup_key(price, params, holder)
+        return price
+
+    def _lookup_key_holder(self, params: Params, price_id: str | None) -> StripeObject | None:
+        """The other price holding the requested lookup key, if it may be moved (else 400)."""
+        key = params.get("lookup_key") or None
+        holder = next(
+            (
+                other
+                for other in self.prices.values()
+                if key and other["lookup_key"] == key and other["id"] != price_id
+            ),
+            None,
+        )
+        if holder is not None and not as_bool(params.get("transfer_lookup_key")):
+            raise invalid_request(
+                f"A price (`{holder['id']}`) already uses that lookup key.", param="lookup_key"
+            )
+        return holder
+
+    @staticmethod
+    def _move_lookup_key(price: StripeObject, params: Params, holder: StripeObject | None) -> None:
+        if "lookup_key" in params:
+            if holder is not None:
+                holder["lookup_key"] = None
+            price["lookup_key"] = params["lookup_key"] or None

@@ -1,0 +1,231 @@
+"""The fake's own behaviours that gateway tests rely on: decoding, idempotency, expansion,
+failures, and refusing what it does not model."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.stripe.fake import FakeStripe
+from tests.stripe.fixtures import FIXTURES_PATH, stripe_fixture
+from tests.stripe.plugin import (
+    FAKE_STRIPE_NOW,
+    STRIPE_API,
+    fake_stripe,  # noqa: F401
+)
+from tests.stripe.wire import decode_params
+
+
+@pytest.fixture
+def http(fake_stripe: FakeStripe) -> Iterator[httpx.Client]:  # noqa: F811 - the imported fixture
+    with httpx.Client(
+        base_url=STRIPE_API, headers={"Authorization": "Bearer sk_test_123"}
+    ) as client:
+        yield client
+
+
+def post(
+    http: httpx.Client, path: str, data: dict[str, str], key: str | None = None
+) -> httpx.Response:
+    headers = {"Idempotency-Key": key} if key else {}
+    return http.post(path, data=data, headers=headers)
+
+
+def test_decode_bracket_form() -> None:
+    encoded = (
+        "items[0][price]=price_a&items[0][quantity]=2&items[1][price]=price_b"
+        "&metadata[k]=v&expand[0]=latest_invoice.confirmation_secret&expand[]=x&flag=true"
+    )
+
+    assert decode_params(encoded) == {
+        "items": [{"price": "price_a", "quantity": "2"}, {"price": "price_b"}],
+        "metadata": {"k": "v"},
+        "expand": ["latest_invoice.confirmation_secret", "x"],
+        "flag": "true",
+    }
+
+
+def test_fixtures_are_vendored_with_their_provenance() -> None:
+    text = FIXTURES_PATH.read_text(encoding="utf-8")
+
+    assert '"_provenance"' in text
+    assert "stripe/openapi" in text
+    assert stripe_fixture("invoice")["object"] == "invoice"
+    assert stripe_fixture("customer") is not stripe_fixture("customer")
+
+
+def test_now_and_requests_are_recorded(fake_stripe: FakeStripe, http: httpx.Client) -> None:  # noqa: F811
+    http.get("/v1/customers", params={"email": "a@example.com"})
+
+    assert fake_stripe.now == FAKE_STRIPE_NOW
+    (request,) = fake_stripe.calls("GET", "/v1/")
+    assert (request.path, request.params) == ("/v1/customers", {"email": "a@example.com"})
+
+
+def test_a_key_is_bound_to_its_first_request(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    first = post(http, "/v1/customers", {"email": "a@example.com"}, "cus-1")
+    replayed = post(http, "/v1/customers", {"email": "a@example.com"}, "cus-1")
+    other_params = post(http, "/v1/customers", {"email": "b@example.com"}, "cus-1")
+    other_path = post(http, "/v1/products", {"email": "a@example.com"}, "cus-1")
+    refused = post(http, "/v1/products", {}, "prod-1")
+    retried = post(http, "/v1/products", {"id": "prod_a", "name": "A"}, "prod-1")
+
+    assert replayed.json() == first.json()
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert len(fake_stripe.customers) == 1
+    for conflict in (other_params, other_path):
+        assert conflict.status_code == 400
+        assert conflict.json()["error"]["type"] == "idempotency_error"
+    assert refused.status_code == 400  # a request refused upfront does not keep its key
+    assert retried.status_code == 200
+
+
+def test_a_decline_is_replayed_without_a_second_attempt(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=1000)
+    customer = fake_stripe.add_customer()
+    created = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "items[0][price]": price["id"]}
+    ).json()
+    invoice_id = created["latest_invoice"]
+    pay = {"payment_method": "pm_chargeDeclinedInsufficientFunds"}
+
+    declined = post(http, f"/v1/invoices/{invoice_id}/pay", pay, "pay-1")
+    replayed = post(http, f"/v1/invoices/{invoice_id}/pay", pay, "pay-1")
+
+    assert declined.status_code == replayed.status_code == 402
+    assert replayed.json() == declined.json()
+    assert declined.json()["error"]["decline_code"] == "insufficient_funds"
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert fake_stripe.invoices[invoice_id]["attempt_count"] == 2  # creation, then one pay
+
+
+def test_includable_and_expandable_fields(fake_stripe: FakeStripe, http: httpx.Client) -> None:  # noqa: F811
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=1000)
+    customer = fake_stripe.add_customer()
+    fake_stripe.add_payment_method("pm_authenticationRequired", customer=customer["id"])
+    customer["invoice_settings"]["default_payment_method"] = "pm_authenticationRequired"
+    created = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "items[0][price]": price["id"]}
+    ).json()
+    subscription_id = created["id"]
+
+    plain = http.get(f"/v1/subscriptions/{subscription_id}").json()
+    expanded = http.get(
+        f"/v1/subscriptions/{subscription_id}",
+        params={"expand[0]": "latest_invoice.confirmation_secret"},
+    ).json()
+    invoice = http.get(f"/v1/invoices/{created['latest_invoice']}").json()
+    wrong = http.get(f"/v1/subscriptions/{subscription_id}", params={"expand[0]": "status"})
+
+    assert isinstance(plain["latest_invoice"], str)
+    assert plain["status"] == "incomplete"
+    assert plain["items"]["data"][0]["current_period_end"] == FAKE_STRIPE_NOW + 30 * 86400
+    assert "current_period_end" not in plain
+    secret: dict[str, Any] = expanded["latest_invoice"]["confirmation_secret"]
+    assert secret["type"] == "payment_intent"
+    assert (
+        secret["client_secret"]
+        == fake_stripe.payment_intents[next(iter(fake_stripe.payment_intents))]["client_secret"]
+    )
+    assert "confirmation_secret" not in invoice
+    assert "subscription" not in invoice
+    assert "payment_intent" not in invoice
+    assert invoice["parent"]["subscription_details"]["subscription"] == subscription_id
+    assert wrong.status_code == 400
+
+
+def test_fail_next_counts_down_and_matches_a_prefix(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.fail_next("GET", "/v1/customers", status=502, times=2)
+
+    answers = [http.get("/v1/customers/search", params={"query": "email:'a'"}) for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [502, 502, 200]
+    assert answers[0].json()["error"]["type"] == "api_error"
+    assert len(fake_stripe.requests) == 3
+
+    fake_stripe.fail_next("GET", "/v1/account", timeout=True)
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/v1/account")
+    assert http.get("/v1/account").status_code == 200
+
+
+def test_what_the_fake_does_not_model_is_refused_loudly(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    customer = fake_stripe.add_customer()
+
+    unknown_route = http.get("/v1/charges")
+    unknown_param = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "coupon": "SUMMER"}
+    )
+
+    assert unknown_route.status_code == 404
+    assert "FakeStripe" in unknown_route.json()["error"]["message"]
+    assert unknown_param.status_code == 400
+    assert "FakeStripe does not model `coupon`" in unknown_param.json()["error"]["message"]
+
+
+def test_a_lookup_key_moves_only_when_asked(fake_stripe: FakeStripe, http: httpx.Client) -> None:  # noqa: F811
+    fake_stripe.add_product(id="prod_a", name="A")
+    fake_stripe.add_price(id="price_old", product="prod_a", unit_amount=1000, lookup_key="a")
+    new_price = {
+        "product": "prod_a",
+        "unit_amount": "1200",
+        "currency": "usd",
+        "recurring[interval]": "month",
+        "lookup_key": "a",
+    }
+
+    refused = post(http, "/v1/prices", new_price)
+    moved = post(http, "/v1/prices", {**new_price, "transfer_lookup_key": "true"})
+
+    assert refused.status_code == 400
+    assert moved.status_code == 200
+    assert moved.json()["lookup_key"] == "a"
+    assert fake_stripe.prices["price_old"]["lookup_key"] is None
+    assert len(fake_stripe.prices) == 2
+
+
+def test_a_schedule_keeps_the_start_of_its_current_phase(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=0)
+    customer = fake_stripe.add_customer()
+    subscription = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "items[0][price]": price["id"]}
+    ).json()
+    schedule = post(
+        http, "/v1/subscription_schedules", {"from_subscription": subscription["id"]}
+    ).json()
+
+    moved = post(
+        http,
+        f"/v1/subscription_schedules/{schedule['id']}",
+        {
+            "phases[0][items][0][price]": price["id"],
+            "phases[0][start_date]": str(FAKE_STRIPE_NOW - 1),
+        },
+    )
+    released = post(http, f"/v1/subscription_schedules/{schedule['id']}/release", {})
+    again = post(http, f"/v1/subscription_schedules/{schedule['id']}/release", {})
+
+    assert subscription["status"] == "active"  # nothing to pay
+    assert moved.status_code == 400
+    assert released.json()["status"] == "released"
+    assert again.status_code == 400
+    assert "`released` status" in again.json()["error"]["message"]

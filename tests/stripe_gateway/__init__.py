@@ -1,0 +1,1 @@
+"""Tests of app/stripe_gateway against tests/stripe/FakeStripe."""

@@ -1,0 +1,278 @@
+"""GET/POST manage/ and manage/preview/: every action, through the fake Stripe."""
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import SubscriptionPlan
+from tests.conftest import TokenFactory, bearer
+from tests.factories import create_synced_add_on, create_synced_plan
+from tests.stripe.fake import FakeStripe
+
+SUBSCRIBE = "/subscriptions/api/subscribe/"
+MANAGE = "/subscriptions/api/manage/"
+PREVIEW = "/subscriptions/api/manage/preview/"
+
+
+class Account:
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+        self.client = client
+        self.headers = headers
+
+    async def act(self, **body: Any) -> httpx.Response:
+        return await self.client.post(MANAGE, json=body, headers=self.headers)
+
+    async def current(self) -> dict[str, Any]:
+        response = await self.client.get(MANAGE, headers=self.headers)
+        assert response.status_code == 200, response.text
+        subscription: dict[str, Any] = response.json()["subscription"]
+        return subscription
+
+
+@pytest.fixture
+async def plans(session: AsyncSession, fake_stripe: FakeStripe) -> dict[str, SubscriptionPlan]:
+    return {
+        "starter": await create_synced_plan(
+            session,
+            fake_stripe,
+            slug="starter",
+            monthly_price=4_900,
+            yearly_price=49_000,
+            trial_days=0,
+        ),
+        "pro": await create_synced_plan(
+            session,
+            fake_stripe,
+            slug="pro",
+            monthly_price=14_900,
+            yearly_price=149_000,
+            trial_days=0,
+        ),
+    }
+
+
+async def _subscribed(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    plan: SubscriptionPlan,
+    billing_cycle: str = "monthly",
+) -> Account:
+    account = Account(client, bearer(make_token("42")))
+    response = await client.post(
+        SUBSCRIBE,
+        json={
+            "plan_id": plan.id,
+            "payment_method_id": "pm_card_visa",
+            "billing_cycle": billing_cycle,
+        },
+        headers=account.headers,
+    )
+    assert response.status_code == 200, response.text
+    return account
+
+
+async def test_manage_without_a_subscription_is_404(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    response = await client.get(MANAGE, headers=bearer(make_token("42")))
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "subscription_not_found"
+
+
+async def test_upgrade_is_charged_now_with_the_previewed_proration_date(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["starter"])
+
+    preview = await client.get(
+        PREVIEW, params={"plan_id": plans["pro"].id}, headers=account.headers
+    )
+    assert preview.status_code == 200, preview.text
+    previewed = preview.json()["preview"]
+    assert previewed["takes_effect"] == "now"
+    assert previewed["amount_due_now"] == 10_000
+    assert previewed["next_invoice_amount"] == 14_900
+
+    upgraded = await account.act(
+        action="upgrade", plan_id=plans["pro"].id, proration_date=previewed["proration_date"]
+    )
+
+    assert upgraded.status_code == 200, upgraded.text
+    assert upgraded.json()["subscription"]["plan"]["slug"] == "pro"
+    [update] = [
+        call for call in fake_stripe.calls("POST", "/v1/subscriptions/") if "items" in call.params
+    ]
+    assert update.params["proration_behavior"] == "always_invoice"
+    assert update.params["payment_behavior"] == "pending_if_incomplete"
+    assert update.params["proration_date"] == str(previewed["proration_date"])
+    assert update.params["items"][0]["price"] == plans["pro"].stripe_monthly_price_id
+
+
+async def test_a_declined_upgrade_is_not_granted(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["starter"])
+    [customer] = fake_stripe.customers.values()
+    fake_stripe.add_payment_method("pm_card_chargeDeclined", customer=customer["id"])
+    customer["invoice_settings"]["default_payment_method"] = "pm_card_chargeDeclined"
+
+    response = await account.act(action="upgrade", plan_id=plans["pro"].id)
+
+    assert response.status_code == 402
+    assert (await account.current())["plan"]["slug"] == "starter"
+
+
+async def test_downgrade_waits_for_the_period_end_and_can_be_undone(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["pro"])
+
+    downgraded = await account.act(action="downgrade", plan_id=plans["starter"].id)
+
+    assert downgraded.status_code == 200, downgraded.text
+    subscription = downgraded.json()["subscription"]
+    assert subscription["plan"]["slug"] == "pro"
+    assert subscription["pending_change"]["plan"]["slug"] == "starter"
+    assert subscription["pending_change"]["effective_at"] == subscription["current_period_end"]
+    [create] = fake_stripe.calls("POST", "/v1/subscription_schedules")
+    assert create.params["from_subscription"] == subscription["stripe_subscription_id"]
+    [schedule_update] = [
+        c for c in fake_stripe.calls("POST", "/v1/subscription_schedules/") if "phases" in c.params
+    ]
+    assert schedule_update.params["end_behavior"] == "release"
+    phases = schedule_update.params["phases"]
+    assert phases[0]["items"][0]["price"] == plans["pro"].stripe_monthly_price_id
+    assert phases[1]["items"][0]["price"] == plans["starter"].stripe_monthly_price_id
+    assert (await account.current())["pending_change"]["plan"]["slug"] == "starter"
+
+    undone = await account.act(action="cancel_pending_change")
+
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["subscription"]["pending_change"] is None
+    assert len([c for c in fake_stripe.requests if c.path.endswith("/release")]) == 1
+    again = await account.act(action="cancel_pending_change")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "no_pending_change")
+
+
+async def test_change_plan_decides_by_cycle_then_price(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["pro"])
+
+    # Longer cycle: at once, even to a cheaper plan.
+    to_yearly = await account.act(
+        action="change_plan", plan_id=plans["starter"].id, billing_cycle="yearly"
+    )
+    assert to_yearly.status_code == 200, to_yearly.text
+    assert to_yearly.json()["subscription"]["billing_cycle"] == "yearly"
+    assert to_yearly.json()["subscription"]["plan"]["slug"] == "starter"
+
+    # Shorter cycle: at the period end, even to a dearer plan.
+    to_monthly = await account.act(
+        action="change_plan", plan_id=plans["pro"].id, billing_cycle="monthly"
+    )
+    assert to_monthly.status_code == 200, to_monthly.text
+    pending = to_monthly.json()["subscription"]["pending_change"]
+    assert pending["billing_cycle"] == "monthly" and pending["plan"]["slug"] == "pro"
+
+
+async def test_changes_that_do_not_apply_are_409_with_the_reason(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["pro"])
+
+    same = await account.act(action="downgrade", plan_id=plans["pro"].id)
+    not_up = await account.act(action="upgrade", plan_id=plans["starter"].id)
+    unknown = await account.act(action="upgrade", plan_id=9999)
+
+    assert (same.status_code, same.json()["error"]["code"]) == (409, "already_on_plan")
+    assert (not_up.status_code, not_up.json()["error"]["code"]) == (409, "not_an_upgrade")
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "plan_not_found")
+
+
+async def test_cancel_reactivate_and_cancel_now(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["starter"])
+
+    canceled = await account.act(action="cancel")
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["subscription"]["cancel_at_period_end"] is True
+    twice = await account.act(action="cancel")
+    assert (twice.status_code, twice.json()["error"]["code"]) == (409, "already_canceling")
+
+    reactivated = await account.act(action="reactivate")
+    assert reactivated.json()["subscription"]["cancel_at_period_end"] is False
+    active = await account.act(action="reactivate")
+    assert (active.status_code, active.json()["error"]["code"]) == (
+        409,
+        "subscription_not_canceling",
+    )
+
+    # Cancel at the period end again: a new Stripe call, not a replay of the first one.
+    assert (await account.act(action="cancel")).json()["subscription"]["cancel_at_period_end"]
+    cancel_calls = [
+        c
+        for c in fake_stripe.calls("POST", "/v1/subscriptions/")
+        if "cancel_at_period_end" in c.params
+    ]
+    assert len({call.idempotency_key for call in cancel_calls}) == 3
+
+    ended = await account.act(action="cancel", at_period_end=False)
+    assert ended.status_code == 200, ended.text
+    assert ended.json()["subscription"]["status"] == "canceled"
+    after = await account.act(action="cancel", at_period_end=False)
+    assert (after.status_code, after.json()["error"]["code"]) == (409, "already_canceled")
+    assert (await account.current())["status"] == "canceled"
+
+
+async def test_add_and_remove_add_ons(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    add_on = await create_synced_add_on(session, fake_stripe)
+    account = await _subscribed(client, make_token, plans["starter"])
+
+    added = await account.act(action="add_addon", addon_id=add_on.id, quantity=3)
+    assert added.status_code == 200, added.text
+    assert [(a["slug"], a["quantity"]) for a in added.json()["subscription"]["add_ons"]] == [
+        ("extra-agents", 3)
+    ]
+    [item_create] = fake_stripe.calls("POST", "/v1/subscription_items")
+    assert item_create.params["proration_behavior"] == "always_invoice"
+
+    fewer = await account.act(action="remove_addon", addon_id=add_on.id, quantity=1)
+    assert [a["quantity"] for a in fewer.json()["subscription"]["add_ons"]] == [2]
+
+    removed = await account.act(action="remove_addon", addon_id=add_on.id)
+    assert removed.json()["subscription"]["add_ons"] == []
+    missing = await account.act(action="remove_addon", addon_id=add_on.id)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (
+        409,
+        "add_on_not_on_subscription",
+    )
+    too_many = await account.act(action="add_addon", addon_id=add_on.id, quantity=11)
+    assert too_many.status_code == 422

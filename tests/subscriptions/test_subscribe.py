@@ -1,0 +1,360 @@
+"""POST subscribe/ end to end, with Stripe's HTTP API faked by respx."""
+
+import asyncio
+
+import httpx
+import stripe as stripe_python
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Customer, PaymentMethod, Subscription
+from app.subscriptions.stripe_sync import refresh_from_stripe
+from tests.conftest import TokenFactory, bearer
+from tests.factories import create_plan, create_synced_add_on, create_synced_plan
+from tests.stripe.fake import FakeStripe
+
+SUBSCRIBE = "/subscriptions/api/subscribe/"
+MANAGE = "/subscriptions/api/manage/"
+
+
+async def _subscriptions(session: AsyncSession) -> list[Subscription]:
+    query = select(Subscription).order_by(Subscription.id).execution_options(populate_existing=True)
+    return list((await session.scalars(query)).all())
+
+
+async def test_subscribe_without_trial_charges_now_and_records_the_subscription(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa", "billing_cycle": "monthly"}
+
+    response = await client.post(SUBSCRIBE, json=body, headers=bearer(make_token("42")))
+
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["success"] is True and data["requires_action"] is False
+    assert data["subscription"]["status"] == "active"
+    assert data["subscription"]["plan"]["id"] == plan.id
+    assert data["subscription"]["current_period_end"] is not None
+
+    [create] = fake_stripe.calls("POST", "/v1/subscriptions")
+    assert create.params["payment_behavior"] == "allow_incomplete"
+    assert create.params["billing_mode"] == {"type": "flexible"}
+    assert create.params["items"] == [{"price": plan.stripe_monthly_price_id, "quantity": "1"}]
+    assert "trial_period_days" not in create.params
+    assert create.idempotency_key is not None and create.idempotency_key.startswith("subscribe:")
+    assert {request.stripe_version for request in fake_stripe.requests} == {
+        stripe_python.api_version
+    }
+    [customer_create] = fake_stripe.calls("POST", "/v1/customers")
+    assert customer_create.params["metadata"] == {"dashboard_user_id": "42"}
+
+    [subscription] = await _subscriptions(session)
+    assert subscription.status == "active"
+    assert subscription.stripe_subscription_id == create_response_id(fake_stripe)
+    cards = (await session.scalars(select(PaymentMethod))).all()
+    assert [(card.stripe_payment_method_id, card.is_default) for card in cards] == [
+        ("pm_card_visa", True)
+    ]
+
+
+def create_response_id(fake_stripe: FakeStripe) -> str:
+    [subscription_id] = list(fake_stripe.subscriptions)
+    return subscription_id
+
+
+async def test_subscribe_with_trial_uses_the_plans_trial_and_add_ons_as_items(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=None)
+    add_on = await create_synced_add_on(session, fake_stripe)
+    body = {
+        "plan_id": plan.slug,
+        "payment_method_id": "pm_card_visa",
+        "billing_cycle": "yearly",
+        "add_ons": [{"addon_id": add_on.id, "quantity": 2}],
+    }
+
+    response = await client.post(SUBSCRIBE, json=body, headers=bearer(make_token("42")))
+
+    assert response.status_code == 200, response.text
+    subscription = response.json()["subscription"]
+    assert subscription["status"] == "trialing"
+    assert subscription["billing_cycle"] == "yearly"
+    assert subscription["trial_end"] is not None
+    assert [(a["slug"], a["quantity"]) for a in subscription["add_ons"]] == [("extra-agents", 2)]
+    [create] = fake_stripe.calls("POST", "/v1/subscriptions")
+    assert create.params["trial_period_days"] == "14"  # TRIAL_PERIOD_DAYS
+    assert create.params["items"] == [
+        {"price": plan.stripe_yearly_price_id, "quantity": "1"},
+        {"price": add_on.stripe_yearly_price_id, "quantity": "2"},
+    ]
+
+
+async def test_sca_returns_the_client_secret_again_and_the_paid_invoice_completes_it(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    sessionmaker: object,
+    app: object,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_authenticationRequired"}
+    token = bearer(make_token("42"))
+
+    first = await client.post(SUBSCRIBE, json=body, headers=token)
+    again = await client.post(SUBSCRIBE, json=body, headers=token)
+
+    assert first.status_code == again.status_code == 200, first.text
+    assert first.json()["requires_action"] is True
+    assert first.json()["client_secret_type"] == "payment_intent"
+    assert first.json()["client_secret"]
+    assert again.json()["client_secret"] == first.json()["client_secret"]
+    assert first.json()["subscription"]["status"] == "incomplete"
+    assert len(fake_stripe.calls("POST", "/v1/subscriptions")) == 1
+
+    # The customer completes 3-D Secure; Stripe pays the invoice (invoice.paid follows).
+    [stripe_subscription] = fake_stripe.subscriptions.values()
+    fake_stripe.pay_invoice_out_of_band(stripe_subscription["latest_invoice"])
+    await refresh_from_stripe(
+        sessionmaker=app.state.sessionmaker,  # type: ignore[attr-defined]
+        gateway=app.state.stripe_gateway,  # type: ignore[attr-defined]
+        stripe_subscription_id=stripe_subscription["id"],
+    )
+    [subscription] = await _subscriptions(session)
+    assert subscription.status == "active"
+
+
+async def test_declined_card_is_402_and_a_retry_with_another_card_pays_the_same_invoice(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = bearer(make_token("42"))
+
+    declined = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_chargeDeclinedInsufficientFunds"},
+        headers=token,
+    )
+
+    assert declined.status_code == 402
+    error = declined.json()["error"]
+    assert error["code"] == "card_declined"
+    assert error["details"]["decline_code"] == "insufficient_funds"
+    [subscription] = await _subscriptions(session)
+    assert subscription.status == "incomplete"
+
+    paid = await client.post(
+        SUBSCRIBE, json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["subscription"]["status"] == "active"
+    assert len(fake_stripe.calls("POST", "/v1/subscriptions")) == 1
+    [pay] = [c for c in fake_stripe.requests if c.path.endswith("/pay") and c.method == "POST"]
+    assert pay.params["payment_method"] == "pm_card_visa"
+    [subscription] = await _subscriptions(session)
+    assert subscription.status == "active"
+
+
+async def test_second_subscribe_is_409(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    token = bearer(make_token("42"))
+    assert (await client.post(SUBSCRIBE, json=body, headers=token)).status_code == 200
+
+    second = await client.post(SUBSCRIBE, json=body, headers=token)
+
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "subscription_exists"
+    assert len(fake_stripe.calls("POST", "/v1/subscriptions")) == 1
+
+
+async def test_second_subscribe_is_409_even_when_concurrent(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    token = bearer(make_token("42"))
+
+    responses = await asyncio.gather(
+        client.post(SUBSCRIBE, json=body, headers=token),
+        client.post(SUBSCRIBE, json=body, headers=token),
+    )
+
+    assert sorted(response.status_code for response in responses) == [200, 409]
+    assert len(fake_stripe.subscriptions) == 1
+    assert len(await _subscriptions(session)) == 1
+
+
+async def test_stripe_outage_leaves_the_reservation_for_a_retry_with_the_same_key(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    token = bearer(make_token("42"))
+    fake_stripe.fail_next("POST", "/v1/subscriptions", status=500)
+
+    failed = await client.post(SUBSCRIBE, json=body, headers=token)
+
+    assert failed.status_code == 503
+    assert failed.json()["error"]["details"] == {"retryable": True}
+    [reservation] = await _subscriptions(session)
+    assert reservation.status == "pending" and reservation.stripe_subscription_id is None
+
+    retried = await client.post(SUBSCRIBE, json=body, headers=token)
+
+    assert retried.status_code == 200, retried.text
+    attempts = fake_stripe.calls("POST", "/v1/subscriptions")
+    assert len(attempts) == 2
+    assert attempts[0].idempotency_key == attempts[1].idempotency_key
+    assert len(fake_stripe.subscriptions) == 1
+    [subscription] = await _subscriptions(session)
+    assert subscription.status == "active"
+
+
+async def test_stripe_timeout_after_it_acted_does_not_create_twice(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    token = bearer(make_token("42"))
+    fake_stripe.fail_next("POST", "/v1/subscriptions", timeout=True)
+
+    failed = await client.post(SUBSCRIBE, json=body, headers=token)
+    retried = await client.post(SUBSCRIBE, json=body, headers=token)
+
+    assert failed.status_code == 503
+    assert retried.status_code == 200, retried.text
+    assert len(fake_stripe.subscriptions) == 1
+
+
+async def test_bad_subscribe_requests_write_nothing(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe)
+    retired = await create_plan(session, slug="retired", is_active=False)
+    someone_else = fake_stripe.add_customer(email="other@acme.test")
+    fake_stripe.add_payment_method("pm_someone_elses", customer=someone_else["id"])
+    token = bearer(make_token("42"))
+
+    unknown = await client.post(
+        SUBSCRIBE, json={"plan_id": 999, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+    inactive = await client.post(
+        SUBSCRIBE, json={"plan_id": retired.id, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+    wrong_cycle = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa", "billing_cycle": "weekly"},
+        headers=token,
+    )
+    foreign_card = await client.post(
+        SUBSCRIBE, json={"plan_id": plan.id, "payment_method_id": "pm_someone_elses"}, headers=token
+    )
+
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "plan_not_found")
+    assert (inactive.status_code, inactive.json()["error"]["code"]) == (409, "plan_not_available")
+    assert wrong_cycle.status_code == 422
+    assert wrong_cycle.json()["error"]["details"][0]["field"] == "body.billing_cycle"
+    assert foreign_card.status_code == 404
+    assert foreign_card.json()["error"]["code"] == "payment_method_not_found"
+    assert await _subscriptions(session) == []
+    assert fake_stripe.calls("POST", "/v1/subscriptions") == []
+
+
+async def test_an_existing_stripe_customer_of_the_old_module_is_adopted(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    legacy = fake_stripe.add_customer(email="ops@acme.test")
+
+    response = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
+        headers=bearer(make_token("42", email="ops@acme.test")),
+    )
+
+    assert response.status_code == 200, response.text
+    assert fake_stripe.calls("POST", "/v1/customers") == []
+    customer = await session.scalar(select(Customer).where(Customer.dashboard_user_id == "42"))
+    assert customer is not None and customer.stripe_customer_id == legacy["id"]
+    assert fake_stripe.customers[legacy["id"]]["metadata"]["dashboard_user_id"] == "42"
+
+
+async def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    headers = {**bearer(make_token("42")), "Idempotency-Key": "subscribe-42-a"}
+
+    first = await client.post(SUBSCRIBE, json=body, headers=headers)
+    replay = await client.post(SUBSCRIBE, json=body, headers=headers)
+    other_body = await client.post(
+        SUBSCRIBE, json={**body, "billing_cycle": "yearly"}, headers=headers
+    )
+
+    assert first.status_code == replay.status_code == 200
+    assert replay.json() == first.json()
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert other_body.status_code == 422
+    assert other_body.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(fake_stripe.subscriptions) == 1
+
+
+async def test_same_idempotency_key_twice_at_once_has_one_effect(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    headers = {**bearer(make_token("42")), "Idempotency-Key": "subscribe-42-b"}
+
+    responses = await asyncio.gather(
+        client.post(SUBSCRIBE, json=body, headers=headers),
+        client.post(SUBSCRIBE, json=body, headers=headers),
+    )
+
+    codes = sorted(response.status_code for response in responses)
+    assert codes in ([200, 200], [200, 409])
+    if codes == [200, 409]:
+        [conflict] = [r for r in responses if r.status_code == 409]
+        assert conflict.json()["error"]["code"] == "request_in_progress"
+    assert len(fake_stripe.subscriptions) == 1
+    assert len(await _subscriptions(session)) == 1
