@@ -4,7 +4,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import PaymentMethod
+from app.models import Customer, PaymentMethod
 from app.stripe_gateway.types import PaymentMethodCard
 
 
@@ -51,7 +51,13 @@ async def upsert_card(session: AsyncSession, *, customer_id: int, card: PaymentM
 async def set_default(
     session: AsyncSession, *, customer_id: int, stripe_payment_method_id: str
 ) -> None:
-    # Clear first: the partial unique index allows one default per customer at any moment.
+    # Two default changes of one customer at once would each clear, then each set: serialize
+    # them on the customer's row. NO KEY UPDATE, because inserting a card already holds KEY
+    # SHARE on that row (its foreign key), and FOR UPDATE would deadlock against it.
+    # Clear first: the partial unique index allows one default at any moment.
+    await session.execute(
+        select(Customer.id).where(Customer.id == customer_id).with_for_update(key_share=True)
+    )
     await session.execute(
         update(PaymentMethod)
         .where(PaymentMethod.customer_id == customer_id, PaymentMethod.is_default.is_(True))

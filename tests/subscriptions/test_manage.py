@@ -276,3 +276,48 @@ async def test_add_and_remove_add_ons(
     )
     too_many = await account.act(action="add_addon", addon_id=add_on.id, quantity=11)
     assert too_many.status_code == 422
+
+
+async def test_a_stripe_outage_during_an_upgrade_changes_nothing_and_the_retry_completes(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["starter"])
+    fake_stripe.fail_next("POST", "/v1/subscriptions/", status=500)
+
+    failed = await account.act(
+        action="upgrade", plan_id=plans["pro"].id, proration_date=1_795_608_000
+    )
+
+    assert failed.status_code == 503
+    assert (await account.current())["plan"]["slug"] == "starter"
+
+    retried = await account.act(
+        action="upgrade", plan_id=plans["pro"].id, proration_date=1_795_608_000
+    )
+
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["subscription"]["plan"]["slug"] == "pro"
+    updates = [c for c in fake_stripe.calls("POST", "/v1/subscriptions/") if "items" in c.params]
+    assert len(updates) == 2 and updates[0].idempotency_key == updates[1].idempotency_key
+
+
+async def test_an_upgrade_needing_sca_returns_the_client_secret_and_waits(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    fake_stripe: FakeStripe,
+    plans: dict[str, SubscriptionPlan],
+) -> None:
+    account = await _subscribed(client, make_token, plans["starter"])
+    [customer] = fake_stripe.customers.values()
+    fake_stripe.add_payment_method("pm_card_authenticationRequired", customer=customer["id"])
+    customer["invoice_settings"]["default_payment_method"] = "pm_card_authenticationRequired"
+
+    response = await account.act(action="upgrade", plan_id=plans["pro"].id)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["requires_action"] is True
+    assert response.json()["client_secret"]
+    assert response.json()["subscription"]["plan"]["slug"] == "starter"

@@ -358,3 +358,49 @@ async def test_same_idempotency_key_twice_at_once_has_one_effect(
         assert conflict.json()["error"]["code"] == "request_in_progress"
     assert len(fake_stripe.subscriptions) == 1
     assert len(await _subscriptions(session)) == 1
+
+
+async def test_a_trial_with_a_card_needing_sca_returns_the_setup_intent_secret(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=7)
+
+    response = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_authenticationRequired"},
+        headers=bearer(make_token("42")),
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["subscription"]["status"] == "trialing"
+    assert body["requires_action"] is True
+    assert body["client_secret_type"] == "setup_intent"
+    assert body["client_secret"]
+
+
+async def test_concurrent_first_calls_create_one_stripe_customer(
+    client: httpx.AsyncClient, make_token: TokenFactory, fake_stripe: FakeStripe
+) -> None:
+    headers = bearer(make_token("42"))
+
+    responses = await asyncio.gather(
+        client.post(
+            "/subscriptions/api/payment-methods/",
+            json={"payment_method_id": "pm_one"},
+            headers=headers,
+        ),
+        client.post(
+            "/subscriptions/api/payment-methods/",
+            json={"payment_method_id": "pm_two"},
+            headers=headers,
+        ),
+    )
+
+    assert [response.status_code for response in responses] == [200, 200]
+    assert len(fake_stripe.customers) == 1
+    keys = {call.idempotency_key for call in fake_stripe.calls("POST", "/v1/customers")}
+    assert len(keys) == 1
