@@ -1,5 +1,6 @@
 """Dependencies on what the app holds for its lifetime: settings and the clock."""
 
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,3 +21,21 @@ def get_clock(request: Request) -> Clock:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_attempt_token() -> str:
+    """One request's own part of the Stripe idempotency keys of changes that are safe to
+    repeat (setting a default card, paying an open invoice, moving an item to a price it may
+    already have, toggling cancellation).
+
+    Such a change must not reuse an earlier request's key: Stripe replays the first answer of
+    a key for 24 hours, a saved 500 or decline included, so cancel, reactivate, cancel again
+    (or a retry after a new card) would silently do nothing. A client's repeated request is
+    answered from the Idempotency-Key store before it gets here; what does reach Stripe twice
+    finds the change already made. Creations (customers, subscriptions, prices) keep keys made
+    of our ids and content instead.
+    """
+    return uuid.uuid4().hex[:24]
+
+
+AttemptTokenDep = Annotated[str, Depends(get_attempt_token)]

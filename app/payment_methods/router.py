@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import Path
 
 from app.core.db import SessionmakerDep
-from app.core.deps import ClockDep
+from app.core.deps import AttemptTokenDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.core.schemas import SuccessResponse
@@ -56,6 +56,7 @@ async def attach_payment_method(
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
+    attempt: AttemptTokenDep,
 ) -> PaymentMethodResponse:
     card = await service.attach_payment_method(
         sessionmaker=sessionmaker,
@@ -63,6 +64,7 @@ async def attach_payment_method(
         customer=customer,
         payment_method_id=attach_request.payment_method_id,
         set_default=attach_request.set_default,
+        attempt=attempt,
     )
     return PaymentMethodResponse(payment_method=PaymentMethodPublic.model_validate(card))
 
@@ -76,10 +78,10 @@ async def create_setup_intent(
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
-    clock: ClockDep,
+    attempt: AttemptTokenDep,
 ) -> SetupIntentResponse:
     client_secret = await service.create_setup_intent(
-        sessionmaker=sessionmaker, gateway=gateway, clock=clock, customer=customer
+        sessionmaker=sessionmaker, gateway=gateway, customer=customer, attempt=attempt
     )
     return SetupIntentResponse(client_secret=client_secret)
 
@@ -95,12 +97,14 @@ async def make_default(
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
+    attempt: AttemptTokenDep,
 ) -> PaymentMethodResponse:
     card = await service.make_default(
         sessionmaker=sessionmaker,
         gateway=gateway,
         customer=customer,
         payment_method_id=payment_method_id,
+        attempt=attempt,
     )
     return PaymentMethodResponse(payment_method=PaymentMethodPublic.model_validate(card))
 
@@ -116,11 +120,13 @@ async def detach_payment_method(
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
+    attempt: AttemptTokenDep,
 ) -> SuccessResponse:
     await service.detach_payment_method(
         sessionmaker=sessionmaker,
         gateway=gateway,
         customer=customer,
         payment_method_id=payment_method_id,
+        attempt=attempt,
     )
     return SuccessResponse()

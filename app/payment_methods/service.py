@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.clock import Clock
 from app.customers.stripe_customers import ensure_stripe_customer
 from app.models import Customer, PaymentMethod
 from app.payment_methods import repository
@@ -40,13 +39,14 @@ async def _make_default_on_stripe(
     customer: Customer,
     stripe_customer_id: str,
     payment_method_id: str,
-    previous_default: str | None,
+    attempt: str,
 ) -> None:
-    # The previous default is part of the key: A, then B, then A again are three changes.
+    # Setting a default is safe to repeat, so the key is per attempt: A, then B, then A again
+    # are three changes, never a replay of the first.
     await gateway.set_default_payment_method(
         customer_id=stripe_customer_id,
         payment_method_id=payment_method_id,
-        idempotency_key=f"default-card:{customer.id}:{payment_method_id}:from:{previous_default}",
+        idempotency_key=f"default-card:{customer.id}:{payment_method_id}:{attempt}",
     )
 
 
@@ -82,6 +82,7 @@ async def attach_for_subscription(
     customer: Customer,
     stripe_customer_id: str,
     payment_method_id: str,
+    attempt: str,
 ) -> None:
     """Attach the card a subscribe names and make it the default that invoices charge."""
     await _attach_on_stripe(
@@ -97,7 +98,7 @@ async def attach_for_subscription(
             customer=customer,
             stripe_customer_id=stripe_customer_id,
             payment_method_id=payment_method_id,
-            previous_default=previous_default,
+            attempt=attempt,
         )
     await _mirror(
         sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
@@ -136,6 +137,7 @@ async def attach_payment_method(
     customer: Customer,
     payment_method_id: str,
     set_default: bool,
+    attempt: str,
 ) -> PaymentMethod:
     stripe_customer_id = await ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
@@ -155,7 +157,7 @@ async def attach_payment_method(
             customer=customer,
             stripe_customer_id=stripe_customer_id,
             payment_method_id=payment_method_id,
-            previous_default=previous_default,
+            attempt=attempt,
         )
     await _mirror(
         sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
@@ -173,6 +175,7 @@ async def make_default(
     gateway: StripeGateway,
     customer: Customer,
     payment_method_id: str,
+    attempt: str,
 ) -> PaymentMethod:
     async with sessionmaker() as session:
         card = await repository.get_for_customer(session, customer.id, payment_method_id)
@@ -184,7 +187,7 @@ async def make_default(
             customer=customer,
             stripe_customer_id=customer.stripe_customer_id,
             payment_method_id=payment_method_id,
-            previous_default=await _current_default(sessionmaker, customer.id),
+            attempt=attempt,
         )
         async with sessionmaker.begin() as session:
             await repository.set_default(
@@ -200,6 +203,7 @@ async def detach_payment_method(
     gateway: StripeGateway,
     customer: Customer,
     payment_method_id: str,
+    attempt: str,
 ) -> None:
     """Remove a card. The only card of a live subscription stays: renewals would fail."""
     async with sessionmaker() as session:
@@ -217,7 +221,7 @@ async def detach_payment_method(
             customer=customer,
             stripe_customer_id=customer.stripe_customer_id,
             payment_method_id=others[0].stripe_payment_method_id,
-            previous_default=payment_method_id,
+            attempt=attempt,
         )
     await gateway.detach_payment_method(
         payment_method_id=payment_method_id, idempotency_key=f"detach:{payment_method_id}"
@@ -238,15 +242,17 @@ async def create_setup_intent(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
-    clock: Clock,
     customer: Customer,
+    attempt: str,
 ) -> str:
-    """A SetupIntent client secret: Stripe.js collects and authenticates a new card with it."""
+    """A SetupIntent client secret: Stripe.js collects and authenticates a new card with it.
+
+    Each attempt gets its own SetupIntent (one is used up when a card is confirmed with it);
+    a client retry with its Idempotency-Key gets the same one back.
+    """
     stripe_customer_id = await ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
     )
-    # Retries within the same minute get the same SetupIntent back instead of a new one.
-    minute = clock.now().strftime("%Y%m%d%H%M")
     return await gateway.create_setup_intent(
-        customer_id=stripe_customer_id, idempotency_key=f"setup-intent:{customer.id}:{minute}"
+        customer_id=stripe_customer_id, idempotency_key=f"setup-intent:{customer.id}:{attempt}"
     )

@@ -8,6 +8,7 @@ key (`transfer_lookup_key`) while the old one is archived; subscriptions on the 
 it. Without `force_update` a difference is only reported.
 """
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -77,7 +78,7 @@ async def _sync_product(
                 name=row.name,
                 description=row.description,
                 active=row.is_active,
-                idempotency_key=f"product:{product_id}:{row.name}:{row.is_active}",
+                idempotency_key=f"product:{product_id}:{uuid.uuid4().hex}",
             )
             report.actions.append("product updated")
         else:
@@ -99,7 +100,15 @@ async def _sync_price(
 ) -> str | None:
     amount = row.monthly_price if cycle == "monthly" else row.yearly_price
     key = lookup_key(row, cycle)
-    if existing is not None and existing.unit_amount == amount and existing.interval == interval:
+    if existing is not None and not existing.active:
+        # An archived price keeps its lookup key only by accident: treat it as missing.
+        existing = None
+    if (
+        existing is not None
+        and existing.unit_amount == amount
+        and existing.interval == interval
+        and existing.tax_behavior == "exclusive"
+    ):
         return existing.id
     if existing is None and dry_run:
         report.differences.append(f"{cycle} price missing")
@@ -107,6 +116,8 @@ async def _sync_price(
     if existing is not None and (dry_run or not force_update):
         report.differences.append(
             f"{cycle} price is {existing.unit_amount} on Stripe, {amount} here"
+            if existing.unit_amount != amount
+            else f"{cycle} price is not tax-exclusive or not per {interval}"
         )
         return existing.id
     price = await gateway.create_price(
@@ -116,7 +127,9 @@ async def _sync_price(
         interval=interval,
         lookup_key=key,
         metadata={"slug": row.slug, "cycle": cycle},
-        idempotency_key=f"price:{key}:{amount}",
+        # The price it replaces is part of the key: A, then B, then A again within a day are
+        # three prices, not a replay of the first (which is archived by then).
+        idempotency_key=f"price:{key}:{amount}:{existing.id if existing else 'first'}",
     )
     if existing is None:
         report.actions.append(f"{cycle} price created ({price.id})")

@@ -91,6 +91,14 @@ async def _translated_errors() -> AsyncIterator[None]:
     except (stripe.APIConnectionError, stripe.RateLimitError) as error:
         logger.warning("stripe_unreachable", error=str(error))
         raise StripeUnavailable() from error
+    except stripe.IdempotencyError as error:
+        if error.http_status == 409:
+            # Another request with the same key is still running at Stripe.
+            raise StripeUnavailable(
+                "The same change is still in progress; retry shortly."
+            ) from error
+        logger.error("stripe_idempotency_mismatch", error=str(error))
+        raise StripeIntegrationError() from error
     except stripe.InvalidRequestError as error:
         param = error.param or ""
         if error.code == "resource_missing" and "payment_method" in param:
@@ -222,10 +230,13 @@ class StripeGateway:
                 return str(found["data"][0]["id"])
             if email:
                 by_email = _plain(
-                    await self._stripe.customers.list_async({"email": email, "limit": 1})
+                    await self._stripe.customers.list_async({"email": email, "limit": 10})
                 )
-                if by_email["data"]:
-                    return str(by_email["data"][0]["id"])
+                for candidate in by_email["data"]:
+                    # Another user's account with the same address is not this user's.
+                    owner = (candidate.get("metadata") or {}).get("dashboard_user_id")
+                    if owner in (None, dashboard_user_id):
+                        return str(candidate["id"])
         return None
 
     async def create_customer(
@@ -571,6 +582,11 @@ class StripeGateway:
                     schedule_id, params, self._options(idempotency_key)
                 )
             )
+        return self._schedule(schedule)
+
+    async def retrieve_schedule(self, schedule_id: str) -> ScheduleState:
+        async with _translated_errors():
+            schedule = _plain(await self._stripe.subscription_schedules.retrieve_async(schedule_id))
         return self._schedule(schedule)
 
     async def release_schedule(self, *, schedule_id: str, idempotency_key: str) -> None:

@@ -6,17 +6,21 @@ now, a cheaper one at the period end). "Now" is charged at once with prorations 
 only if that charge succeeds; "period end" is a Stripe subscription schedule whose second phase
 starts when the paid period ends.
 
-Idempotency keys carry the subscription's state version (`updated_at`): a retry of a failed
-request repeats the same key, while the next deliberate change (cancel, reactivate, cancel
-again) gets a new one.
+Idempotency keys name the subscription, the change (from what to what) and the attempt
+(`app.core.deps.get_attempt_token`): a client retry with its Idempotency-Key repeats the same
+Stripe call, while a deliberate new attempt (cancel, reactivate, cancel again; a retry after a
+decline with a new card) is a new call instead of a replay of the first answer. Each of these
+changes is safe to send twice: the second finds the state already changed.
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
+from app.core.errors import AppError, InvalidRequest
 from app.models import Customer, Subscription, SubscriptionPlan
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.errors import PaymentDeclined
@@ -50,8 +54,8 @@ def change_timing(
     return "period_end" if target_price < current_price else "now"
 
 
-def _state_version(subscription: Subscription) -> str:
-    return str(int(subscription.updated_at.timestamp() * 1_000_000))
+# How far back a previewed proration date may be sent with the change.
+PRORATION_DATE_TOLERANCE = timedelta(hours=1)
 
 
 async def load_changeable(session: AsyncSession, customer: Customer) -> Subscription:
@@ -85,6 +89,35 @@ async def _record(
         if pending is not None and state.schedule_id is not None:
             subscription.pending_plan_id, subscription.pending_billing_cycle = pending
             subscription.pending_change_at = subscription.current_period_end
+
+
+def _checked_proration_date(
+    proration_date: int | None, subscription: Subscription, now: datetime
+) -> int:
+    """The previewed moment the change is priced at: within the current period, not ahead."""
+    if proration_date is None:
+        return int(now.timestamp())
+    earliest = subscription.current_period_start or now
+    if not (
+        (earliest - PRORATION_DATE_TOLERANCE).timestamp()
+        <= proration_date
+        <= (now + PRORATION_DATE_TOLERANCE).timestamp()
+    ):
+        raise InvalidRequest(
+            "proration_date must be a recent preview's, within the current period.",
+            details={"field": "proration_date"},
+        )
+    return max(proration_date, int(earliest.timestamp()))
+
+
+async def _refresh(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    subscription: Subscription,
+) -> None:
+    assert subscription.stripe_subscription_id is not None
+    state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
+    await _record(sessionmaker, subscription.id, state)
 
 
 async def _charge_outcome(
@@ -128,6 +161,7 @@ async def change_plan(
     clock: Clock,
     customer: Customer,
     manage_request: ManageRequest,
+    attempt: str,
 ) -> ChangeOutcome:
     if manage_request.plan_id is None and manage_request.billing_cycle is None:
         raise ActionNotAllowed(
@@ -154,50 +188,57 @@ async def change_plan(
         if manage_request.action == "downgrade" and timing != "period_end":
             raise ActionNotAllowed("not_a_downgrade", "That change is an upgrade; it applies now.")
         target_price = catalog.price_id(target_plan, target_cycle)
-        add_on_items_now = await _add_on_items(session, subscription, subscription.billing_cycle)
         add_on_items_next = await _add_on_items(session, subscription, target_cycle)
-        current_price = catalog.price_id(current_plan, subscription.billing_cycle)
     assert subscription.stripe_subscription_id is not None
-    version = _state_version(subscription)
 
     if timing == "now":
-        await _release_schedule(gateway, subscription)
-        proration_date = manage_request.proration_date or int(clock.now().timestamp())
-        change_key = catalog.fingerprint(target_plan.id, target_cycle, proration_date)[:24]
-        state = await gateway.update_subscription(
-            subscription_id=subscription.stripe_subscription_id,
-            params={
-                "items": [{"id": subscription.stripe_plan_item_id, "price": target_price}],
-                # Invoice the difference now, and grant the change only if it is paid.
-                "proration_behavior": "always_invoice",
-                "payment_behavior": "pending_if_incomplete",
-                "proration_date": proration_date,
-            },
-            idempotency_key=f"change:{subscription.id}:{version}:{change_key}",
+        proration_date = _checked_proration_date(
+            manage_request.proration_date, subscription, clock.now()
         )
+        # An upgrade replaces a pending downgrade: release the schedule first (Stripe does
+        # not let a scheduled subscription's items be changed directly).
+        await _release_schedule(gateway, subscription)
+        try:
+            state = await gateway.update_subscription(
+                subscription_id=subscription.stripe_subscription_id,
+                params={
+                    "items": [{"id": subscription.stripe_plan_item_id, "price": target_price}],
+                    # Invoice the difference now, and grant the change only if it is paid.
+                    "proration_behavior": "always_invoice",
+                    "payment_behavior": "pending_if_incomplete",
+                    "proration_date": proration_date,
+                },
+                idempotency_key=(
+                    f"change:{subscription.id}:{target_price}:{proration_date}:{attempt}"
+                ),
+            )
+        except AppError:
+            if subscription.stripe_schedule_id:
+                # The schedule is gone on Stripe even though the change failed: show that.
+                await _refresh(sessionmaker, gateway, subscription)
+            raise
         await _record(sessionmaker, subscription.id, state)
         return await _charge_outcome(gateway, subscription.id, state)
 
     if subscription.current_period_start is None or subscription.current_period_end is None:
         raise ActionNotAllowed("period_unknown", "The subscription's period is not known yet.")
-    schedule_id = subscription.stripe_schedule_id
-    if schedule_id is None:
+    if subscription.stripe_schedule_id is None:
         schedule = await gateway.create_schedule_from_subscription(
             subscription_id=subscription.stripe_subscription_id,
-            idempotency_key=f"schedule:{subscription.id}:{version}",
+            idempotency_key=f"schedule:{subscription.id}:{attempt}",
         )
-        schedule_id = schedule.id
-        current_phase_start = schedule.phase_bounds[0][0]
     else:
-        current_phase_start = int(subscription.current_period_start.timestamp())
+        schedule = await gateway.retrieve_schedule(subscription.stripe_schedule_id)
     await gateway.schedule_change_at_period_end(
-        schedule_id=schedule_id,
-        current_phase_start=current_phase_start,
+        schedule_id=schedule.id,
+        current_phase_start=schedule.phase_bounds[0][0],
         period_end=int(subscription.current_period_end.timestamp()),
-        current_items=[(current_price, 1), *add_on_items_now],
+        # The current phase keeps exactly what Stripe bills now (even a price since
+        # replaced in the catalog), so the paid period is not repriced.
+        current_items=list(schedule.current_phase_items),
         next_items=[(target_price, 1), *add_on_items_next],
         next_interval=catalog.CYCLE_INTERVAL[target_cycle],
-        idempotency_key=f"schedule-change:{schedule_id}:{target_plan.id}:{target_cycle}:{version}",
+        idempotency_key=f"schedule-change:{schedule.id}:{target_price}:{attempt}",
     )
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
     await _record(sessionmaker, subscription.id, state, pending=(target_plan.id, target_cycle))
@@ -227,6 +268,7 @@ async def cancel(
     gateway: StripeGateway,
     customer: Customer,
     at_period_end: bool,
+    attempt: str,
 ) -> ChangeOutcome:
     """Cancel at the period end (default: access until then), or now on request."""
     async with sessionmaker() as session:
@@ -236,19 +278,18 @@ async def cancel(
             "already_canceling", "The subscription already ends at the period end."
         )
     assert subscription.stripe_subscription_id is not None
-    version = _state_version(subscription)
     # A pending downgrade would otherwise renew the subscription the customer is leaving.
     await _release_schedule(gateway, subscription)
     if at_period_end:
         state = await gateway.update_subscription(
             subscription_id=subscription.stripe_subscription_id,
             params={"cancel_at_period_end": True},
-            idempotency_key=f"cancel-at-period-end:{subscription.id}:{version}",
+            idempotency_key=f"cancel-at-period-end:{subscription.id}:{attempt}",
         )
     else:
         state = await gateway.cancel_subscription_now(
             subscription_id=subscription.stripe_subscription_id,
-            idempotency_key=f"cancel-now:{subscription.id}:{version}",
+            idempotency_key=f"cancel-now:{subscription.id}:{attempt}",
         )
     await _record(sessionmaker, subscription.id, state)
     return ChangeOutcome(subscription.id)
@@ -259,6 +300,7 @@ async def reactivate(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     customer: Customer,
+    attempt: str,
 ) -> ChangeOutcome:
     """Undo a cancellation at the period end, before the period ends."""
     async with sessionmaker() as session:
@@ -271,7 +313,7 @@ async def reactivate(
     state = await gateway.update_subscription(
         subscription_id=subscription.stripe_subscription_id,
         params={"cancel_at_period_end": False},
-        idempotency_key=f"reactivate:{subscription.id}:{_state_version(subscription)}",
+        idempotency_key=f"reactivate:{subscription.id}:{attempt}",
     )
     await _record(sessionmaker, subscription.id, state)
     return ChangeOutcome(subscription.id)
@@ -283,6 +325,7 @@ async def set_add_on(
     gateway: StripeGateway,
     customer: Customer,
     manage_request: ManageRequest,
+    attempt: str,
 ) -> ChangeOutcome:
     """`add_addon` sets the add-on's quantity (adding it if missing; more is charged now with
     prorations); `remove_addon` takes `quantity` off, or all of it (credited on the next
@@ -293,6 +336,13 @@ async def set_add_on(
     price: str | None = None
     async with sessionmaker() as session:
         subscription = await load_changeable(session, customer)
+        if subscription.stripe_schedule_id is not None:
+            # The scheduled phase lists the add-ons too; changing one now would be undone (or
+            # billed again) when that phase starts.
+            raise ActionNotAllowed(
+                "pending_change_exists",
+                "A plan change is scheduled; cancel it (cancel_pending_change) first.",
+            )
         line = await repository.get_add_on_line(session, subscription.id, manage_request.addon_id)
         if removing and line is None:
             raise ActionNotAllowed(
@@ -306,8 +356,11 @@ async def set_add_on(
             add_on = await catalog.resolve_add_on(session, manage_request.addon_id, quantity)
             price = catalog.price_id(add_on, subscription.billing_cycle)
     assert subscription.stripe_subscription_id is not None
-    version = _state_version(subscription)
-    key = f"add-on:{subscription.id}:{manage_request.addon_id}:{quantity}:{version}"
+    current_quantity = line.quantity if line is not None else 0
+    key = (
+        f"add-on:{subscription.id}:{manage_request.addon_id}:"
+        f"{current_quantity}->{quantity}:{attempt}"
+    )
     if line is None or line.stripe_subscription_item_id is None:
         assert price is not None
         await gateway.add_subscription_item(

@@ -69,6 +69,12 @@ async def get_add_on_line(
     )
 
 
+async def delete_add_on_lines(session: AsyncSession, subscription_id: int) -> None:
+    await session.execute(
+        delete(SubscriptionAddOn).where(SubscriptionAddOn.subscription_id == subscription_id)
+    )
+
+
 async def delete_subscription_with_add_ons(session: AsyncSession, subscription_id: int) -> None:
     await session.execute(
         delete(SubscriptionAddOn).where(SubscriptionAddOn.subscription_id == subscription_id)

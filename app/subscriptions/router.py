@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import Query
 
 from app.core.db import SessionDep, SessionmakerDep
-from app.core.deps import ClockDep, SettingsDep
+from app.core.deps import AttemptTokenDep, ClockDep, SettingsDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.customers.dependencies import CurrentCustomer
@@ -62,6 +62,7 @@ async def subscribe(
     gateway: StripeGatewayDep,
     clock: ClockDep,
     settings: SettingsDep,
+    attempt: AttemptTokenDep,
 ) -> SubscriptionResponse:
     """Create the subscription and charge its first invoice (or start its trial).
 
@@ -76,6 +77,7 @@ async def subscribe(
         settings=settings,
         customer=customer,
         subscribe_request=subscribe_request,
+        attempt=attempt,
     )
     return SubscriptionResponse(
         subscription=await service.describe_by_id(sessionmaker, outcome.subscription_id),
@@ -117,6 +119,7 @@ async def manage_subscription(
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
     clock: ClockDep,
+    attempt: AttemptTokenDep,
 ) -> SubscriptionResponse:
     """Actions: `upgrade` (now, prorated and charged at once), `downgrade` (at the period
     end), `change_plan` (decides which), `cancel_pending_change`, `cancel` (`at_period_end`,
@@ -127,6 +130,7 @@ async def manage_subscription(
         clock=clock,
         customer=customer,
         manage_request=manage_request,
+        attempt=attempt,
     )
     return SubscriptionResponse(
         subscription=await service.describe_by_id(sessionmaker, outcome.subscription_id),

@@ -44,6 +44,7 @@ async def manage(
     clock: Clock,
     customer: Customer,
     manage_request: ManageRequest,
+    attempt: str,
 ) -> changes.ChangeOutcome:
     action = manage_request.action
     if action in ("upgrade", "downgrade", "change_plan"):
@@ -53,6 +54,7 @@ async def manage(
             clock=clock,
             customer=customer,
             manage_request=manage_request,
+            attempt=attempt,
         )
     if action == "cancel_pending_change":
         return await changes.cancel_pending_change(
@@ -64,13 +66,18 @@ async def manage(
             gateway=gateway,
             customer=customer,
             at_period_end=manage_request.at_period_end,
+            attempt=attempt,
         )
     if action == "reactivate":
         return await changes.reactivate(
-            sessionmaker=sessionmaker, gateway=gateway, customer=customer
+            sessionmaker=sessionmaker, gateway=gateway, customer=customer, attempt=attempt
         )
     return await changes.set_add_on(
-        sessionmaker=sessionmaker, gateway=gateway, customer=customer, manage_request=manage_request
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        customer=customer,
+        manage_request=manage_request,
+        attempt=attempt,
     )
 
 
@@ -114,16 +121,23 @@ async def preview_change(
         proration_date=proration_date,
     )
     effective_at: datetime | None = from_timestamp(proration_date)
+    if timing == "period_end":
+        amount_due_now, next_invoice_amount = 0, preview.total
+    elif target_cycle != subscription.billing_cycle:
+        # A new cycle restarts the billing period: the whole invoice is due now.
+        amount_due_now = preview.total
+        next_invoice_amount = preview.total - preview.proration_amount
+    else:
+        amount_due_now = max(preview.proration_amount, 0)
+        next_invoice_amount = preview.total - preview.proration_amount
     return ChangePreview(
         plan=PlanSummary(id=target_plan.id, slug=target_plan.slug, name=target_plan.name),
         billing_cycle=target_cycle,
         takes_effect=timing,
         effective_at=effective_at,
         currency=preview.currency,
-        amount_due_now=max(preview.proration_amount, 0) if timing == "now" else 0,
-        next_invoice_amount=preview.total - preview.proration_amount
-        if timing == "now"
-        else preview.total,
+        amount_due_now=amount_due_now,
+        next_invoice_amount=next_invoice_amount,
         next_invoice_date=preview.next_payment_attempt or preview.period_end,
         proration_date=proration_date,
     )

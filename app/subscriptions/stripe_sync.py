@@ -32,10 +32,10 @@ async def apply_stripe_state(
     price_ids = {item.price_id for item in state.items}
     plans = await plans_repository.plans_by_price_ids(session, price_ids)
     add_ons = await plans_repository.add_ons_by_price_ids(session, price_ids)
-    lines = {
-        line.add_on_id: line for line, _ in await repository.list_add_ons(session, subscription.id)
-    }
-    seen_add_ons: set[int] = set()
+    lines = [line for line, _ in await repository.list_add_ons(session, subscription.id)]
+    lines_by_item = {line.stripe_subscription_item_id: line for line in lines}
+    lines_by_add_on = {line.add_on_id: line for line in lines}
+    item_ids = {item.id for item in state.items}
     for item in state.items:
         if item.price_id in plans:
             plan, cycle = plans[item.price_id]
@@ -44,15 +44,21 @@ async def apply_stripe_state(
             subscription.stripe_plan_item_id = item.id
         elif item.price_id in add_ons:
             add_on = add_ons[item.price_id]
-            seen_add_ons.add(add_on.id)
-            line = lines.get(add_on.id)
+            line = lines_by_item.get(item.id) or lines_by_add_on.get(add_on.id)
             if line is None:
                 line = SubscriptionAddOn(subscription_id=subscription.id, add_on_id=add_on.id)
                 session.add(line)
             line.quantity = item.quantity
             line.stripe_subscription_item_id = item.id
-    for add_on_id, line in lines.items():
-        if add_on_id not in seen_add_ons and line.stripe_subscription_item_id is not None:
+        elif item.id in lines_by_item:
+            # A price since replaced in the catalog (`--force-update`): the item is the same
+            # add-on, still billed at the price it was sold at.
+            lines_by_item[item.id].quantity = item.quantity
+    for line in lines:
+        if (
+            line.stripe_subscription_item_id is not None
+            and line.stripe_subscription_item_id not in item_ids
+        ):
             await session.delete(line)
     await session.flush()
 

@@ -3,11 +3,12 @@
 The flow (STYLE rule 2): reserve the account's one subscription slot in a first short
 transaction (a `pending` row under the one-live-subscription index), call Stripe with
 idempotency keys derived from that reservation, then record Stripe's answer in a second
-transaction. A retry of the same request finds the reservation and repeats the same Stripe
-calls with the same keys, so Stripe answers with what it already did instead of doing it twice.
+transaction. A retry of the same request finds the reservation: it looks on Stripe for the
+subscription an earlier attempt may have created (by the reservation id in its metadata) and
+resumes it, so Stripe never creates, or charges for, a second one.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
@@ -21,18 +22,20 @@ from app.customers.stripe_customers import ensure_stripe_customer
 from app.models import Customer, Subscription, SubscriptionAddOn
 from app.payment_methods import service as payment_methods_service
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.errors import PaymentDeclined, StripeUnavailable
+from app.stripe_gateway.errors import PaymentDeclined
 from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import catalog, repository
 from app.subscriptions.errors import SubscriptionExists
 from app.subscriptions.schemas import SubscribeRequest
 from app.subscriptions.stripe_sync import apply_stripe_state
 
-# How long a request holds a reservation while it talks to Stripe. A request that died
-# (crash, timeout) stops blocking retries after this.
-RESERVATION_LEASE = timedelta(minutes=2)
+# How long a request holds a reservation while it talks to Stripe (longer than its Stripe
+# calls can take, retries included). A request that died stops blocking retries after this.
+RESERVATION_LEASE = timedelta(minutes=5)
 # Statuses that mean "you are subscribed": a second subscribe is a conflict, not a retry.
 SETTLED_STATUSES = {"trialing", "active", "past_due", "unpaid", "paused"}
+ENDED_STATUSES = {"incomplete_expired", "canceled"}
+RESERVATION_METADATA_KEY = "billing_subscription_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,14 @@ class _Reservation:
     fingerprint: str
     trial_days: int
     items: list[tuple[str, int]]
+    plan_id: int
+    billing_cycle: str
+    add_ons: list[tuple[int, int]]
+    # A reservation an earlier request made (and maybe got as far as Stripe with).
+    resumed: bool = False
+    # That earlier request asked for something else; this one may take the slot over if
+    # Stripe has nothing for it.
+    rebind: bool = False
 
 
 async def _reserve(
@@ -61,15 +72,32 @@ async def _reserve(
 ) -> _Reservation:
     plan = await catalog.resolve_plan(session, subscribe_request.plan_id)
     cycle = subscribe_request.billing_cycle
-    items = [(catalog.price_id(plan, cycle), 1)]
+    add_on_items = []
     add_ons = []
     for selection in subscribe_request.add_ons:
         add_on = await catalog.resolve_add_on(session, selection.addon_id, selection.quantity)
-        items.append((catalog.price_id(add_on, cycle), selection.quantity))
-        add_ons.append((add_on, selection.quantity))
-    fingerprint = catalog.fingerprint(plan.id, cycle, sorted(items))
+        add_on_items.append((catalog.price_id(add_on, cycle), selection.quantity))
+        add_ons.append((add_on.id, selection.quantity))
+    # One order for the same request, however the client listed the add-ons: the Stripe
+    # call must be identical for its idempotency key to be honoured.
+    items = [(catalog.price_id(plan, cycle), 1), *sorted(add_on_items)]
     trial_days = default_trial_days if plan.trial_days is None else plan.trial_days
+    fingerprint = catalog.fingerprint(plan.id, cycle, items, trial_days)
     now = clock.now()
+
+    def reservation_of(subscription: Subscription, *, resumed: bool, rebind: bool) -> _Reservation:
+        return _Reservation(
+            subscription_id=subscription.id,
+            stripe_subscription_id=subscription.stripe_subscription_id,
+            fingerprint=fingerprint,
+            trial_days=trial_days,
+            items=items,
+            plan_id=plan.id,
+            billing_cycle=cycle,
+            add_ons=sorted(add_ons),
+            resumed=resumed,
+            rebind=rebind,
+        )
 
     existing = await repository.get_live_for_customer(session, customer.id, for_update=True)
     if existing is not None:
@@ -79,16 +107,16 @@ async def _reserve(
             raise SubscriptionExists(
                 "A subscribe for this account is in progress.", details={"status": "pending"}
             )
-        if existing.request_fingerprint != fingerprint:
+        rebind = existing.request_fingerprint != fingerprint
+        if rebind and existing.status != "pending":
             raise SubscriptionExists(
-                "A subscription to another plan is being set up for this account.",
+                "An unpaid subscription to another plan is open; pay it or let it expire.",
                 details={"status": existing.status},
             )
-        # A retry: the same request after a failure, or a new card for an incomplete one.
+        # A retry: the same request after a failure, a new card for an incomplete one, or a
+        # new request taking over an abandoned reservation.
         existing.reserved_until = now + RESERVATION_LEASE
-        return _Reservation(
-            existing.id, existing.stripe_subscription_id, fingerprint, trial_days, items
-        )
+        return reservation_of(existing, resumed=True, rebind=rebind)
 
     reservation = Subscription(
         customer_id=customer.id,
@@ -101,14 +129,20 @@ async def _reserve(
     session.add(reservation)
     # The partial unique index is the referee when two subscribes race past the check above.
     await flush_unique(session, SubscriptionExists())
-    for add_on, quantity in add_ons:
+    await _write_add_on_lines(session, reservation.id, add_ons)
+    return reservation_of(reservation, resumed=False, rebind=False)
+
+
+async def _write_add_on_lines(
+    session: AsyncSession, subscription_id: int, add_ons: list[tuple[int, int]]
+) -> None:
+    for add_on_id, quantity in add_ons:
         session.add(
             SubscriptionAddOn(
-                subscription_id=reservation.id, add_on_id=add_on.id, quantity=quantity
+                subscription_id=subscription_id, add_on_id=add_on_id, quantity=quantity
             )
         )
     await session.flush()
-    return _Reservation(reservation.id, None, fingerprint, trial_days, items)
 
 
 async def _release(
@@ -124,6 +158,37 @@ async def _release(
             subscription.reserved_until = None
 
 
+async def _settle_earlier_attempt(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    reservation: _Reservation,
+    stripe_customer_id: str,
+) -> _Reservation:
+    """An earlier request held this reservation and may have created the subscription before
+    it failed: look on Stripe (a list by customer, which is current, unlike search)."""
+    found = await gateway.find_subscription_by_metadata(
+        customer_id=stripe_customer_id,
+        key=RESERVATION_METADATA_KEY,
+        value=str(reservation.subscription_id),
+    )
+    if found is None:
+        if reservation.rebind:
+            async with sessionmaker.begin() as session:
+                subscription = await repository.get_for_update(session, reservation.subscription_id)
+                subscription.plan_id = reservation.plan_id
+                subscription.billing_cycle = reservation.billing_cycle
+                subscription.request_fingerprint = reservation.fingerprint
+                await repository.delete_add_on_lines(session, subscription.id)
+                await _write_add_on_lines(session, subscription.id, reservation.add_ons)
+        return reservation
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_for_update(session, reservation.subscription_id)
+        await apply_stripe_state(session, subscription, found)
+    if reservation.rebind and found.status not in ENDED_STATUSES:
+        raise SubscriptionExists(details={"status": found.status})
+    return replace(reservation, stripe_subscription_id=found.id)
+
+
 async def _create_or_resume_on_stripe(
     gateway: StripeGateway,
     *,
@@ -131,19 +196,24 @@ async def _create_or_resume_on_stripe(
     stripe_customer_id: str,
     payment_method_id: str,
     customer: Customer,
+    attempt: str,
 ) -> SubscriptionState:
     if reservation.stripe_subscription_id is None:
-        # Keyed by the reservation and what it asked for, not by the card: a retry after a
-        # timeout, even with another card, can never create a second subscription.
+        # Keyed by the reservation and what it asked for, not by the card. A resumed
+        # reservation was just looked up on Stripe and found absent, so it takes a fresh key:
+        # Stripe would replay even a saved 500 for the old one.
+        key = f"subscribe:{reservation.subscription_id}:{reservation.fingerprint[:32]}"
+        if reservation.resumed:
+            key = f"{key}:{attempt}"
         return await gateway.create_subscription(
             customer_id=stripe_customer_id,
             items=reservation.items,
             trial_days=reservation.trial_days,
             metadata={
-                "billing_subscription_id": str(reservation.subscription_id),
+                RESERVATION_METADATA_KEY: str(reservation.subscription_id),
                 "dashboard_user_id": customer.dashboard_user_id,
             },
-            idempotency_key=f"subscribe:{reservation.subscription_id}:{reservation.fingerprint[:32]}",
+            idempotency_key=key,
         )
     state = await gateway.retrieve_subscription(reservation.stripe_subscription_id)
     if (
@@ -154,17 +224,17 @@ async def _create_or_resume_on_stripe(
         outcome = await gateway.latest_payment_outcome(invoice_id=state.latest_invoice_id)
         if outcome.payment_intent_status != "requires_action":
             # The first card was declined: pay the same open invoice with this card rather
-            # than creating a second subscription.
+            # than creating a second subscription. Stripe refuses to pay a paid invoice, so
+            # each attempt may have its own key (a topped-up card is worth a new try).
             try:
                 await gateway.pay_invoice(
                     invoice_id=state.latest_invoice_id,
                     payment_method_id=payment_method_id,
-                    idempotency_key=f"pay-invoice:{state.latest_invoice_id}:{payment_method_id}",
+                    idempotency_key=f"pay-invoice:{state.latest_invoice_id}:{attempt}",
                 )
             except PaymentDeclined as declined:
-                if (declined.details or {}).get(
-                    "stripe_code"
-                ) != "invoice_payment_intent_requires_action":
+                stripe_code = (declined.details or {}).get("stripe_code")
+                if stripe_code != "invoice_payment_intent_requires_action":
                     raise
             state = await gateway.retrieve_subscription(state.id)
     return state
@@ -178,6 +248,8 @@ async def subscribe(
     settings: Settings,
     customer: Customer,
     subscribe_request: SubscribeRequest,
+    attempt: str,
+    _fresh: bool = True,
 ) -> SubscribeOutcome:
     """Create the account's subscription on Stripe and charge its first invoice now.
 
@@ -194,6 +266,7 @@ async def subscribe(
             default_trial_days=settings.TRIAL_PERIOD_DAYS,
         )
 
+    create_sent = False
     try:
         stripe_customer_id = await ensure_stripe_customer(
             sessionmaker=sessionmaker, gateway=gateway, customer=customer
@@ -204,26 +277,47 @@ async def subscribe(
             customer=customer,
             stripe_customer_id=stripe_customer_id,
             payment_method_id=subscribe_request.payment_method_id,
+            attempt=attempt,
         )
+        if reservation.resumed and reservation.stripe_subscription_id is None:
+            reservation = await _settle_earlier_attempt(
+                sessionmaker, gateway, reservation, stripe_customer_id
+            )
+        create_sent = True
         state = await _create_or_resume_on_stripe(
             gateway,
             reservation=reservation,
             stripe_customer_id=stripe_customer_id,
             payment_method_id=subscribe_request.payment_method_id,
             customer=customer,
+            attempt=attempt,
         )
-    except StripeUnavailable:
-        # Whether Stripe acted is unknown: keep the reservation (and so the idempotency key)
-        # for the retry, which gets Stripe's first answer.
-        await _release(sessionmaker, reservation, forget=False)
-        raise
     except AppError:
-        await _release(sessionmaker, reservation, forget=True)
+        # Until the create was sent Stripe has nothing: free the slot. After it, whether
+        # Stripe acted is unknown (a timeout, a 5xx): keep the reservation, which the retry
+        # looks up on Stripe before anything else.
+        await _release(sessionmaker, reservation, forget=not create_sent)
         raise
 
     async with sessionmaker.begin() as session:
         subscription = await repository.get_for_update(session, reservation.subscription_id)
         await apply_stripe_state(session, subscription, state)
+
+    if state.status in ENDED_STATUSES:
+        # The earlier attempt's subscription expired unpaid (or was canceled); recording it
+        # freed the slot, so start afresh, once.
+        if not _fresh:
+            raise SubscriptionExists("The subscription changed meanwhile; retry.")
+        return await subscribe(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=clock,
+            settings=settings,
+            customer=customer,
+            subscribe_request=subscribe_request,
+            attempt=attempt,
+            _fresh=False,
+        )
 
     if state.status == "incomplete":
         outcome = (

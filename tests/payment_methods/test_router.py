@@ -96,3 +96,19 @@ async def test_unknown_card_is_404(
     missing = await client.post(CARDS, json={"payment_method_id": "pm_missing"}, headers=headers)
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "payment_method_not_found"
+
+
+async def test_switching_the_default_back_and_forth_reaches_stripe_each_time(
+    client: httpx.AsyncClient, make_token: TokenFactory, fake_stripe: FakeStripe
+) -> None:
+    headers = bearer(make_token("42"))
+    for card in ("pm_a", "pm_b"):
+        await client.post(CARDS, json={"payment_method_id": card}, headers=headers)
+
+    for card in ("pm_b", "pm_a", "pm_b"):
+        response = await client.post(f"{CARDS}{card}/default/", headers=headers)
+        assert response.status_code == 200, response.text
+
+    [customer] = fake_stripe.customers.values()
+    assert customer["invoice_settings"]["default_payment_method"] == "pm_b"
+    assert await _cards(client, headers) == [("pm_b", True), ("pm_a", False)]

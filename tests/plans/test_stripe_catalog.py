@@ -108,3 +108,24 @@ async def test_check_stripe_reports_mode_account_catalog_and_webhook(
     assert "catalog: in sync" in after.output
     assert fake_stripe.calls("POST", "/v1/products")  # only the explicit sync created them
     assert len(fake_stripe.calls("POST", "/v1/products")) == 1
+
+
+async def test_a_price_changed_and_changed_back_within_a_day_gets_a_live_price(
+    environment: Settings, session: AsyncSession, fake_stripe: FakeStripe
+) -> None:
+    plan = await create_plan(session, slug="starter", monthly_price=4_900, yearly_price=49_000)
+    await invoke("create-stripe-products")
+
+    for amount in (5_900, 4_900):
+        plan.monthly_price = amount
+        session.add(plan)
+        await session.commit()
+        result = await invoke("create-stripe-products", "--force-update")
+        assert result.exit_code == 0, result.output
+
+    session.expire_all()
+    monthly = await session.scalar(select(SubscriptionPlan.stripe_monthly_price_id))
+    assert monthly is not None
+    assert fake_stripe.prices[monthly]["active"] is True
+    assert fake_stripe.prices[monthly]["unit_amount"] == 4_900
+    assert fake_stripe.prices[monthly]["lookup_key"] == "plan_starter_monthly_usd"

@@ -51,6 +51,8 @@ class _Failure:
     status: int
     timeout: bool
     remaining: int
+    after_acting: bool = False
+    saved: bool = False
 
 
 class FakeStripe(FakeSchedules):
@@ -117,11 +119,25 @@ class FakeStripe(FakeSchedules):
         ]
 
     def fail_next(
-        self, method: str, path: str, *, status: int = 500, timeout: bool = False, times: int = 1
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int = 500,
+        timeout: bool = False,
+        times: int = 1,
+        after_acting: bool = False,
+        saved: bool = False,
     ) -> None:
         """The next `times` requests of `method` to a path starting with `path` answer `status`
-        with a Stripe api_error, or raise httpx.ReadTimeout when `timeout`."""
-        self._failures.append(_Failure(method.upper(), path, status, timeout, times))
+        with a Stripe api_error, or raise httpx.ReadTimeout when `timeout`.
+
+        `after_acting`: Stripe does the work (and keeps its answer under the idempotency key)
+        and only then is the answer lost in a timeout. `saved`: the error itself is kept under
+        the idempotency key and replayed, as Stripe does with a 500 it returned."""
+        self._failures.append(
+            _Failure(method.upper(), path, status, timeout, times, after_acting, saved)
+        )
 
     def event(self, event_type: str, data_object: StripeObject) -> StripeObject:
         """An event of the pinned API version around a copy of `data_object`."""
@@ -159,11 +175,13 @@ class FakeStripe(FakeSchedules):
             ),
             None,
         )
-        if failure is not None:
+        if failure is not None and not failure.after_acting:
             failure.remaining -= 1
             if failure.timeout:
                 raise httpx.ReadTimeout("injected by FakeStripe.fail_next", request=request)
             error = api_error(failure.status)
+            if failure.saved and key is not None:
+                self._idempotent[key] = (method, path, params, error.status, error.body)
             return self._response(error.status, error.body)
         if not request.headers.get("Authorization", "").startswith("Bearer sk_"):
             return self._response(
@@ -188,6 +206,9 @@ class FakeStripe(FakeSchedules):
         # Stripe saves a result once the endpoint ran: not for a request it refused upfront.
         if method == "POST" and key is not None and (status < 400 or status == 402):
             self._idempotent[key] = (method, path, params, status, copy.deepcopy(body))
+        if failure is not None:  # after_acting: the work is done, the answer is lost
+            failure.remaining -= 1
+            raise httpx.ReadTimeout("injected by FakeStripe.fail_next", request=request)
         return self._response(status, body)
 
     def _dispatch(self, method: str, path: str, params: Params) -> tuple[int, StripeObject]:

@@ -164,9 +164,21 @@ async def test_find_customer_falls_back_to_the_email(
     assert found == "cus_legacy"
     assert only(fake.calls("GET", "/v1/customers")).params == {
         "email": "ada@example.com",
-        "limit": "1",
+        "limit": "10",
     }
     assert await gateway.find_customer(dashboard_user_id="7", email="nobody@example.com") is None
+
+
+async def test_find_customer_never_takes_another_users_customer_by_email(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
+    fake.add_customer(
+        id="cus_someone", email="shared@example.com", metadata={"dashboard_user_id": "99"}
+    )
+
+    found = await gateway.find_customer(dashboard_user_id="42", email="shared@example.com")
+
+    assert found is None
     assert await gateway.find_customer(dashboard_user_id="7", email=None) is None
 
 

@@ -205,7 +205,7 @@ async def test_second_subscribe_is_409_even_when_concurrent(
     assert len(await _subscriptions(session)) == 1
 
 
-async def test_stripe_outage_leaves_the_reservation_for_a_retry_with_the_same_key(
+async def test_stripe_outage_keeps_the_reservation_and_the_retry_completes_it(
     client: httpx.AsyncClient,
     make_token: TokenFactory,
     session: AsyncSession,
@@ -214,7 +214,8 @@ async def test_stripe_outage_leaves_the_reservation_for_a_retry_with_the_same_ke
     plan = await create_synced_plan(session, fake_stripe, trial_days=0)
     body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
     token = bearer(make_token("42"))
-    fake_stripe.fail_next("POST", "/v1/subscriptions", status=500)
+    # Stripe answers 500 and, as it does, keeps that answer under the idempotency key.
+    fake_stripe.fail_next("POST", "/v1/subscriptions", status=500, saved=True)
 
     failed = await client.post(SUBSCRIBE, json=body, headers=token)
 
@@ -226,31 +227,96 @@ async def test_stripe_outage_leaves_the_reservation_for_a_retry_with_the_same_ke
     retried = await client.post(SUBSCRIBE, json=body, headers=token)
 
     assert retried.status_code == 200, retried.text
+    # The retry first looked for what the failed attempt may have made, found nothing, and
+    # created with a key of its own (the old one would replay the 500).
+    assert fake_stripe.calls("GET", "/v1/subscriptions")
     attempts = fake_stripe.calls("POST", "/v1/subscriptions")
-    assert len(attempts) == 2
-    assert attempts[0].idempotency_key == attempts[1].idempotency_key
+    assert len(attempts) == 2 and attempts[0].idempotency_key != attempts[1].idempotency_key
     assert len(fake_stripe.subscriptions) == 1
     [subscription] = await _subscriptions(session)
     assert subscription.status == "active"
 
 
-async def test_stripe_timeout_after_it_acted_does_not_create_twice(
+async def test_stripe_acting_then_timing_out_does_not_create_twice(
     client: httpx.AsyncClient,
     make_token: TokenFactory,
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
     plan = await create_synced_plan(session, fake_stripe, trial_days=0)
-    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    add_on_a = await create_synced_add_on(session, fake_stripe, slug="a-extra")
+    add_on_b = await create_synced_add_on(session, fake_stripe, slug="b-extra")
     token = bearer(make_token("42"))
-    fake_stripe.fail_next("POST", "/v1/subscriptions", timeout=True)
+    fake_stripe.fail_next("POST", "/v1/subscriptions", timeout=True, after_acting=True)
 
-    failed = await client.post(SUBSCRIBE, json=body, headers=token)
-    retried = await client.post(SUBSCRIBE, json=body, headers=token)
+    def body(*add_on_ids: int) -> dict[str, object]:
+        return {
+            "plan_id": plan.id,
+            "payment_method_id": "pm_card_visa",
+            "add_ons": [{"addon_id": add_on_id} for add_on_id in add_on_ids],
+        }
+
+    failed = await client.post(SUBSCRIBE, json=body(add_on_a.id, add_on_b.id), headers=token)
+    # The client retries the same order, listing the add-ons the other way round.
+    retried = await client.post(SUBSCRIBE, json=body(add_on_b.id, add_on_a.id), headers=token)
 
     assert failed.status_code == 503
     assert retried.status_code == 200, retried.text
     assert len(fake_stripe.subscriptions) == 1
+    assert len(fake_stripe.calls("POST", "/v1/subscriptions")) == 1
+    assert retried.json()["subscription"]["status"] == "active"
+    assert len(retried.json()["subscription"]["add_ons"]) == 2
+
+
+async def test_an_abandoned_reservation_is_taken_over_by_a_different_request(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    starter = await create_synced_plan(session, fake_stripe, slug="starter", trial_days=0)
+    pro = await create_synced_plan(session, fake_stripe, slug="pro", trial_days=0)
+    token = bearer(make_token("42"))
+    fake_stripe.fail_next("POST", "/v1/subscriptions", status=500)
+    first = await client.post(
+        SUBSCRIBE, json={"plan_id": starter.id, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+    assert first.status_code == 503
+
+    other_plan = await client.post(
+        SUBSCRIBE, json={"plan_id": pro.id, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+
+    assert other_plan.status_code == 200, other_plan.text
+    assert other_plan.json()["subscription"]["plan"]["slug"] == "pro"
+    assert len(fake_stripe.subscriptions) == 1
+
+
+async def test_a_retry_after_stripe_expired_the_unpaid_subscription_starts_afresh(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = bearer(make_token("42"))
+    declined = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_chargeDeclined"},
+        headers=token,
+    )
+    assert declined.status_code == 402
+    [expired] = fake_stripe.subscriptions.values()
+    expired["status"] = "incomplete_expired"  # 23 hours later, unpaid
+
+    retried = await client.post(
+        SUBSCRIBE, json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["subscription"]["status"] == "active"
+    statuses = sorted(s.status for s in await _subscriptions(session))
+    assert statuses == ["active", "incomplete_expired"]
 
 
 async def test_bad_subscribe_requests_write_nothing(
