@@ -2,9 +2,13 @@
 
 from app.models.add_on import AddOn
 from app.models.base import Base
+from app.models.billing_history import BillingHistory
 from app.models.customer import Customer
 from app.models.idempotency_key import IdempotencyKey
+from app.models.notification import Notification
+from app.models.operator_alert import OperatorAlert
 from app.models.payment_method import PaymentMethod
+from app.models.stripe_event import StripeEvent, StripeObjectWatermark
 from app.models.subscription import Subscription
 from app.models.subscription_add_on import SubscriptionAddOn
 from app.models.subscription_plan import SubscriptionPlan
@@ -12,9 +16,14 @@ from app.models.subscription_plan import SubscriptionPlan
 __all__ = [
     "AddOn",
     "Base",
+    "BillingHistory",
     "Customer",
     "IdempotencyKey",
+    "Notification",
+    "OperatorAlert",
     "PaymentMethod",
+    "StripeEvent",
+    "StripeObjectWatermark",
     "Subscription",
     "SubscriptionAddOn",
     "SubscriptionPlan",

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from sqlalchemy import Identity, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -17,3 +19,5 @@ class Customer(TimestampedMixin, Base):
     name: Mapped[str | None] = mapped_column(String(255))
     # Unique: one Stripe customer never backs two accounts.
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Set when the Stripe customer was deleted on Stripe (customer.deleted).
+    stripe_customer_deleted_at: Mapped[datetime | None]
