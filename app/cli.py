@@ -1,6 +1,7 @@
 """The `billing` command: operations on the service, and the local supervisor."""
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -13,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +28,10 @@ from app.plans.default_catalog import CatalogEntryOutcome, install_default_catal
 from app.plans.stripe_catalog import CatalogSyncReport, sync_catalog_to_stripe
 from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
 from app.stripe_gateway.types import AccountState, WebhookEndpointState
+from app.webhooks.admin_service import mark_for_replay
+from app.webhooks.errors import WebhookEventNotFound
+from app.webhooks.processing import ProcessingResult, process_event
+from app.webhooks.samples import sample_event, signature_header
 
 T = TypeVar("T")
 WEBHOOK_PATH = "/subscriptions/api/stripe-webhook"
@@ -204,6 +210,68 @@ def check_stripe() -> None:
             else f"version {endpoint.api_version}, not the pinned {PINNED_API_VERSION}"
         )  # fmt: skip
         typer.echo(f"webhook endpoint: {endpoint.url} ({endpoint.status}, {version_note})")
+
+
+@app.command("replay-webhook")
+def replay_webhook(
+    event_id: Annotated[str, typer.Argument(help="The Stripe event id, evt_...")],
+) -> None:
+    """Process a stored Stripe event again, here and now (after a fix, say)."""
+    settings = get_settings()
+
+    async def work(
+        sessionmaker: async_sessionmaker[AsyncSession], gateway: StripeGateway
+    ) -> ProcessingResult:
+        clock = SystemClock()
+        async with sessionmaker.begin() as session:
+            await mark_for_replay(session, clock=clock, stripe_event_id=event_id)
+        return await process_event(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=clock,
+            stripe_event_id=event_id,
+            max_attempts=settings.WEBHOOK_MAX_ATTEMPTS,
+        )
+
+    try:
+        result = asyncio.run(_with_stripe(settings, work))
+    except WebhookEventNotFound:
+        typer.echo(f"no stored event {event_id}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{event_id}: {result.outcome} (attempt {result.attempts})")
+    if result.outcome in ("retry", "failed"):
+        raise typer.Exit(1)
+
+
+@app.command("test-webhook")
+def test_webhook(
+    event_type: Annotated[str, typer.Argument(help="e.g. invoice.paid")],
+    url: Annotated[
+        str | None, typer.Option(help="Default: this service's endpoint on HOST:PORT.")
+    ] = None,
+) -> None:
+    """Send a correctly signed sample event (from Stripe's fixtures) to a running service."""
+    settings = get_settings()
+    secrets_list = settings.stripe_webhook_secrets
+    if not secrets_list:
+        typer.echo("STRIPE_WEBHOOK_SECRET is not set", err=True)
+        raise typer.Exit(2)
+    now = int(SystemClock().now().timestamp())
+    event = sample_event(event_type, api_version=PINNED_API_VERSION, created=now)
+    payload = json.dumps(event).encode()
+    target = url or f"http://{settings.HOST}:{settings.PORT}{WEBHOOK_PATH}/"
+    response = httpx.post(
+        target,
+        content=payload,
+        headers={
+            "Content-Type": "application/json",
+            "Stripe-Signature": signature_header(payload, secrets_list[0], now),
+        },
+        timeout=10,
+    )
+    typer.echo(f"{event['id']} ({event_type}) -> {response.status_code} {response.text}")
+    if response.status_code != 200:
+        raise typer.Exit(1)
 
 
 def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:

@@ -7,6 +7,7 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.billing_history.router import router as billing_history_router
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
@@ -22,6 +23,8 @@ from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
 from app.stripe_gateway.client import StripeGateway
 from app.subscriptions.router import router as subscriptions_router
+from app.webhooks.admin_router import router as webhook_admin_router
+from app.webhooks.router import router as webhook_router
 
 API_PREFIX = "/subscriptions/api"
 
@@ -89,6 +92,9 @@ def create_app(
         customers_router,
         subscriptions_router,
         payment_methods_router,
+        billing_history_router,
+        webhook_router,
+        webhook_admin_router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

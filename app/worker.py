@@ -16,6 +16,12 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
+from app.stripe_gateway.client import StripeGateway
+from app.webhooks.tasks import (
+    process_stripe_event,
+    purge_stripe_event_payloads,
+    sweep_stripe_events,
+)
 
 
 def _redis_settings() -> RedisSettings:
@@ -33,6 +39,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["clock"] = SystemClock()
     ctx["engine"] = engine
     ctx["sessionmaker"] = create_sessionmaker(engine)
+    ctx["stripe_gateway"] = StripeGateway(settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -40,10 +47,12 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = []
+    functions: ClassVar[list[Any]] = [process_stripe_event]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
         cron(purge_expired_idempotency_keys, minute={7}, second={0}),
+        cron(sweep_stripe_events, second={15}, run_at_startup=True),
+        cron(purge_stripe_event_payloads, hour={3}, minute={17}, second={0}),
     ]
     on_startup = startup
     on_shutdown = shutdown

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # Stripe (names and defaults of the original module).
     STRIPE_PUBLISHABLE_KEY: str = ""
     STRIPE_SECRET_KEY: SecretStr | None = None
+    # Comma-separated while rotating: every listed secret is accepted.
     STRIPE_WEBHOOK_SECRET: SecretStr | None = None
     STRIPE_LIVE_MODE: bool = False
     STRIPE_SUCCESS_URL: str = "http://localhost:3000/billing/success"
@@ -58,6 +59,10 @@ class Settings(BaseSettings):
     # stripe-python's own retries of a request that timed out or could not connect.
     STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0, le=5)
     STRIPE_TIMEOUT_SECONDS: float = Field(default=20.0, gt=0, le=120)
+
+    # Webhooks: attempts before an event is `failed`, and how long payloads are kept.
+    WEBHOOK_MAX_ATTEMPTS: int = Field(default=6, ge=1, le=20)
+    WEBHOOK_PAYLOAD_RETENTION_DAYS: int = Field(default=90, ge=1)
 
     # Subscriptions.
     TRIAL_PERIOD_DAYS: int = Field(default=14, ge=0)
@@ -174,6 +179,13 @@ class Settings(BaseSettings):
             return self.JWT_SECRET.get_secret_value()
         assert self.JWT_PUBLIC_KEY is not None
         return self.JWT_PUBLIC_KEY
+
+    @property
+    def stripe_webhook_secrets(self) -> list[str]:
+        if self.STRIPE_WEBHOOK_SECRET is None:
+            return []
+        raw = self.STRIPE_WEBHOOK_SECRET.get_secret_value()
+        return [secret.strip() for secret in raw.split(",") if secret.strip()]
 
     @property
     def database_url(self) -> str:

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Identity, String, Text, text
+from sqlalchemy import CheckConstraint, Identity, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
@@ -56,5 +56,6 @@ class StripeObjectWatermark(Base):
 
     object_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     object_type: Mapped[str] = mapped_column(String(64))
-    applied_as_of: Mapped[datetime] = mapped_column(server_default=text("'-infinity'"))
+    # None until a first state is applied.
+    applied_as_of: Mapped[datetime | None]
     last_event_id: Mapped[str | None] = mapped_column(String(255))

@@ -9,7 +9,9 @@
 """
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -190,6 +192,70 @@ def _product(product: Any) -> ProductState:
         tax_code=_id(product.get("tax_code")),
         metadata=dict(product.get("metadata") or {}),
     )
+
+
+def parse_subscription(subscription: dict[str, Any]) -> SubscriptionState:
+    """A subscription object (a webhook payload's, or one we fetched) as our type."""
+    return _subscription_state(subscription)
+
+
+def parse_payment_method(payment_method: dict[str, Any]) -> PaymentMethodCard:
+    return _card(payment_method)
+
+
+class InvalidWebhookSignature(Exception):
+    """The body is not a Stripe event signed with one of our secrets, or it is stale."""
+
+
+def _signed_at(signature_header: str) -> int | None:
+    for part in signature_header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            return int(value)
+    return None
+
+
+def verify_webhook(
+    payload: bytes, signature_header: str, secrets: list[str], now: datetime
+) -> dict[str, Any]:
+    """Check `Stripe-Signature` (HMAC-SHA256 over "{t}.{body}") against each secret in turn,
+    so a secret being rotated and its successor both work, and refuse a signature older (or
+    newer) than Stripe's default tolerance of five minutes; return the parsed event.
+
+    stripe-python checks the HMAC; the age is checked here against the injected clock."""
+    signed_at = _signed_at(signature_header or "")
+    if signed_at is None or not secrets:
+        raise InvalidWebhookSignature("missing signature or secret")
+    if abs(now.timestamp() - signed_at) > stripe.Webhook.DEFAULT_TOLERANCE:
+        raise InvalidWebhookSignature("the signature is too old")
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload.decode("utf-8"), signature_header, secret, tolerance=None
+            )
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            continue
+        try:
+            event = json.loads(payload)
+        except ValueError as error:
+            raise InvalidWebhookSignature("signed body is not JSON") from error
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+            raise InvalidWebhookSignature("signed body is not an event")
+        return event
+    raise InvalidWebhookSignature("no secret matches the signature, or it is too old")
+
+
+# Objects a webhook may be about, and how to fetch each afresh.
+_RETRIEVABLE = {
+    "subscription": "subscriptions",
+    "invoice": "invoices",
+    "payment_method": "payment_methods",
+    "subscription_schedule": "subscription_schedules",
+    "charge": "charges",
+    "customer": "customers",
+    "setup_intent": "setup_intents",
+    "dispute": "disputes",
+}
 
 
 _SUBSCRIPTION_EXPANSIONS = ["latest_invoice.confirmation_secret", "pending_setup_intent"]
@@ -709,6 +775,22 @@ class StripeGateway:
             await self._stripe.prices.update_async(
                 price_id, {"active": False}, self._options(idempotency_key)
             )
+
+    # --- webhooks ----------------------------------------------------------------------
+
+    async def retrieve_object(self, object_type: str, object_id: str) -> dict[str, Any] | None:
+        """An object as Stripe holds it now, in the pinned version's shape; None if gone."""
+        service_name = _RETRIEVABLE.get(object_type)
+        if service_name is None:
+            return None
+        async with _translated_errors():
+            try:
+                found = await getattr(self._stripe, service_name).retrieve_async(object_id)
+            except stripe.InvalidRequestError as error:
+                if error.code == "resource_missing":
+                    return None
+                raise
+        return _plain(found)
 
     # --- account -----------------------------------------------------------------------
 

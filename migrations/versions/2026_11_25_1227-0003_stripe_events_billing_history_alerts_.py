@@ -75,12 +75,7 @@ def upgrade() -> None:
         "stripe_object_watermarks",
         sa.Column("object_id", sa.String(length=255), nullable=False),
         sa.Column("object_type", sa.String(length=64), nullable=False),
-        sa.Column(
-            "applied_as_of",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("'-infinity'"),
-            nullable=False,
-        ),
+        sa.Column("applied_as_of", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_event_id", sa.String(length=255), nullable=True),
         sa.PrimaryKeyConstraint("object_id", name=op.f("pk_stripe_object_watermarks")),
     )

@@ -1,0 +1,1 @@
+"""Billing history: what each customer was invoiced, paid and refunded, as Stripe reported it."""

@@ -1,0 +1,272 @@
+"""Billing history: the rows Stripe's invoices and refunds leave, and the customer's list."""
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.billing_history import repository
+from app.billing_history.errors import InvalidCursor
+from app.models import BillingHistory
+from app.stripe_gateway.types import from_timestamp
+
+_MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class BillingHistoryPage:
+    rows: Sequence[BillingHistory]
+    # Where the next (older) page starts; None on the last page.
+    next_cursor: str | None
+
+
+async def record_invoice(
+    session: AsyncSession,
+    *,
+    invoice: dict[str, Any],
+    customer_id: int,
+    subscription_id: int | None,
+    add_on_price_ids: set[str],
+) -> BillingHistory:
+    """Create or update the one row of a Stripe invoice (API version 2026-10-28.endive).
+
+    Every delivery overwrites the row with the invoice's current state, so the same invoice
+    delivered any number of times, concurrently too, is one row. Applying an older state
+    after a newer one is the caller's to prevent (the webhook watermark).
+
+    The type is read from the invoice itself, in this order, because Stripe names no
+    "kind" of invoice:
+    - `overage` when our own metadata says `billing_type=overage`: the usage job creates
+      those invoices and marks them, and our own mark is the one signal that cannot be
+      misread, so it wins over anything inferred from the lines.
+    - `proration` when `billing_reason` is `subscription_update` (a plan, cycle or quantity
+      change invoiced at once: `proration_behavior=always_invoice`) or any line is a
+      proration: the charge is for part of a period, caused by a change.
+    - `add_on` when every line is priced with an add-on's price: an add-on billed alone,
+      with no plan line beside it.
+    - `subscription` otherwise: the first invoice and each renewal, where the plan's line
+      is present.
+    """
+    period_start, period_end = _invoice_period(invoice)
+    values: dict[str, Any] = {
+        "customer_id": customer_id,
+        "subscription_id": subscription_id,
+        "type": _invoice_type(invoice, add_on_price_ids),
+        # Since basil there is no `paid` flag: status "paid" is the one signal of payment.
+        "status": str(invoice["status"]),
+        "amount": _minor_units(invoice.get("total")),
+        "amount_paid": _minor_units(invoice.get("amount_paid")),
+        "amount_due": _minor_units(invoice.get("amount_due")),
+        "currency": str(invoice["currency"]).lower(),
+        "description": invoice.get("description"),
+        "billing_reason": invoice.get("billing_reason"),
+        "period_start": period_start,
+        "period_end": period_end,
+        "stripe_invoice_id": str(invoice["id"]),
+        "number": invoice.get("number"),
+        "hosted_invoice_url": invoice.get("hosted_invoice_url"),
+        "invoice_pdf_url": invoice.get("invoice_pdf"),
+        "occurred_at": _required_time(invoice.get("created")),
+    }
+    return await repository.upsert_invoice_row(session, values)
+
+
+async def record_charge_refunds(
+    session: AsyncSession,
+    *,
+    charge: dict[str, Any],
+    customer_id: int,
+    refunded_at: datetime | None = None,
+) -> list[BillingHistory]:
+    """Create or update the refund rows of a Stripe charge; returns the rows written.
+
+    Webhook payloads of charges no longer carry their refunds (Stripe stopped including
+    `refunds` in 2022-11-15), so two shapes arrive:
+    - with `refunds.data` (a charge fetched with `expand=["refunds"]`): one row per refund,
+      keyed by the refund's id, with its own amount, time and status;
+    - without: one row per charge, keyed `"{charge_id}:refunds"`, holding the cumulative
+      `amount_refunded`, updated on each delivery. Its time is `refunded_at` (pass the
+      event's `created`) when given, else the charge's `created`: the charge carries no
+      time of its refunds.
+
+    Itemized rows replace the running total, and a running total is not written beside
+    them: either way the customer's refunds would be counted twice.
+    """
+    charge_id = str(charge["id"])
+    running_total_key = f"{charge_id}:refunds"
+    # `invoice` left the charge in basil; an older payload, or an expanded one, still names it.
+    invoice_id = _object_id(charge.get("invoice"))
+    subscription_id = (
+        await repository.get_invoice_subscription_id(session, stripe_invoice_id=invoice_id)
+        if invoice_id
+        else None
+    )
+    shared: dict[str, Any] = {
+        "customer_id": customer_id,
+        "subscription_id": subscription_id,
+        "type": "refund",
+        "stripe_charge_id": charge_id,
+        "stripe_invoice_id": invoice_id,
+    }
+
+    refunds: list[dict[str, Any]] = _dig(charge, "refunds", "data") or []
+    if refunds:
+        rows = [
+            await repository.upsert_refund_row(
+                session,
+                {
+                    **shared,
+                    "status": _refund_status(refund.get("status")),
+                    "amount": abs(_minor_units(refund.get("amount"))),
+                    "currency": str(refund.get("currency") or charge["currency"]).lower(),
+                    "stripe_refund_id": str(refund["id"]),
+                    "occurred_at": _required_time(refund.get("created")),
+                },
+            )
+            for refund in refunds
+        ]
+        await repository.delete_refund_row(session, stripe_refund_id=running_total_key)
+        return rows
+
+    amount_refunded = _minor_units(charge.get("amount_refunded"))
+    if amount_refunded == 0:
+        # Nothing refunded (any more: a failed refund gives its amount back to the charge).
+        await repository.delete_refund_row(session, stripe_refund_id=running_total_key)
+        return []
+    if await repository.has_itemized_refunds(
+        session, stripe_charge_id=charge_id, running_total_key=running_total_key
+    ):
+        return []
+    row = await repository.upsert_refund_row(
+        session,
+        {
+            **shared,
+            "status": "refunded",
+            "amount": abs(amount_refunded),
+            "currency": str(charge["currency"]).lower(),
+            "stripe_refund_id": running_total_key,
+            "occurred_at": refunded_at or _required_time(charge.get("created")),
+        },
+    )
+    return [row]
+
+
+async def list_billing_history(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    cursor: str | None,
+    limit: int,
+    entry_type: str | None = None,
+    status: str | None = None,
+) -> BillingHistoryPage:
+    """One page of the customer's rows, newest first; raises InvalidCursor for a bad cursor."""
+    rows = await repository.list_for_customer(
+        session,
+        customer_id=customer_id,
+        older_than=None if cursor is None else _decode_cursor(cursor),
+        # One row more than asked tells whether another page exists, without a count.
+        limit=limit + 1,
+        entry_type=entry_type,
+        status=status,
+    )
+    page = rows[:limit]
+    has_more = len(rows) > limit
+    return BillingHistoryPage(rows=page, next_cursor=_encode_cursor(page[-1]) if has_more else None)
+
+
+def _invoice_type(invoice: dict[str, Any], add_on_price_ids: set[str]) -> str:
+    if (invoice.get("metadata") or {}).get("billing_type") == "overage":
+        return "overage"
+    lines = _lines(invoice)
+    if invoice.get("billing_reason") == "subscription_update" or any(
+        _dig(line, "parent", "subscription_item_details", "proration") for line in lines
+    ):
+        return "proration"
+    if lines and all(_price_id(line) in add_on_price_ids for line in lines):
+        return "add_on"
+    return "subscription"
+
+
+def _invoice_period(invoice: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    # The lines, not the invoice: a subscription invoice's own period_start/period_end is
+    # the window its pending items were collected in (the previous period for a renewal),
+    # while the lines say which period is billed.
+    periods = [line.get("period") or {} for line in _lines(invoice)]
+    starts = [period["start"] for period in periods if period.get("start") is not None]
+    ends = [period["end"] for period in periods if period.get("end") is not None]
+    start = min(starts) if starts else invoice.get("period_start")
+    end = max(ends) if ends else invoice.get("period_end")
+    return from_timestamp(start), from_timestamp(end)
+
+
+def _lines(invoice: dict[str, Any]) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = _dig(invoice, "lines", "data") or []
+    return lines
+
+
+def _price_id(line: dict[str, Any]) -> str | None:
+    return _object_id(_dig(line, "pricing", "price_details", "price"))
+
+
+def _refund_status(status: object) -> str:
+    # "refunded" once the money is on its way back; a refund that is pending, failed or
+    # canceled shows as such, so the customer is not told of money that never came.
+    return "refunded" if status in (None, "succeeded") else str(status)
+
+
+def _object_id(value: object) -> str | None:
+    # Stripe sends a related object as its id, or as the object when expanded.
+    if isinstance(value, dict):
+        value = value.get("id")
+    return str(value) if value else None
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _minor_units(value: object) -> int:
+    # Stripe's amounts are integers of the minor unit. Anything else is a payload we misread,
+    # and rounding it would put a made-up amount on the customer's record.
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"Not an amount in minor units: {value!r}")
+    return value
+
+
+def _required_time(timestamp: object) -> datetime:
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        raise ValueError(f"Not a Unix timestamp: {timestamp!r}")
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+# The cursor is opaque to clients but not secret: a forged one only pages the caller's own
+# rows, since the customer filter is applied whatever the cursor says.
+def _encode_cursor(row: BillingHistory) -> str:
+    position = f"{row.occurred_at.astimezone(UTC).isoformat()}|{row.id}"
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        # validate=True: the lenient decoder would skip stray characters and accept junk.
+        position = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        occurred_at_text, _, id_text = position.partition("|")
+        occurred_at = datetime.fromisoformat(occurred_at_text)
+        row_id = int(id_text) if id_text.isascii() and id_text.isdigit() else -1
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor() from None
+    if occurred_at.tzinfo is None or not 1 <= row_id <= _MAX_ID:
+        raise InvalidCursor()
+    return occurred_at, row_id

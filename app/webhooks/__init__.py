@@ -1,0 +1,1 @@
+"""Stripe's webhook: verified, stored, then processed in order by the worker."""

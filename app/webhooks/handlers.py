@@ -1,0 +1,345 @@
+"""One handler per event type: what an event changes here. Each is idempotent (applying the
+same object twice leaves the same state; notices and alerts are deduplicated by key) and runs
+inside the processing transaction, under the object's watermark lock, with no Stripe call.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.billing_history import service as billing_history_service
+from app.models import (
+    AddOn,
+    Customer,
+    Notification,
+    OperatorAlert,
+    PaymentMethod,
+    Subscription,
+)
+from app.payment_methods import repository as payment_methods_repository
+from app.plans import repository as plans_repository
+from app.stripe_gateway.client import parse_payment_method, parse_subscription
+from app.subscriptions import repository as subscriptions_repository
+from app.subscriptions.stripe_sync import apply_stripe_state
+
+logger = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EventContext:
+    event_id: str
+    event_type: str
+    # The object to apply: the payload's, or a fresh copy fetched from Stripe.
+    obj: dict[str, Any]
+    now: datetime
+    # Extra objects fetched before the transaction (a setup intent's payment method).
+    related: dict[str, dict[str, Any]]
+
+
+Handler = Callable[[AsyncSession, EventContext], Awaitable[None]]
+
+
+def _timestamp(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("id")
+    return value if isinstance(value, str) else None
+
+
+async def _customer_by_stripe_id(
+    session: AsyncSession, stripe_customer_id: str | None
+) -> Customer | None:
+    if not stripe_customer_id:
+        return None
+    return await session.scalar(
+        select(Customer).where(Customer.stripe_customer_id == stripe_customer_id)
+    )
+
+
+async def _our_subscription(session: AsyncSession, obj: dict[str, Any]) -> Subscription | None:
+    subscription = await subscriptions_repository.get_by_stripe_id(
+        session, obj["id"], for_update=True
+    )
+    if subscription is not None:
+        return subscription
+    # Created by a subscribe whose answer we never recorded: its reservation id is in the
+    # metadata.
+    reservation = (obj.get("metadata") or {}).get("billing_subscription_id")
+    if reservation and reservation.isdigit():
+        return await session.scalar(
+            select(Subscription)
+            .where(
+                Subscription.id == int(reservation), Subscription.stripe_subscription_id.is_(None)
+            )
+            .with_for_update()
+        )
+    return None
+
+
+async def _notify(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    kind: str,
+    dedupe_key: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> None:
+    await session.execute(
+        insert(Notification)
+        .values(
+            customer_id=customer_id,
+            kind=kind,
+            dedupe_key=dedupe_key,
+            payload=payload,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
+    )
+
+
+# --- subscriptions ---------------------------------------------------------------------
+
+
+async def subscription_changed(session: AsyncSession, context: EventContext) -> None:
+    """created / updated / deleted: status, plan (from the price), periods (from the items),
+    cancellation, trial end and the pending schedule, all as Stripe holds them."""
+    subscription = await _our_subscription(session, context.obj)
+    if subscription is None:
+        logger.info("webhook_subscription_not_ours", stripe_id=context.obj.get("id"))
+        return
+    await apply_stripe_state(session, subscription, parse_subscription(context.obj))
+
+
+async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
+    subscription = await _our_subscription(session, context.obj)
+    trial_end = _timestamp(context.obj.get("trial_end"))
+    # Stripe also sends this when a trial is ended early: remind only of a trial still ahead.
+    if subscription is None or trial_end is None or trial_end <= context.now:
+        return
+    await _notify(
+        session,
+        customer_id=subscription.customer_id,
+        kind="trial_will_end",
+        dedupe_key=f"trial_will_end:{subscription.id}:{int(trial_end.timestamp())}",
+        payload={"trial_end": trial_end.isoformat(), "subscription_id": subscription.id},
+        now=context.now,
+    )
+
+
+async def schedule_changed(session: AsyncSession, context: EventContext) -> None:
+    """The pending plan change of manage/: phase two of an active schedule, or none."""
+    stripe_subscription_id = _id(context.obj.get("subscription"))
+    if not stripe_subscription_id:
+        return
+    subscription = await subscriptions_repository.get_by_stripe_id(
+        session, stripe_subscription_id, for_update=True
+    )
+    if subscription is None:
+        return
+    phases = context.obj.get("phases") or []
+    if context.obj.get("status") not in ("active", "not_started") or len(phases) < 2:
+        subscription.pending_plan_id = None
+        subscription.pending_billing_cycle = None
+        subscription.pending_change_at = None
+        subscription.stripe_schedule_id = None
+        return
+    next_prices = {_id(item.get("price")) or "" for item in phases[1].get("items") or []}
+    plans = await plans_repository.plans_by_price_ids(session, next_prices)
+    if not plans:
+        return
+    plan, cycle = next(iter(plans.values()))
+    subscription.stripe_schedule_id = context.obj["id"]
+    subscription.pending_plan_id = plan.id
+    subscription.pending_billing_cycle = cycle
+    subscription.pending_change_at = _timestamp(phases[0].get("end_date"))
+
+
+# --- invoices --------------------------------------------------------------------------
+
+
+async def _record_invoice(
+    session: AsyncSession, context: EventContext
+) -> tuple[Customer | None, Subscription | None]:
+    invoice = context.obj
+    customer = await _customer_by_stripe_id(session, _id(invoice.get("customer")))
+    if customer is None:
+        return None, None
+    parent = (invoice.get("parent") or {}).get("subscription_details") or {}
+    stripe_subscription_id = _id(parent.get("subscription"))
+    subscription = (
+        await subscriptions_repository.get_by_stripe_id(
+            session, stripe_subscription_id, for_update=True
+        )
+        if stripe_subscription_id
+        else None
+    )
+    add_on_prices = {
+        price
+        for row in (await session.scalars(select(AddOn))).all()
+        for price in (row.stripe_monthly_price_id, row.stripe_yearly_price_id)
+        if price
+    }
+    await billing_history_service.record_invoice(
+        session,
+        invoice=invoice,
+        customer_id=customer.id,
+        subscription_id=subscription.id if subscription else None,
+        add_on_price_ids=add_on_prices,
+    )
+    return customer, subscription
+
+
+async def invoice_recorded(session: AsyncSession, context: EventContext) -> None:
+    """invoice.created (the draft: the usage issue adds overage to it here) and
+    invoice.finalized: the billing-history row."""
+    await _record_invoice(session, context)
+
+
+async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
+    """invoice.paid / invoice.payment_succeeded: history row, and the failed-attempt counter
+    and grace period reset."""
+    _, subscription = await _record_invoice(session, context)
+    if subscription is not None:
+        subscription.failed_payment_attempts = 0
+        subscription.grace_period_ends_at = None
+
+
+async def invoice_payment_failed(session: AsyncSession, context: EventContext) -> None:
+    """The attempt count is Stripe's (`attempt_count`), so a redelivery cannot count twice.
+    Dunning starts its grace period here."""
+    _, subscription = await _record_invoice(session, context)
+    attempts = context.obj.get("attempt_count")
+    if subscription is not None and isinstance(attempts, int):
+        subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)
+
+
+async def invoice_action_required(session: AsyncSession, context: EventContext) -> None:
+    """The customer must authenticate (3-D Secure): a notice with the hosted invoice link.
+    No retry: retrying without the customer does nothing."""
+    customer, _ = await _record_invoice(session, context)
+    if customer is None:
+        return
+    await _notify(
+        session,
+        customer_id=customer.id,
+        kind="payment_action_required",
+        dedupe_key=f"payment_action_required:{context.obj['id']}",
+        payload={
+            "invoice": context.obj["id"],
+            "hosted_invoice_url": context.obj.get("hosted_invoice_url"),
+        },
+        now=context.now,
+    )
+
+
+# --- payment methods -------------------------------------------------------------------
+
+
+async def payment_method_attached(session: AsyncSession, context: EventContext) -> None:
+    card = parse_payment_method(context.obj)
+    customer = await _customer_by_stripe_id(session, card.customer_id)
+    if customer is None:
+        return
+    await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
+
+
+async def payment_method_detached(session: AsyncSession, context: EventContext) -> None:
+    await session.execute(
+        delete(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == context.obj["id"])
+    )
+
+
+async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -> None:
+    """A card added through a SetupIntent: mirror it, and make it the default if the customer
+    has none (a first card must be chargeable)."""
+    payment_method = context.related.get("payment_method")
+    customer = await _customer_by_stripe_id(session, _id(context.obj.get("customer")))
+    if payment_method is None or customer is None:
+        return
+    card = parse_payment_method(payment_method)
+    await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
+    cards = await payment_methods_repository.list_for_customer(session, customer.id)
+    if not any(existing.is_default for existing in cards):
+        await payment_methods_repository.set_default(
+            session, customer_id=customer.id, stripe_payment_method_id=card.id
+        )
+
+
+# --- charges and customers -------------------------------------------------------------
+
+
+async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
+    customer = await _customer_by_stripe_id(session, _id(context.obj.get("customer")))
+    if customer is None:
+        return
+    await billing_history_service.record_charge_refunds(
+        session, charge=context.obj, customer_id=customer.id
+    )
+
+
+async def dispute_created(session: AsyncSession, context: EventContext) -> None:
+    dispute = context.obj
+    await session.execute(
+        insert(OperatorAlert)
+        .values(
+            kind="charge_dispute",
+            severity="high",
+            message=f"Charge {_id(dispute.get('charge'))} disputed: {dispute.get('reason')}",
+            details={
+                "dispute": dispute.get("id"),
+                "charge": _id(dispute.get("charge")),
+                "amount": dispute.get("amount"),
+                "currency": dispute.get("currency"),
+                "reason": dispute.get("reason"),
+            },
+            dedupe_key=f"dispute:{dispute.get('id')}",
+            created_at=context.now,
+        )
+        .on_conflict_do_nothing(index_elements=[OperatorAlert.dedupe_key])
+    )
+    logger.warning("charge_disputed", dispute=dispute.get("id"), charge=_id(dispute.get("charge")))
+
+
+async def customer_deleted(session: AsyncSession, context: EventContext) -> None:
+    await session.execute(
+        update(Customer)
+        .where(
+            Customer.stripe_customer_id == context.obj["id"],
+            Customer.stripe_customer_deleted_at.is_(None),
+        )
+        .values(stripe_customer_deleted_at=context.now)
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "customer.subscription.created": subscription_changed,
+    "customer.subscription.updated": subscription_changed,
+    "customer.subscription.deleted": subscription_changed,
+    "customer.subscription.trial_will_end": trial_will_end,
+    "subscription_schedule.updated": schedule_changed,
+    "subscription_schedule.released": schedule_changed,
+    "subscription_schedule.canceled": schedule_changed,
+    "subscription_schedule.completed": schedule_changed,
+    "invoice.created": invoice_recorded,
+    "invoice.finalized": invoice_recorded,
+    "invoice.paid": invoice_paid,
+    "invoice.payment_succeeded": invoice_paid,
+    "invoice.payment_failed": invoice_payment_failed,
+    "invoice.payment_action_required": invoice_action_required,
+    "payment_method.attached": payment_method_attached,
+    "payment_method.detached": payment_method_detached,
+    "setup_intent.succeeded": setup_intent_succeeded,
+    "charge.refunded": charge_refunded,
+    "charge.dispute.created": dispute_created,
+    "customer.deleted": customer_deleted,
+}

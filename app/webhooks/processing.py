@@ -1,0 +1,218 @@
+"""Processing one stored event, exactly once in effect, in object order.
+
+1. Claim the event row (`FOR UPDATE SKIP LOCKED`): of ten workers given the same event, one
+   works and the others leave; a processed event is left alone.
+2. Decide what to apply. The payload is used when the event is newer than the state already
+   applied for its object (the watermark) and in our pinned API version. Otherwise (an old or
+   tied `created`, which has one-second resolution, or another API version) the object is
+   fetched afresh from Stripe and that is applied, stamped with the fetch time. The fetch
+   happens outside any transaction.
+3. Apply under the object's watermark lock, re-checking the watermark there: events of one
+   object apply one at a time, and never with state older than what is applied.
+4. A handler error is retried with exponential back-off; after the last attempt the event
+   is `failed` with its error, until a redelivery or a replay runs it again.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.clock import Clock
+from app.models import StripeEvent
+from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
+from app.webhooks import repository
+from app.webhooks.handlers import HANDLERS, EventContext
+
+logger = structlog.get_logger(__name__)
+
+Outcome = Literal["processed", "ignored", "skipped", "busy", "failed", "retry", "missing"]
+# While one attempt runs, the sweeper leaves the event alone for this long.
+ATTEMPT_LEASE = timedelta(minutes=5)
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingResult:
+    outcome: Outcome
+    attempts: int = 0
+    retry_in: timedelta | None = None
+
+
+def backoff(attempt: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... doubling per attempt, at most six hours."""
+    return min(BACKOFF_BASE * (1 << max(attempt - 1, 0)), BACKOFF_CAP)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    event_type: str
+    object_type: str | None
+    object_id: str | None
+    created: datetime
+    api_version: str | None
+    payload_object: dict[str, Any] | None
+    attempts: int
+
+
+async def _claim(
+    sessionmaker: async_sessionmaker[AsyncSession], stripe_event_id: str, now: datetime
+) -> _Claimed | ProcessingResult:
+    async with sessionmaker.begin() as session:
+        event = await repository.claim_event(session, stripe_event_id)
+        if event is None:
+            exists = await repository.get_event(session, stripe_event_id)
+            return ProcessingResult("busy" if exists else "missing")
+        if event.status in ("processed", "ignored"):
+            return ProcessingResult("skipped", event.attempts)
+        if event.type not in HANDLERS:
+            event.status = "ignored"
+            event.processed_at = now
+            return ProcessingResult("ignored", event.attempts)
+        event.attempts += 1
+        event.next_attempt_at = now + ATTEMPT_LEASE
+        payload_object = ((event.payload or {}).get("data") or {}).get("object")
+        return _Claimed(
+            event_type=event.type,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            created=event.stripe_created_at,
+            api_version=event.api_version,
+            payload_object=payload_object,
+            attempts=event.attempts,
+        )
+
+
+async def _fresh_object(gateway: StripeGateway, claimed: _Claimed) -> dict[str, Any] | None:
+    if claimed.object_type is None or claimed.object_id is None:
+        return None
+    return await gateway.retrieve_object(claimed.object_type, claimed.object_id)
+
+
+async def _related_objects(
+    gateway: StripeGateway, event_type: str, obj: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    if event_type == "setup_intent.succeeded":
+        payment_method = obj.get("payment_method")
+        payment_method_id = payment_method if isinstance(payment_method, str) else None
+        if isinstance(payment_method, dict):
+            return {"payment_method": payment_method}
+        if payment_method_id:
+            fetched = await gateway.retrieve_object("payment_method", payment_method_id)
+            if fetched is not None:
+                return {"payment_method": fetched}
+    return {}
+
+
+async def _finish(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stripe_event_id: str,
+    *,
+    error: str | None,
+    now: datetime,
+    max_attempts: int,
+) -> ProcessingResult:
+    async with sessionmaker.begin() as session:
+        event = await repository.get_event(session, stripe_event_id)
+        assert event is not None
+        if error is None:
+            event.status = "processed"
+            event.processed_at = now
+            event.last_error = None
+            event.next_attempt_at = None
+            return ProcessingResult("processed", event.attempts)
+        event.last_error = error[:4000]
+        if event.attempts >= max_attempts:
+            event.status = "failed"
+            event.next_attempt_at = None
+            logger.error("webhook_event_failed", event_id=stripe_event_id, error=error)
+            return ProcessingResult("failed", event.attempts)
+        delay = backoff(event.attempts)
+        event.next_attempt_at = now + delay
+        logger.warning(
+            "webhook_event_retry", event_id=stripe_event_id, attempt=event.attempts, error=error
+        )
+        return ProcessingResult("retry", event.attempts, delay)
+
+
+async def _apply(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stripe_event_id: str,
+    claimed: _Claimed,
+    obj: dict[str, Any],
+    as_of: datetime,
+    related: dict[str, dict[str, Any]],
+    now: datetime,
+) -> None:
+    async with sessionmaker.begin() as session:
+        if claimed.object_id is not None:
+            watermark = await repository.lock_watermark(
+                session, object_id=claimed.object_id, object_type=claimed.object_type or "unknown"
+            )
+            if watermark.applied_as_of is not None and as_of <= watermark.applied_as_of:
+                # Newer state was applied while we fetched: ours is older, leave it.
+                return
+            watermark.applied_as_of = as_of
+            watermark.last_event_id = stripe_event_id
+        context = EventContext(
+            event_id=stripe_event_id,
+            event_type=claimed.event_type,
+            obj=obj,
+            now=now,
+            related=related,
+        )
+        await HANDLERS[claimed.event_type](session, context)
+
+
+async def process_event(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    stripe_event_id: str,
+    max_attempts: int,
+) -> ProcessingResult:
+    """Process one stored event; safe to call any number of times, concurrently too."""
+    claim = await _claim(sessionmaker, stripe_event_id, clock.now())
+    if isinstance(claim, ProcessingResult):
+        return claim
+    error: str | None = None
+    try:
+        watermark_as_of: datetime | None = None
+        if claim.object_id is not None:
+            async with sessionmaker() as session:
+                watermark = await repository.get_watermark(session, claim.object_id)
+                watermark_as_of = watermark.applied_as_of if watermark else None
+        payload_is_fresh = (
+            claim.payload_object is not None
+            and claim.api_version == PINNED_API_VERSION
+            and (watermark_as_of is None or claim.created > watermark_as_of)
+        )
+        obj: dict[str, Any] | None
+        if payload_is_fresh:
+            obj, as_of = claim.payload_object, claim.created
+        else:
+            fetched_at = clock.now()
+            obj = await _fresh_object(gateway, claim)
+            # An object Stripe no longer has (a deleted customer): the payload is all there is.
+            obj, as_of = (
+                (obj, fetched_at) if obj is not None else (claim.payload_object, claim.created)
+            )
+        if obj is not None:
+            related = await _related_objects(gateway, claim.event_type, obj)
+            await _apply(sessionmaker, stripe_event_id, claim, obj, as_of, related, clock.now())
+    except Exception as exception:
+        error = f"{type(exception).__name__}: {exception}"
+    return await _finish(
+        sessionmaker, stripe_event_id, error=error, now=clock.now(), max_attempts=max_attempts
+    )
+
+
+async def reset_for_replay(session: AsyncSession, event: StripeEvent, now: datetime) -> None:
+    """Make a failed (or any) event run again: pending, due now, its attempts kept."""
+    event.status = "pending"
+    event.next_attempt_at = now
+    event.processed_at = None

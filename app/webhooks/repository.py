@@ -1,0 +1,111 @@
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import StripeEvent, StripeObjectWatermark
+
+
+async def insert_event_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Store a delivery; False when this event id is stored already.
+
+    ON CONFLICT DO NOTHING on the unique event id: Stripe's redeliveries, even concurrent
+    ones, leave exactly one row.
+    """
+    result = await session.execute(
+        insert(StripeEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
+        .returning(StripeEvent.id)
+    )
+    return result.first() is not None
+
+
+async def get_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
+    return await session.scalar(
+        select(StripeEvent).where(StripeEvent.stripe_event_id == stripe_event_id)
+    )
+
+
+async def claim_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
+    """Lock an event for processing; None if another worker holds it right now."""
+    return await session.scalar(
+        select(StripeEvent)
+        .where(StripeEvent.stripe_event_id == stripe_event_id)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def lock_watermark(
+    session: AsyncSession, *, object_id: str, object_type: str
+) -> StripeObjectWatermark:
+    """The object's watermark row, locked: events of one object apply one at a time."""
+    await session.execute(
+        insert(StripeObjectWatermark)
+        .values(object_id=object_id, object_type=object_type)
+        .on_conflict_do_nothing(index_elements=[StripeObjectWatermark.object_id])
+    )
+    watermark = await session.scalar(
+        select(StripeObjectWatermark)
+        .where(StripeObjectWatermark.object_id == object_id)
+        .with_for_update()
+    )
+    assert watermark is not None
+    return watermark
+
+
+async def get_watermark(session: AsyncSession, object_id: str) -> StripeObjectWatermark | None:
+    return await session.get(StripeObjectWatermark, object_id)
+
+
+async def due_for_processing(
+    session: AsyncSession, *, now: datetime, received_before: datetime, limit: int
+) -> Sequence[StripeEvent]:
+    return (
+        await session.scalars(
+            select(StripeEvent)
+            .where(
+                StripeEvent.status == "pending",
+                StripeEvent.received_at < received_before,
+                (StripeEvent.next_attempt_at.is_(None)) | (StripeEvent.next_attempt_at <= now),
+            )
+            .order_by(StripeEvent.stripe_created_at, StripeEvent.id)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def list_events(
+    session: AsyncSession, *, status: str | None, event_type: str | None, limit: int
+) -> Sequence[StripeEvent]:
+    query = select(StripeEvent).order_by(StripeEvent.received_at.desc(), StripeEvent.id.desc())
+    if status:
+        query = query.where(StripeEvent.status == status)
+    if event_type:
+        query = query.where(StripeEvent.type == event_type)
+    return (await session.scalars(query.limit(limit))).all()
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(StripeEvent.status, func.count()).group_by(StripeEvent.status)
+    )
+    return {status: count for status, count in rows.all()}
+
+
+async def oldest_pending_received_at(session: AsyncSession) -> datetime | None:
+    return await session.scalar(
+        select(func.min(StripeEvent.received_at)).where(StripeEvent.status == "pending")
+    )
+
+
+async def purge_payloads(session: AsyncSession, *, received_before: datetime, now: datetime) -> int:
+    result = await session.execute(
+        update(StripeEvent)
+        .where(StripeEvent.received_at < received_before, StripeEvent.payload.is_not(None))
+        .values(payload=None, payload_purged_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

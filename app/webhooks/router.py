@@ -1,0 +1,48 @@
+from typing import Annotated
+
+from arq.connections import ArqRedis
+from fastapi import BackgroundTasks, Header, Request
+
+from app.core.db import SessionDep
+from app.core.deps import ClockDep, SettingsDep
+from app.core.errors import error_responses
+from app.core.routing import SlashTolerantRouter
+from app.webhooks import service
+from app.webhooks.errors import InvalidWebhook
+from app.webhooks.schemas import WebhookAcknowledgement
+
+router = SlashTolerantRouter(tags=["stripe webhook"])
+
+
+@router.post(
+    "/stripe-webhook/",
+    response_model=WebhookAcknowledgement,
+    responses=error_responses(InvalidWebhook),
+    summary="Stripe's webhook endpoint (signed; no token)",
+)
+async def receive_stripe_webhook(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    background: BackgroundTasks,
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
+) -> WebhookAcknowledgement:
+    """Verify, store, acknowledge. Processing happens in the worker; the job is enqueued
+    after the event is committed (and found by the sweeper should that fail)."""
+    received = await service.receive_event(
+        session,
+        payload=await request.body(),
+        signature_header=stripe_signature,
+        secrets=settings.stripe_webhook_secrets,
+        clock=clock,
+    )
+    if received.needs_processing:
+        redis: ArqRedis = request.app.state.redis
+        background.add_task(
+            service.enqueue_processing,
+            redis,
+            received.stripe_event_id,
+            attempt=f"delivery{received.attempts}" if received.duplicate else 0,
+        )
+    return WebhookAcknowledgement(duplicate=received.duplicate)

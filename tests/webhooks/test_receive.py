@@ -1,0 +1,137 @@
+"""The endpoint: verify, store once, answer at once; refuse anything not from Stripe."""
+
+import asyncio
+import json
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.clock import FrozenClock
+from app.models import StripeEvent
+from app.webhooks.samples import signature_header
+from tests.stripe.fake import FakeStripe
+from tests.webhooks.helpers import WEBHOOK, post_event
+
+
+async def _stored(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(StripeEvent)) or 0)
+
+
+async def test_a_signed_event_is_stored_and_acknowledged(
+    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
+) -> None:
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer(email="a@acme.test"))
+
+    response = await post_event(client, event)
+    without_slash = await client.post(
+        WEBHOOK.rstrip("/"),
+        content=json.dumps(event).encode(),
+        headers={
+            "Stripe-Signature": signature_header(
+                json.dumps(event).encode(), "whsec_test", event["created"]
+            )
+        },
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": False}
+    assert without_slash.status_code == 200 and without_slash.json()["duplicate"] is True
+    stored = await session.scalar(select(StripeEvent))
+    assert stored is not None
+    assert (stored.stripe_event_id, stored.type, stored.status) == (
+        event["id"],
+        "customer.deleted",
+        "pending",
+    )
+    assert stored.object_id == event["data"]["object"]["id"]
+
+
+async def test_the_same_event_ten_times_at_once_is_stored_once(
+    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
+) -> None:
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+
+    responses = await asyncio.gather(*(post_event(client, event) for _ in range(10)))
+
+    assert {response.status_code for response in responses} == {200}
+    assert sum(not response.json()["duplicate"] for response in responses) == 1
+    assert await _stored(session) == 1
+
+
+async def test_a_secret_being_rotated_and_its_successor_are_both_accepted(
+    database_url: str,
+    redis_url: str,
+    clock: FrozenClock,
+    engine: object,
+    fake_stripe: FakeStripe,
+) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(
+        make_settings(database_url, redis_url, STRIPE_WEBHOOK_SECRET="whsec_old,whsec_new"), clock
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        old = await post_event(
+            client,
+            fake_stripe.event("customer.deleted", {"id": "cus_1", "object": "customer"}),
+            secret="whsec_old",
+        )
+        new = await post_event(
+            client,
+            fake_stripe.event("customer.deleted", {"id": "cus_2", "object": "customer"}),
+            secret="whsec_new",
+        )
+        other = await post_event(
+            client,
+            fake_stripe.event("customer.deleted", {"id": "cus_3", "object": "customer"}),
+            secret="whsec_other",
+        )
+
+    assert (old.status_code, new.status_code, other.status_code) == (200, 200, 400)
+
+
+async def test_anything_not_signed_by_stripe_is_400_and_stores_nothing(
+    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
+) -> None:
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    body = json.dumps(event).encode()
+    now = event["created"]
+
+    cases = {
+        "bad signature": await client.post(
+            WEBHOOK, content=body, headers={"Stripe-Signature": f"t={now},v1={'0' * 64}"}
+        ),
+        "stale timestamp": await post_event(client, event, timestamp=now - 3600),
+        "missing header": await client.post(WEBHOOK, content=body),
+        "empty body": await client.post(
+            WEBHOOK,
+            content=b"",
+            headers={"Stripe-Signature": signature_header(b"", "whsec_test", now)},
+        ),
+        "malformed json": await client.post(
+            WEBHOOK,
+            content=b"{not json",
+            headers={"Stripe-Signature": signature_header(b"{not json", "whsec_test", now)},
+        ),
+    }
+
+    for name, response in cases.items():
+        assert response.status_code == 400, name
+        assert response.json()["error"]["code"] == "invalid_webhook", name
+    assert await _stored(session) == 0
+
+
+async def test_a_body_over_one_megabyte_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        WEBHOOK,
+        content=b"{" + b" " * (1024 * 1024) + b"}",
+        headers={"Stripe-Signature": "t=1,v1=0"},
+    )
+    assert response.status_code == 413
