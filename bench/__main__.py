@@ -1,15 +1,19 @@
-"""`make bench`: the service's hot read paths against bare FastAPI endpoints, side by side.
+"""`make bench`: the service's hot paths against bare FastAPI endpoints, side by side.
 
-Absolute rates move with the machine's load, so each figure is a ratio: the service's rate
-divided by the rate of a bare FastAPI endpoint doing one indexed asyncpg select, measured in
-alternating rounds in the same process, against the same PostgreSQL. Later work adds its own
-paths (usage ingestion, entitlements, webhooks) to PATHS.
+Absolute rates move with the machine's load, so each HTTP figure is a ratio: the service's
+rate divided by the rate of a bare FastAPI endpoint doing one asyncpg statement (an indexed
+select for reads, an insert for writes), measured in alternating rounds in the same process
+against the same PostgreSQL. The worker's figure is events processed per second, in process,
+with Stripe not called (fresh payloads need no fetch).
 """
 
 import asyncio
+import itertools
+import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -23,29 +27,48 @@ from app.core.embedded import create_database, drop_database
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
 from app.plans.default_catalog import install_default_catalog
+from app.stripe_gateway.client import PINNED_API_VERSION
+from app.webhooks.processing import process_event
+from app.webhooks.samples import signature_header
 from tests import infra
 from tests.conftest import database_url_for, make_settings
 
 ROUNDS = 5
 REQUESTS_PER_ROUND = 400
 CONCURRENCY = 8
+WORKER_EVENTS = 300
+WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 (a test secret)
+
+RequestFactory = Callable[[], tuple[str, str, bytes | None, dict[str, str]]]
 
 
 def bare_app(dsn: str) -> FastAPI:
-    """One route, one indexed select on a pool: the floor any real endpoint is held to."""
+    """The floor any real endpoint is held to: one statement on a pool."""
     state: dict[str, asyncpg.Pool] = {}
     app = FastAPI()
 
-    @app.get("/bare")
-    async def bare() -> dict[str, object]:
+    @app.get("/bare-select")
+    async def bare_select() -> dict[str, object]:
         async with state["pool"].acquire() as connection:
             row = await connection.fetchrow(
                 "SELECT id, name FROM subscription_plans WHERE id = $1", 1
             )
         return {"success": True, "plan": dict(row) if row else None}
 
+    @app.post("/bare-insert")
+    async def bare_insert() -> dict[str, object]:
+        async with state["pool"].acquire() as connection:
+            await connection.execute(
+                "INSERT INTO bench_bare_rows (token) VALUES ($1)", uuid.uuid4().hex
+            )
+        return {"success": True}
+
     async def startup() -> None:
         state["pool"] = await asyncpg.create_pool(dsn, min_size=2, max_size=10)
+        async with state["pool"].acquire() as connection:
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS bench_bare_rows (id bigserial primary key, token text)"
+            )
 
     async def shutdown() -> None:
         await state["pool"].close()
@@ -55,7 +78,7 @@ def bare_app(dsn: str) -> FastAPI:
     return app
 
 
-async def rate(client: httpx.AsyncClient, path: str, headers: dict[str, str]) -> float:
+async def rate(client: httpx.AsyncClient, make_request: RequestFactory) -> float:
     """Requests per second for REQUESTS_PER_ROUND requests at CONCURRENCY."""
     remaining = REQUESTS_PER_ROUND
 
@@ -63,7 +86,8 @@ async def rate(client: httpx.AsyncClient, path: str, headers: dict[str, str]) ->
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            response = await client.get(path, headers=headers)
+            method, path, body, headers = make_request()
+            response = await client.request(method, path, content=body, headers=headers)
             response.raise_for_status()
 
     started = time.perf_counter()
@@ -71,18 +95,76 @@ async def rate(client: httpx.AsyncClient, path: str, headers: dict[str, str]) ->
     return REQUESTS_PER_ROUND / (time.perf_counter() - started)
 
 
+def signed_webhook() -> tuple[str, str, bytes | None, dict[str, str]]:
+    now = int(time.time())
+    event = {
+        "id": f"evt_bench_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": "customer.deleted",
+        "api_version": PINNED_API_VERSION,
+        "created": now,
+        "livemode": False,
+        "data": {"object": {"id": f"cus_bench_{uuid.uuid4().hex[:12]}", "object": "customer"}},
+    }
+    body = json.dumps(event).encode()
+    return (
+        "POST",
+        "/subscriptions/api/stripe-webhook/",
+        body,
+        {"Stripe-Signature": signature_header(body, WEBHOOK_SECRET, now)},
+    )
+
+
+async def worker_events_per_second(service: FastAPI) -> float:
+    async with service.state.sessionmaker() as session:
+        pending = (
+            (
+                await session.execute(
+                    __import__("sqlalchemy").text(
+                        "SELECT stripe_event_id FROM stripe_events WHERE status = 'pending' "
+                        "ORDER BY id LIMIT :limit"
+                    ),
+                    {"limit": WORKER_EVENTS},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    started = time.perf_counter()
+    for event_id in pending:
+        await process_event(
+            sessionmaker=service.state.sessionmaker,
+            gateway=service.state.stripe_gateway,
+            clock=service.state.clock,
+            stripe_event_id=event_id,
+            max_attempts=3,
+        )
+    return len(pending) / (time.perf_counter() - started)
+
+
 async def run(database_url: str, redis_url: str) -> None:
-    settings = make_settings(database_url, redis_url)
+    settings = make_settings(database_url, redis_url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
     service = create_app(settings)
     bare = bare_app(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     token = issue_access_token(
         settings, user_id="bench", roles=[], now=SystemClock().now(), lifetime=timedelta(hours=1)
     )
     auth = {"Authorization": f"Bearer {token}"}
-    paths: dict[str, tuple[str, dict[str, str]]] = {
-        "GET plans/ (public catalog)": ("/subscriptions/api/plans/", {}),
-        "GET account/ (JWT + account)": ("/subscriptions/api/account/", auth),
-    }
+    bare_select: RequestFactory = lambda: ("GET", "/bare-select", None, {})  # noqa: E731
+    bare_insert: RequestFactory = lambda: ("POST", "/bare-insert", None, {})  # noqa: E731
+    paths: list[tuple[str, RequestFactory, RequestFactory]] = [
+        (
+            "GET plans/ (public catalog)",
+            lambda: ("GET", "/subscriptions/api/plans/", None, {}),
+            bare_select,
+        ),
+        (
+            "GET account/ (JWT + account)",
+            lambda: ("GET", "/subscriptions/api/account/", None, auth),
+            bare_select,
+        ),
+        ("POST stripe-webhook/ (verify, store)", signed_webhook, bare_insert),
+    ]
     async with (
         service.router.lifespan_context(service),
         bare.router.lifespan_context(bare),
@@ -91,17 +173,21 @@ async def run(database_url: str, redis_url: str) -> None:
     ):
         async with service.state.sessionmaker() as session, session.begin():
             await install_default_catalog(session, billing_currency=settings.BILLING_CURRENCY)
-        measure: Callable[[httpx.AsyncClient, str, dict[str, str]], Awaitable[float]] = rate
-        await measure(s, paths["GET plans/ (public catalog)"][0], {})  # warm-up
-        await measure(b, "/bare", {})
-        print(f"{'path':34} {'service/bare (median of rounds)':>32}")
-        for label, (path, headers) in paths.items():
+        await rate(s, paths[0][1])  # warm-up
+        await rate(b, bare_select)
+        print(f"{'path':40} {'against':12} {'service/bare (median)':>22}")
+        for (label, service_request, bare_request), _ in zip(
+            paths, itertools.count(), strict=False
+        ):
             ratios = []
             for _ in range(ROUNDS):
-                bare_rate = await measure(b, "/bare", {})
-                service_rate = await measure(s, path, headers)
+                bare_rate = await rate(b, bare_request)
+                service_rate = await rate(s, service_request)
                 ratios.append(service_rate / bare_rate)
-            print(f"{label:34} {statistics.median(ratios):>31.2f}x")
+            against = "bare insert" if bare_request is bare_insert else "bare select"
+            print(f"{label:40} {against:12} {statistics.median(ratios):>21.2f}x")
+        per_second = await worker_events_per_second(service)
+        print(f"{'worker: stored events processed':40} {'':12} {per_second:>17.0f} /s")
 
 
 def main() -> None:

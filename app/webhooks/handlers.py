@@ -37,6 +37,8 @@ class EventContext:
     event_type: str
     # The object to apply: the payload's, or a fresh copy fetched from Stripe.
     obj: dict[str, Any]
+    # When Stripe created the event (what a refund row is dated by).
+    occurred_at: datetime
     now: datetime
     # Extra objects fetched before the transaction (a setup intent's payment method).
     related: dict[str, dict[str, Any]]
@@ -283,7 +285,7 @@ async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
     if customer is None:
         return
     await billing_history_service.record_charge_refunds(
-        session, charge=context.obj, customer_id=customer.id
+        session, charge=context.obj, customer_id=customer.id, refunded_at=context.occurred_at
     )
 
 

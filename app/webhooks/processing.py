@@ -68,6 +68,9 @@ async def _claim(
             return ProcessingResult("busy" if exists else "missing")
         if event.status in ("processed", "ignored"):
             return ProcessingResult("skipped", event.attempts)
+        if event.status == "pending" and event.next_attempt_at and event.next_attempt_at > now:
+            # Another attempt holds the lease (or a retry waits for its back-off).
+            return ProcessingResult("busy", event.attempts)
         if event.type not in HANDLERS:
             event.status = "ignored"
             event.processed_at = now
@@ -161,6 +164,7 @@ async def _apply(
             event_id=stripe_event_id,
             event_type=claimed.event_type,
             obj=obj,
+            occurred_at=claimed.created,
             now=now,
             related=related,
         )

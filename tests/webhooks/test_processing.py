@@ -3,6 +3,7 @@
 import asyncio
 import copy
 import random
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import FrozenClock
 from app.models import (
     BillingHistory,
     Customer,
@@ -216,13 +218,21 @@ async def test_a_handler_that_fails_twice_then_succeeds_is_retried(
     session: AsyncSession,
     fake_stripe: FakeStripe,
     monkeypatch: pytest.MonkeyPatch,
+    clock: FrozenClock,
 ) -> None:
     handler, calls = _flaky(2, handlers.customer_deleted)
     monkeypatch.setitem(handlers.HANDLERS, "customer.deleted", handler)
     event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
     await post_event(client, event)
 
-    outcomes = [(await run_worker(app, event["id"])) for _ in range(3)]
+    outcomes = []
+    for _ in range(3):
+        outcome = await run_worker(app, event["id"])
+        outcomes.append(outcome)
+        # Before its back-off has passed, the event is not run again.
+        assert (await run_worker(app, event["id"])).outcome in ("busy", "skipped")
+        if outcome.retry_in is not None:
+            clock.advance(outcome.retry_in)
 
     assert [o.outcome for o in outcomes] == ["retry", "retry", "processed"]
     assert outcomes[0].retry_in is not None and outcomes[1].retry_in is not None
@@ -237,6 +247,7 @@ async def test_an_event_that_always_fails_ends_failed_and_a_redelivery_runs_it_o
     session: AsyncSession,
     fake_stripe: FakeStripe,
     monkeypatch: pytest.MonkeyPatch,
+    clock: FrozenClock,
 ) -> None:
     customer = fake_stripe.add_customer()
     session.add(Customer(dashboard_user_id="7", stripe_customer_id=customer["id"]))
@@ -247,7 +258,11 @@ async def test_an_event_that_always_fails_ends_failed_and_a_redelivery_runs_it_o
     second = fake_stripe.event("customer.deleted", customer)
     for event in (first, second):
         await post_event(client, event)
-        outcomes = [(await run_worker(app, event["id"])).outcome for _ in range(3)]
+        outcomes = []
+        for _ in range(3):
+            result = await run_worker(app, event["id"])
+            outcomes.append(result.outcome)
+            clock.advance(result.retry_in or timedelta(0))
         assert outcomes == ["retry", "retry", "failed"]
 
     admin = bearer(make_token("1", roles=["billing_admin"]))
