@@ -109,8 +109,9 @@ class IdempotencyMiddleware:
         fingerprint: str,
     ) -> JSONResponse | None:
         now = clock.now()
-        async with sessionmaker.begin() as session:
-            if await repository.claim(
+
+        async def claim(session: AsyncSession) -> bool:
+            return await repository.claim(
                 session,
                 scope=key_scope,
                 key=key,
@@ -118,7 +119,10 @@ class IdempotencyMiddleware:
                 now=now,
                 locked_until=now + IN_PROGRESS_LEASE,
                 expires_at=now + KEY_LIFETIME,
-            ):
+            )
+
+        async with sessionmaker.begin() as session:
+            if await claim(session):
                 return None
             record = await repository.get_for_update(session, scope=key_scope, key=key)
             if record is None:  # deleted between the two statements: treat as new
@@ -127,15 +131,7 @@ class IdempotencyMiddleware:
                 )
             if record.expires_at <= now:
                 await repository.forget(session, scope=key_scope, key=key)
-                await repository.claim(
-                    session,
-                    scope=key_scope,
-                    key=key,
-                    request_fingerprint=fingerprint,
-                    now=now,
-                    locked_until=now + IN_PROGRESS_LEASE,
-                    expires_at=now + KEY_LIFETIME,
-                )
+                await claim(session)
                 return None
             if record.request_fingerprint != fingerprint:
                 return error_response(

@@ -85,6 +85,27 @@ async def attach_for_subscription(
     attempt: str,
 ) -> None:
     """Attach the card a subscribe names and make it the default that invoices charge."""
+    await _attach(
+        sessionmaker,
+        gateway,
+        customer=customer,
+        stripe_customer_id=stripe_customer_id,
+        payment_method_id=payment_method_id,
+        set_default=True,
+        attempt=attempt,
+    )
+
+
+async def _attach(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    *,
+    customer: Customer,
+    stripe_customer_id: str,
+    payment_method_id: str,
+    set_default: bool,
+    attempt: str,
+) -> None:
     await _attach_on_stripe(
         gateway,
         customer=customer,
@@ -92,7 +113,9 @@ async def attach_for_subscription(
         payment_method_id=payment_method_id,
     )
     previous_default = await _current_default(sessionmaker, customer.id)
-    if previous_default != payment_method_id:
+    # The first card becomes the default even when not asked: invoices need one to charge.
+    make_default = set_default or previous_default is None
+    if make_default and previous_default != payment_method_id:
         await _make_default_on_stripe(
             gateway,
             customer=customer,
@@ -102,7 +125,7 @@ async def attach_for_subscription(
         )
     await _mirror(
         sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
-        make_default=True,
+        make_default=make_default,
     )  # fmt: skip
 
 
@@ -142,27 +165,15 @@ async def attach_payment_method(
     stripe_customer_id = await ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
     )
-    await _attach_on_stripe(
+    await _attach(
+        sessionmaker,
         gateway,
         customer=customer,
         stripe_customer_id=stripe_customer_id,
         payment_method_id=payment_method_id,
+        set_default=set_default,
+        attempt=attempt,
     )
-    previous_default = await _current_default(sessionmaker, customer.id)
-    # The first card becomes the default even when not asked: invoices need one to charge.
-    make_default = set_default or previous_default is None
-    if make_default and previous_default != payment_method_id:
-        await _make_default_on_stripe(
-            gateway,
-            customer=customer,
-            stripe_customer_id=stripe_customer_id,
-            payment_method_id=payment_method_id,
-            attempt=attempt,
-        )
-    await _mirror(
-        sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
-        make_default=make_default,
-    )  # fmt: skip
     async with sessionmaker() as session:
         card = await repository.get_for_customer(session, customer.id, payment_method_id)
     assert card is not None

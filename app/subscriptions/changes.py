@@ -154,6 +154,39 @@ async def _add_on_items(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    subscription: Subscription
+    current_plan: SubscriptionPlan
+    target_plan: SubscriptionPlan
+    target_cycle: str
+    timing: ChangeTiming
+
+
+async def resolve_plan_change(
+    session: AsyncSession,
+    customer: Customer,
+    plan_reference: int | str | None,
+    billing_cycle: str | None,
+) -> PlanChange:
+    """The live subscription and the plan and cycle it would move to (for a change and for
+    its preview alike); 409 when that is where it is already."""
+    subscription = await load_changeable(session, customer)
+    current_plan = (await repository.get_plans(session, {subscription.plan_id}))[
+        subscription.plan_id
+    ]
+    target_plan = (
+        await catalog.resolve_plan(session, plan_reference)
+        if plan_reference is not None
+        else current_plan
+    )
+    target_cycle = billing_cycle or subscription.billing_cycle
+    if target_plan.id == current_plan.id and target_cycle == subscription.billing_cycle:
+        raise ActionNotAllowed("already_on_plan", "The subscription is on this plan already.")
+    timing = change_timing(current_plan, subscription.billing_cycle, target_plan, target_cycle)
+    return PlanChange(subscription, current_plan, target_plan, target_cycle, timing)
+
+
 async def change_plan(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -168,19 +201,11 @@ async def change_plan(
             "plan_id_required", "Name the plan_id (or billing_cycle) to move to."
         )
     async with sessionmaker() as session:
-        subscription = await load_changeable(session, customer)
-        current_plan = (await repository.get_plans(session, {subscription.plan_id}))[
-            subscription.plan_id
-        ]
-        target_plan = (
-            await catalog.resolve_plan(session, manage_request.plan_id)
-            if manage_request.plan_id is not None
-            else current_plan
+        change = await resolve_plan_change(
+            session, customer, manage_request.plan_id, manage_request.billing_cycle
         )
-        target_cycle = manage_request.billing_cycle or subscription.billing_cycle
-        if target_plan.id == current_plan.id and target_cycle == subscription.billing_cycle:
-            raise ActionNotAllowed("already_on_plan", "The subscription is on this plan already.")
-        timing = change_timing(current_plan, subscription.billing_cycle, target_plan, target_cycle)
+        subscription, target_plan = change.subscription, change.target_plan
+        target_cycle, timing = change.target_cycle, change.timing
         if manage_request.action == "upgrade" and timing != "now":
             raise ActionNotAllowed(
                 "not_an_upgrade", "That change is a downgrade; it applies at the period end."

@@ -9,7 +9,7 @@ from app.models import Customer
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import from_timestamp
 from app.subscriptions import catalog, changes, repository
-from app.subscriptions.errors import ActionNotAllowed, SubscriptionNotFound
+from app.subscriptions.errors import SubscriptionNotFound
 from app.subscriptions.presentation import describe_subscription
 from app.subscriptions.schemas import (
     ChangePreview,
@@ -93,22 +93,10 @@ async def preview_change(
     """What a plan or cycle change costs now and what the next invoice will be, from Stripe's
     invoice preview. `proration_date` is the moment priced: send it back with the change."""
     async with sessionmaker() as session:
-        subscription = await changes.load_changeable(session, customer)
-        current_plan = (await repository.get_plans(session, {subscription.plan_id}))[
-            subscription.plan_id
-        ]
-        target_plan = (
-            await catalog.resolve_plan(session, plan_reference)
-            if plan_reference is not None
-            else current_plan
-        )
-        target_cycle = billing_cycle or subscription.billing_cycle
-        if target_plan.id == current_plan.id and target_cycle == subscription.billing_cycle:
-            raise ActionNotAllowed("already_on_plan", "The subscription is on this plan already.")
+        change = await changes.resolve_plan_change(session, customer, plan_reference, billing_cycle)
+        subscription, target_plan = change.subscription, change.target_plan
+        target_cycle, timing = change.target_cycle, change.timing
         target_price = catalog.price_id(target_plan, target_cycle)
-    timing = changes.change_timing(
-        current_plan, subscription.billing_cycle, target_plan, target_cycle
-    )
     assert subscription.stripe_subscription_id is not None
     now = int(clock.now().timestamp())
     period_end = subscription.current_period_end
