@@ -274,6 +274,107 @@ def test_webhook(
         raise typer.Exit(1)
 
 
+@app.command("reconcile")
+def reconcile_stripe(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Repair local state from Stripe where they differ.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="List Stripe's events from this ISO date or time (UTC unless it says "
+            "otherwise); default: from the newest event stored."
+        ),
+    ] = None,
+) -> None:
+    """Process the Stripe events never received, then compare subscriptions, invoices and
+    cards with Stripe and print the drift; exit code 1 while drift remains."""
+    from datetime import UTC, datetime
+
+    from app.webhooks.reconcile import ReconcileReport, drift_table, reconcile_with_stripe
+
+    settings = get_settings()
+    start: datetime | None = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter("not an ISO date", param_hint="--since") from None
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+
+    async def work(
+        sessionmaker: async_sessionmaker[AsyncSession], gateway: StripeGateway
+    ) -> ReconcileReport:
+        return await reconcile_with_stripe(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=SystemClock(),
+            fix=fix,
+            since=start,
+            max_attempts=settings.WEBHOOK_MAX_ATTEMPTS,
+        )
+
+    report = asyncio.run(_with_stripe(settings, work))
+    catch_up = report.catch_up
+    outcomes = ", ".join(
+        f"{count} {outcome}" for outcome, count in sorted(catch_up.outcomes.items())
+    )
+    typer.echo(
+        f"events: {catch_up.listed} on Stripe since "
+        f"{catch_up.since.isoformat() if catch_up.since else 'the start of its 30 days'}, "
+        f"{catch_up.stored} new" + (f" ({outcomes})" if outcomes else "")
+    )
+    if not report.found:
+        typer.echo("drift: none")
+        return
+    typer.echo(f"drift: {len(report.found)}")
+    for line in drift_table(report.found):
+        typer.echo(line)
+    if fix:
+        typer.echo(f"repaired: {report.repaired} objects")
+        if report.remaining:
+            typer.echo(f"drift remaining: {len(report.remaining)}")
+            for line in drift_table(report.remaining):
+                typer.echo(line)
+        else:
+            typer.echo("drift remaining: none")
+    else:
+        typer.echo("run with --fix to repair local state from Stripe")
+    if report.remaining:
+        raise typer.Exit(1)
+
+
+@app.command("import-stripe")
+def import_stripe() -> None:
+    """Adopt the customers, live subscriptions and cards already in the Stripe account (the
+    old module's), matched by metadata `dashboard_user_id`, else email; idempotent."""
+    from app.customers.stripe_import import ImportReport, import_from_stripe
+
+    async def work(
+        sessionmaker: async_sessionmaker[AsyncSession], gateway: StripeGateway
+    ) -> ImportReport:
+        return await import_from_stripe(
+            sessionmaker=sessionmaker, gateway=gateway, clock=SystemClock()
+        )
+
+    report = asyncio.run(_with_stripe(get_settings(), work))
+    for note in report.adopted:
+        typer.echo(f"adopted {note.kind} {note.stripe_id}: {note.detail}")
+    for note in report.not_adopted:
+        typer.echo(f"not adopted {note.kind} {note.stripe_id}: {note.detail}")
+    for note in report.unmatched:
+        typer.echo(f"unmatched {note.kind} {note.stripe_id}: {note.detail}")
+    counts = {
+        kind: sum(note.kind == kind for note in report.adopted)
+        for kind in ("customer", "subscription", "card")
+    }
+    typer.echo(
+        f"adopted {counts['customer']} customers, {counts['subscription']} subscriptions, "
+        f"{counts['card']} cards; {len(report.not_adopted)} not adopted; "
+        f"{len(report.unmatched)} unmatched"
+    )
+
+
 def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
     """The URLs (and token secret) to run with: the configured ones, else local ones under
     .data/: embedded PostgreSQL and Redis, and a random JWT secret."""

@@ -17,6 +17,7 @@ from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.stripe_gateway.client import StripeGateway
+from app.webhooks.reconcile import reconcile_stripe_nightly
 from app.webhooks.tasks import (
     process_stripe_event,
     purge_stripe_event_payloads,
@@ -53,6 +54,7 @@ class WorkerSettings:
         cron(purge_expired_idempotency_keys, minute={7}, second={0}),
         cron(sweep_stripe_events, second={15}, run_at_startup=True),
         cron(purge_stripe_event_payloads, hour={3}, minute={17}, second={0}),
+        cron(reconcile_stripe_nightly, hour={2}, minute={41}, second={0}, timeout=3600),
     ]
     on_startup = startup
     on_shutdown = shutdown

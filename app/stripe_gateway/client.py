@@ -816,3 +816,55 @@ class StripeGateway:
             )
             for endpoint in page["data"]
         ]
+
+    # --- reconciliation and import -----------------------------------------------------
+
+    async def _every_page(self, service: Any, params: Params) -> list[dict[str, Any]]:
+        """All objects of a list endpoint, in Stripe's order (newest first), 100 a page."""
+        objects: list[dict[str, Any]] = []
+        starting_after: str | None = None
+        while True:
+            page_params: Params = {**params, "limit": 100}
+            if starting_after is not None:
+                page_params["starting_after"] = starting_after
+            async with _translated_errors():
+                page = await service.list_async(page_params)
+            # JSON-safe: stripe-python reads decimal strings (`unit_amount_decimal`) as
+            # Decimal, and an event is stored as JSON exactly as Stripe sent it.
+            plain: dict[str, Any] = page.to_dict(for_json=True)
+            data: list[dict[str, Any]] = plain["data"]
+            objects.extend(data)
+            if not plain.get("has_more") or not data:
+                return objects
+            starting_after = str(data[-1]["id"])
+
+    async def list_events(self, *, created_from: datetime | None) -> list[dict[str, Any]]:
+        """Stripe's events created at or after `created_from` (Stripe keeps 30 days), oldest
+        first. Each is rendered in the API version it was created with, not the pinned one."""
+        params: Params = {}
+        if created_from is not None:
+            params["created"] = {"gte": int(created_from.timestamp())}
+        newest_first = await self._every_page(self._stripe.events, params)
+        # Reversed, then a stable sort: events of the same second keep Stripe's order.
+        return sorted(reversed(newest_first), key=lambda event: int(event.get("created") or 0))
+
+    async def list_customers(self) -> list[dict[str, Any]]:
+        """Every customer of the account, newest first (deleted ones are not listed)."""
+        return await self._every_page(self._stripe.customers, {})
+
+    async def list_subscriptions(
+        self, *, customer_id: str | None = None
+    ) -> list[SubscriptionState]:
+        """Subscriptions in every status, canceled too, newest first; the account's, or one
+        customer's."""
+        params: Params = {"status": "all"}
+        if customer_id is not None:
+            params["customer"] = customer_id
+        return [
+            _subscription_state(subscription)
+            for subscription in await self._every_page(self._stripe.subscriptions, params)
+        ]
+
+    async def list_invoices(self, *, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's invoices in every status, newest first, as Stripe holds them."""
+        return await self._every_page(self._stripe.invoices, {"customer": customer_id})

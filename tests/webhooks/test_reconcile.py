@@ -1,0 +1,321 @@
+"""`billing reconcile` and its nightly job against the fake Stripe: catching up on events
+never delivered, finding drift, repairing it from Stripe, alerting on it."""
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner, Result
+
+from app.billing_history import service as billing_history_service
+from app.cli import app as cli
+from app.core.clock import FrozenClock
+from app.core.config import Settings
+from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent, Subscription
+from app.webhooks.reconcile import reconcile_stripe_nightly, reconcile_with_stripe
+from tests.conftest import TokenFactory, bearer
+from tests.factories import create_synced_plan
+from tests.stripe.fake import FakeStripe, StripeRequest
+from tests.stripe.plugin import FAKE_STRIPE_NOW, STRIPE_API
+from tests.stripe.wire import StripeObject, decode_params, list_object
+from tests.webhooks.helpers import post_event, run_worker
+
+SUBSCRIBE = "/subscriptions/api/subscribe/"
+
+
+# --- the fake's missing list endpoints -------------------------------------------------
+
+
+def _page(url: str, newest_first: list[StripeObject], params: dict[str, Any]) -> StripeObject:
+    after = params.get("starting_after")
+    if after:
+        ids = [obj["id"] for obj in newest_first]
+        newest_first = newest_first[ids.index(after) + 1 :]
+    return list_object(url, newest_first, params)
+
+
+def _record(fake: FakeStripe, request: httpx.Request) -> dict[str, Any]:
+    params = decode_params(request.url.query.decode("ascii"))
+    fake.requests.append(
+        StripeRequest("GET", request.url.path, params, None, request.headers.get("Stripe-Version"))
+    )
+    return params
+
+
+@pytest.fixture
+def stripe_event_log() -> list[StripeObject]:
+    """The events Stripe keeps (GET /v1/events), whether or not they were delivered."""
+    return []
+
+
+@pytest.fixture
+def fake_stripe(stripe_event_log: list[StripeObject]) -> Iterator[FakeStripe]:
+    """The suite's fake, with GET /v1/events and GET /v1/invoices routed first."""
+    fake = FakeStripe(now=FAKE_STRIPE_NOW)
+
+    def list_events(request: httpx.Request) -> httpx.Response:
+        params = _record(fake, request)
+        since = int((params.get("created") or {}).get("gte") or 0)
+        found = sorted(
+            (event for event in stripe_event_log if event["created"] >= since),
+            key=lambda event: -event["created"],
+        )
+        return httpx.Response(200, json=_page("/v1/events", found, params))
+
+    def list_invoices(request: httpx.Request) -> httpx.Response:
+        params = _record(fake, request)
+        found = [
+            fake.render(invoice, [])
+            for invoice in reversed(fake.invoices.values())
+            if invoice["customer"] == params.get("customer")
+        ]
+        return httpx.Response(200, json=_page("/v1/invoices", found, params))
+
+    with respx.mock(base_url=STRIPE_API, assert_all_called=False) as router:
+        router.get("/v1/events").mock(side_effect=list_events)
+        router.get("/v1/invoices").mock(side_effect=list_invoices)
+        router.route().mock(side_effect=fake.handle)
+        yield fake
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+async def invoke(*arguments: str) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(arguments))
+
+
+@pytest.fixture
+def environment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_123")
+    monkeypatch.setenv("STRIPE_MAX_NETWORK_RETRIES", "0")
+    return settings
+
+
+async def _subscribe(
+    client: httpx.AsyncClient, make_token: TokenFactory, session: AsyncSession, fake: FakeStripe
+) -> StripeObject:
+    plan = await create_synced_plan(session, fake, trial_days=0)
+    response = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
+        headers=bearer(make_token("42")),
+    )
+    assert response.status_code == 200, response.text
+    [stripe_subscription] = fake.subscriptions.values()
+    return stripe_subscription
+
+
+async def _local_subscription(session: AsyncSession) -> Subscription:
+    query = select(Subscription).execution_options(populate_existing=True)
+    subscription = await session.scalar(query)
+    assert subscription is not None
+    return subscription
+
+
+async def _cards(session: AsyncSession) -> list[tuple[str, bool]]:
+    query = (
+        select(PaymentMethod)
+        .order_by(PaymentMethod.stripe_payment_method_id)
+        .execution_options(populate_existing=True)
+    )
+    return [(row.stripe_payment_method_id, row.is_default) for row in await session.scalars(query)]
+
+
+# --- tests -----------------------------------------------------------------------------
+
+
+async def test_reconcile_prints_drift_and_fix_repairs_status_and_a_missing_default_card(
+    environment: Settings,
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription["status"] = "past_due"
+    customer_id = stripe_subscription["customer"]
+    fake_stripe.add_payment_method(
+        "pm_card_mastercard", customer=customer_id, brand="mastercard", last4="4444"
+    )
+    fake_stripe.customers[customer_id]["invoice_settings"]["default_payment_method"] = (
+        "pm_card_mastercard"
+    )
+
+    report_only = await invoke("reconcile", "--since", "2026-11-20")
+
+    assert report_only.exit_code == 1, report_only.output
+    lines = report_only.output.splitlines()
+    assert lines[0].startswith("events: 0 on Stripe since 2026-11-20T00:00:00+00:00, 0 new")
+    assert lines[1] == "drift: 3"
+    assert lines[2].split() == ["OBJECT", "FIELD", "LOCAL", "STRIPE"]
+    rows = [line.split() for line in lines[3:6]]
+    assert ["subscription", stripe_subscription["id"], "status", "active", "past_due"] in rows
+    assert [
+        "customer",
+        "42",
+        "card",
+        "pm_card_mastercard",
+        "missing",
+        "mastercard",
+        "4444",
+        "12/2030",
+    ] in rows
+    assert ["customer", "42", "default", "card", "pm_card_visa", "pm_card_mastercard"] in rows
+    assert lines[-1] == "run with --fix to repair local state from Stripe"
+    [events_request] = fake_stripe.calls("GET", "/v1/events")
+    since = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
+    assert events_request.params["created"] == {"gte": str(since)}
+    assert (await _local_subscription(session)).status == "active"
+
+    fixed = await invoke("reconcile", "--fix")
+
+    assert fixed.exit_code == 0, fixed.output
+    assert "repaired: 2 objects" in fixed.output
+    assert fixed.output.splitlines()[-1] == "drift remaining: none"
+    assert (await _local_subscription(session)).status == "past_due"
+    assert await _cards(session) == [("pm_card_mastercard", True), ("pm_card_visa", False)]
+
+    again = await invoke("reconcile")
+
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines()[-1] == "drift: none"
+
+
+async def test_catch_up_stores_and_processes_an_event_that_was_never_delivered(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    stripe_event_log: list[StripeObject],
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    too_old = fake_stripe.event("customer.subscription.updated", stripe_subscription)
+    too_old["created"] = fake_stripe.now - 3_600
+    delivered = fake_stripe.event("customer.subscription.updated", stripe_subscription)
+    delivered["created"] = fake_stripe.now - 120
+    assert (await post_event(client, delivered)).status_code == 200
+    assert (await run_worker(app, delivered["id"])).outcome == "processed"
+    stripe_subscription["status"] = "past_due"
+    missed = fake_stripe.event("customer.subscription.updated", copy.deepcopy(stripe_subscription))
+    missed["created"] = fake_stripe.now - 60
+    stripe_event_log.extend([too_old, delivered, missed])
+
+    async def reconcile() -> Any:
+        return await reconcile_with_stripe(
+            sessionmaker=app.state.sessionmaker,
+            gateway=app.state.stripe_gateway,
+            clock=clock,
+            fix=False,
+            since=None,
+            max_attempts=3,
+        )
+
+    report = await reconcile()
+
+    # Listed from the newest stored event's second on: the delivered one is found by id.
+    assert fake_stripe.calls("GET", "/v1/events")[0].params["created"] == {
+        "gte": str(delivered["created"])
+    }
+    assert (report.catch_up.listed, report.catch_up.stored) == (2, 1)
+    assert report.catch_up.outcomes == {"processed": 1}
+    assert report.remaining == []
+    assert (await _local_subscription(session)).status == "past_due"
+    stored = await session.scalar(
+        select(StripeEvent).where(StripeEvent.stripe_event_id == missed["id"])
+    )
+    assert stored is not None and stored.status == "processed" and stored.payload == missed
+    assert await session.scalar(select(func.count()).select_from(StripeEvent)) == 2
+
+    second = await reconcile()
+
+    assert (second.catch_up.listed, second.catch_up.stored) == (1, 0)
+
+
+async def test_an_invoice_recorded_in_an_older_state_is_repaired_from_stripe(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    invoice = fake_stripe.invoices[stripe_subscription["latest_invoice"]]
+    assert invoice["status"] == "paid"
+    local = await _local_subscription(session)
+    await billing_history_service.record_invoice(
+        session,
+        invoice={**copy.deepcopy(invoice), "status": "open"},
+        customer_id=local.customer_id,
+        subscription_id=local.id,
+        add_on_price_ids=set(),
+    )
+    await session.commit()
+
+    report = await reconcile_with_stripe(
+        sessionmaker=app.state.sessionmaker,
+        gateway=app.state.stripe_gateway,
+        clock=clock,
+        fix=True,
+        since=None,
+        max_attempts=3,
+    )
+
+    assert [(d.object, d.field, d.local, d.stripe) for d in report.found] == [
+        (f"invoice {invoice['id']}", "status", "open", "paid")
+    ]
+    assert (report.repaired, report.remaining) == (1, [])
+    row = await session.scalar(select(BillingHistory).execution_options(populate_existing=True))
+    assert row is not None and (row.status, row.subscription_id) == ("paid", local.id)
+
+
+async def test_nightly_job_raises_one_alert_a_day_on_drift_and_repairs_nothing(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    ctx: dict[str, Any] = {
+        "settings": settings,
+        "sessionmaker": app.state.sessionmaker,
+        "stripe_gateway": app.state.stripe_gateway,
+        "clock": clock,
+    }
+    alerts = select(OperatorAlert).where(OperatorAlert.kind == "stripe_drift")
+
+    assert await reconcile_stripe_nightly(ctx) == 0
+    assert (await session.scalars(alerts)).all() == []
+
+    stripe_subscription["cancel_at_period_end"] = True
+    assert await reconcile_stripe_nightly(ctx) == 1
+    assert await reconcile_stripe_nightly(ctx) == 1
+
+    [alert] = (await session.scalars(alerts)).all()
+    assert alert.dedupe_key == "stripe_drift:2026-11-25"
+    assert alert.details["count"] == 1
+    assert alert.details["drift"] == [
+        {
+            "object": f"subscription {stripe_subscription['id']}",
+            "field": "cancel_at_period_end",
+            "local": "false",
+            "stripe": "true",
+        }
+    ]
+    assert (await _local_subscription(session)).cancel_at_period_end is False
