@@ -125,3 +125,20 @@ async def list_for_customer(
     if status is not None:
         query = query.where(BillingHistory.status == status)
     return (await session.scalars(query)).all()
+
+
+async def newer_open_invoice_exists(
+    session: AsyncSession, *, subscription_id: int, stripe_invoice_id: str, created: datetime
+) -> bool:
+    found = await session.scalar(
+        select(BillingHistory.id)
+        .where(
+            BillingHistory.subscription_id == subscription_id,
+            BillingHistory.stripe_invoice_id != stripe_invoice_id,
+            BillingHistory.stripe_refund_id.is_(None),
+            BillingHistory.status == "open",
+            BillingHistory.occurred_at > created,
+        )
+        .limit(1)
+    )
+    return found is not None

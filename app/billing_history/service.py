@@ -155,6 +155,25 @@ async def record_charge_refunds(
     return [row]
 
 
+async def has_newer_open_invoice(
+    session: AsyncSession,
+    *,
+    subscription_id: int,
+    stripe_invoice_id: str,
+    created: datetime | None,
+) -> bool:
+    """Whether a later invoice of the subscription is still unpaid (so paying this one does
+    not end the customer's payment trouble)."""
+    if created is None:
+        return False
+    return await repository.newer_open_invoice_exists(
+        session,
+        subscription_id=subscription_id,
+        stripe_invoice_id=stripe_invoice_id,
+        created=created,
+    )
+
+
 async def list_billing_history(
     session: AsyncSession,
     *,

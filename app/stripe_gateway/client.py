@@ -210,7 +210,9 @@ class InvalidWebhookSignature(Exception):
 def _signed_at(signature_header: str) -> int | None:
     for part in signature_header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        # ASCII digits only, and a sane length: "²" is a digit to str.isdigit, and a
+        # 5,000-digit number is no timestamp.
+        if name == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
             return int(value)
     return None
 

@@ -140,7 +140,11 @@ async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
 
 async def schedule_changed(session: AsyncSession, context: EventContext) -> None:
     """The pending plan change of manage/: phase two of an active schedule, or none."""
-    stripe_subscription_id = _id(context.obj.get("subscription"))
+    # A released schedule no longer names its subscription: Stripe moves the id to
+    # `released_subscription`.
+    stripe_subscription_id = _id(
+        context.obj.get("subscription") or context.obj.get("released_subscription")
+    )
     if not stripe_subscription_id:
         return
     subscription = await subscriptions_repository.get_by_stripe_id(
@@ -211,7 +215,16 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
     """invoice.paid / invoice.payment_succeeded: history row, and the failed-attempt counter
     and grace period reset."""
     _, subscription = await _record_invoice(session, context)
-    if subscription is not None:
+    if subscription is None:
+        return
+    # A late delivery for an older invoice must not clear the count of a newer one failing.
+    newer_unpaid = await billing_history_service.has_newer_open_invoice(
+        session,
+        subscription_id=subscription.id,
+        stripe_invoice_id=context.obj["id"],
+        created=_timestamp(context.obj.get("created")),
+    )
+    if not newer_unpaid:
         subscription.failed_payment_attempts = 0
         subscription.grace_period_ends_at = None
 
@@ -221,6 +234,10 @@ async def invoice_payment_failed(session: AsyncSession, context: EventContext) -
     Dunning starts its grace period here."""
     _, subscription = await _record_invoice(session, context)
     attempts = context.obj.get("attempt_count")
+    # The invoice as applied may be paid by now (a late delivery settled from Stripe): only an
+    # invoice still open counts against the customer.
+    if context.obj.get("status") != "open":
+        return
     if subscription is not None and isinstance(attempts, int):
         subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)
 
@@ -262,18 +279,18 @@ async def payment_method_detached(session: AsyncSession, context: EventContext) 
 
 
 async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -> None:
-    """A card added through a SetupIntent: mirror it, and make it the default if the customer
-    has none (a first card must be chargeable)."""
+    """A card added through a SetupIntent: mirror it, and mirror Stripe's default card (set
+    to this one beforehand when the customer had none: a first card must be chargeable)."""
     payment_method = context.related.get("payment_method")
     customer = await _customer_by_stripe_id(session, _id(context.obj.get("customer")))
     if payment_method is None or customer is None:
         return
     card = parse_payment_method(payment_method)
     await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
-    cards = await payment_methods_repository.list_for_customer(session, customer.id)
-    if not any(existing.is_default for existing in cards):
+    stripe_default = _id((context.related.get("customer") or {}).get("default_payment_method"))
+    if stripe_default:
         await payment_methods_repository.set_default(
-            session, customer_id=customer.id, stripe_payment_method_id=card.id
+            session, customer_id=customer.id, stripe_payment_method_id=stripe_default
         )
 
 

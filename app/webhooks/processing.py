@@ -7,8 +7,10 @@
    tied `created`, which has one-second resolution, or another API version) the object is
    fetched afresh from Stripe and that is applied, stamped with the fetch time. The fetch
    happens outside any transaction.
-3. Apply under the object's watermark lock, re-checking the watermark there: events of one
-   object apply one at a time, and never with state older than what is applied.
+3. Apply under the object's watermark lock, only if the watermark is still the one read in
+   step 2 (compare and set); if another event of the object landed meanwhile, decide again.
+   Events of one object apply one at a time, never with state older than what is applied,
+   and no event's effect is dropped because another got there first.
 4. A handler error is retried with exponential back-off; after the last attempt the event
    is `failed` with its error, until a redelivery or a replay runs it again.
 """
@@ -33,6 +35,8 @@ Outcome = Literal["processed", "ignored", "skipped", "busy", "failed", "retry", 
 ATTEMPT_LEASE = timedelta(minutes=5)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=6)
+# Times one event is re-decided when other events of its object keep landing meanwhile.
+MAX_APPLY_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +100,28 @@ async def _fresh_object(gateway: StripeGateway, claimed: _Claimed) -> dict[str, 
 
 
 async def _related_objects(
-    gateway: StripeGateway, event_type: str, obj: dict[str, Any]
+    gateway: StripeGateway, event_type: str, obj: dict[str, Any], event_id: str
 ) -> dict[str, dict[str, Any]]:
-    if event_type == "setup_intent.succeeded":
-        payment_method = obj.get("payment_method")
-        payment_method_id = payment_method if isinstance(payment_method, str) else None
-        if isinstance(payment_method, dict):
-            return {"payment_method": payment_method}
-        if payment_method_id:
-            fetched = await gateway.retrieve_object("payment_method", payment_method_id)
-            if fetched is not None:
-                return {"payment_method": fetched}
-    return {}
+    """What a handler needs beyond the event's object, fetched (or written) on Stripe before
+    its transaction opens."""
+    if event_type != "setup_intent.succeeded":
+        return {}
+    payment_method = obj.get("payment_method")
+    if isinstance(payment_method, str):
+        payment_method = await gateway.retrieve_object("payment_method", payment_method)
+    customer_id = obj.get("customer")
+    if not isinstance(payment_method, dict) or not isinstance(customer_id, str):
+        return {}
+    default = await gateway.default_payment_method_id(customer_id=customer_id)
+    if default is None:
+        # The customer's first card: make it the one invoices charge, on Stripe first.
+        await gateway.set_default_payment_method(
+            customer_id=customer_id,
+            payment_method_id=payment_method["id"],
+            idempotency_key=f"setup-intent-default:{event_id}",
+        )
+        default = payment_method["id"]
+    return {"payment_method": payment_method, "customer": {"default_payment_method": default}}
 
 
 async def _finish(
@@ -126,6 +140,13 @@ async def _finish(
             event.processed_at = now
             event.last_error = None
             event.next_attempt_at = None
+            logger.info(
+                "webhook_event_processed",
+                event_id=stripe_event_id,
+                type=event.type,
+                attempt=event.attempts,
+                lag_seconds=(now - event.received_at).total_seconds(),
+            )
             return ProcessingResult("processed", event.attempts)
         event.last_error = error[:4000]
         if event.attempts >= max_attempts:
@@ -141,23 +162,30 @@ async def _finish(
         return ProcessingResult("retry", event.attempts, delay)
 
 
+class _WatermarkMoved(Exception):
+    """Another event of the object was applied between our read and our lock."""
+
+
 async def _apply(
     sessionmaker: async_sessionmaker[AsyncSession],
     stripe_event_id: str,
     claimed: _Claimed,
     obj: dict[str, Any],
+    *,
+    read_watermark: datetime | None,
     as_of: datetime,
     related: dict[str, dict[str, Any]],
     now: datetime,
 ) -> None:
+    """Apply `obj` if the object's watermark is still the one read before deciding (compare
+    and set under the row lock); otherwise `_WatermarkMoved`, and the caller decides again."""
     async with sessionmaker.begin() as session:
         if claimed.object_id is not None:
             watermark = await repository.lock_watermark(
                 session, object_id=claimed.object_id, object_type=claimed.object_type or "unknown"
             )
-            if watermark.applied_as_of is not None and as_of <= watermark.applied_as_of:
-                # Newer state was applied while we fetched: ours is older, leave it.
-                return
+            if watermark.applied_as_of != read_watermark:
+                raise _WatermarkMoved
             watermark.applied_as_of = as_of
             watermark.last_event_id = stripe_event_id
         context = EventContext(
@@ -169,6 +197,61 @@ async def _apply(
             related=related,
         )
         await HANDLERS[claimed.event_type](session, context)
+
+
+async def _read_watermark(
+    sessionmaker: async_sessionmaker[AsyncSession], object_id: str | None
+) -> datetime | None:
+    if object_id is None:
+        return None
+    async with sessionmaker() as session:
+        watermark = await repository.get_watermark(session, object_id)
+    return watermark.applied_as_of if watermark else None
+
+
+async def _process_claimed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    stripe_event_id: str,
+    claim: _Claimed,
+) -> None:
+    for _ in range(MAX_APPLY_ROUNDS):
+        read_watermark = await _read_watermark(sessionmaker, claim.object_id)
+        payload_is_fresh = (
+            claim.payload_object is not None
+            and claim.api_version == PINNED_API_VERSION
+            and (read_watermark is None or claim.created > read_watermark)
+        )
+        obj: dict[str, Any] | None = claim.payload_object
+        as_of = claim.created
+        if not payload_is_fresh:
+            fetched = await _fresh_object(gateway, claim)
+            if fetched is not None:
+                # Stripe's current state is newer than anything applied so far: stamp it past
+                # both the watermark and the event (our clock may lag Stripe's `created`).
+                obj = fetched
+                floor = max(claim.created, read_watermark or claim.created)
+                as_of = max(clock.now(), floor + timedelta(microseconds=1))
+            # An object Stripe no longer has (a deleted customer): the payload is all there is.
+        if obj is None:
+            return
+        related = await _related_objects(gateway, claim.event_type, obj, stripe_event_id)
+        try:
+            await _apply(
+                sessionmaker,
+                stripe_event_id,
+                claim,
+                obj,
+                read_watermark=read_watermark,
+                as_of=as_of,
+                related=related,
+                now=clock.now(),
+            )
+            return
+        except _WatermarkMoved:
+            continue
+    raise RuntimeError("the object kept changing while this event was applied")
 
 
 async def process_event(
@@ -185,29 +268,7 @@ async def process_event(
         return claim
     error: str | None = None
     try:
-        watermark_as_of: datetime | None = None
-        if claim.object_id is not None:
-            async with sessionmaker() as session:
-                watermark = await repository.get_watermark(session, claim.object_id)
-                watermark_as_of = watermark.applied_as_of if watermark else None
-        payload_is_fresh = (
-            claim.payload_object is not None
-            and claim.api_version == PINNED_API_VERSION
-            and (watermark_as_of is None or claim.created > watermark_as_of)
-        )
-        obj: dict[str, Any] | None
-        if payload_is_fresh:
-            obj, as_of = claim.payload_object, claim.created
-        else:
-            fetched_at = clock.now()
-            obj = await _fresh_object(gateway, claim)
-            # An object Stripe no longer has (a deleted customer): the payload is all there is.
-            obj, as_of = (
-                (obj, fetched_at) if obj is not None else (claim.payload_object, claim.created)
-            )
-        if obj is not None:
-            related = await _related_objects(gateway, claim.event_type, obj)
-            await _apply(sessionmaker, stripe_event_id, claim, obj, as_of, related, clock.now())
+        await _process_claimed(sessionmaker, gateway, clock, stripe_event_id, claim)
     except Exception as exception:
         error = f"{type(exception).__name__}: {exception}"
     return await _finish(

@@ -44,7 +44,7 @@ async def enqueue_processing(
     """Ask the worker to process an event. Failing is fine: the row is stored and the
     sweeper enqueues what is still pending, so Redis being down loses nothing."""
     try:
-        await redis.enqueue_job(
+        job = await redis.enqueue_job(
             PROCESS_JOB,
             stripe_event_id,
             _job_id=job_id(stripe_event_id, attempt),
@@ -53,21 +53,45 @@ async def enqueue_processing(
     except (RedisError, OSError, TimeoutError) as error:
         logger.warning("webhook_enqueue_failed", event_id=stripe_event_id, error=str(error))
         return False
+    if job is None:
+        # arq still holds a job (or its result) under this id: the sweeper tries another.
+        logger.info("webhook_enqueue_refused", event_id=stripe_event_id, job_id=attempt)
+        return False
     return True
 
 
+# Stripe's `created` of any event we could be sent: from 2011 to well past our lifetime.
+_CREATED_RANGE = (1_300_000_000, 10_000_000_000)
+
+
+def _short_text(value: Any, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
 def _event_row(event: dict[str, Any], received_at: datetime) -> dict[str, Any]:
-    data_object = (event.get("data") or {}).get("object") or {}
+    """The stored row of a signed event; a body that is signed but not shaped like an event
+    is refused (400), never a 500."""
+    data = event.get("data")
+    data_object = data.get("object") if isinstance(data, dict) else None
     created = event.get("created")
-    if not isinstance(created, int):
-        raise InvalidWebhook("The event has no creation time.")
+    event_id = _short_text(event.get("id"), 255)
+    event_type = _short_text(event.get("type"), 255)
+    if (
+        event_id is None
+        or event_type is None
+        or not isinstance(data_object, dict)
+        or isinstance(created, bool)
+        or not isinstance(created, int)
+        or not _CREATED_RANGE[0] <= created <= _CREATED_RANGE[1]
+    ):
+        raise InvalidWebhook("The body is not a Stripe event.")
     return {
-        "stripe_event_id": event["id"],
-        "type": str(event.get("type") or "unknown")[:255],
-        "api_version": event.get("api_version"),
-        "livemode": bool(event.get("livemode")),
-        "object_type": data_object.get("object"),
-        "object_id": data_object.get("id"),
+        "stripe_event_id": event_id,
+        "type": event_type,
+        "api_version": _short_text(event.get("api_version"), 64),
+        "livemode": event.get("livemode") is True,
+        "object_type": _short_text(data_object.get("object"), 64),
+        "object_id": _short_text(data_object.get("id"), 255),
         "stripe_created_at": datetime.fromtimestamp(created, UTC),
         "payload": event,
         "received_at": received_at,
@@ -87,16 +111,27 @@ async def receive_event(
         event = verify_webhook(payload, signature_header or "", secrets, clock.now())
     except InvalidWebhookSignature as error:
         raise InvalidWebhook(str(error)) from error
+    if b"\\u0000" in payload:
+        # PostgreSQL's jsonb cannot hold a NUL character; no real Stripe event carries one.
+        raise InvalidWebhook("The event contains a NUL character.")
     row = _event_row(event, clock.now())
     if await repository.insert_event_if_new(session, row):
-        return ReceivedEvent(event["id"], duplicate=False, needs_processing=True, attempts=0)
-    stored = await repository.get_event(session, event["id"])
+        logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
+        return ReceivedEvent(
+            row["stripe_event_id"], duplicate=False, needs_processing=True, attempts=0
+        )
+    stored = await repository.get_event(session, row["stripe_event_id"])
     assert stored is not None
-    # A redelivery of an event we have not finished (pending, or failed for good): Stripe
-    # retrying is a reason to try again. One already processed changes nothing.
+    if stored.status == "failed":
+        # Stripe retrying an event we gave up on is a reason to try again: make it pending and
+        # due, so the sweeper runs it even if this enqueue is lost.
+        stored.status = "pending"
+        stored.next_attempt_at = clock.now()
+    # A redelivery of an event not finished yet runs again; one already processed changes
+    # nothing.
     return ReceivedEvent(
-        event["id"],
+        stored.stripe_event_id,
         duplicate=True,
-        needs_processing=stored.status in ("pending", "failed"),
+        needs_processing=stored.status == "pending",
         attempts=stored.attempts,
     )

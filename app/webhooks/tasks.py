@@ -47,7 +47,10 @@ async def sweep_stripe_events(ctx: dict[str, Any]) -> int:
             session, now=now, received_before=now - SWEEP_GRACE, limit=SWEEP_BATCH
         )
     for event in due:
-        await enqueue_processing(redis, event.stripe_event_id, attempt=event.attempts)
+        # A job id of its own per sweep: the id of an attempt whose job ended without
+        # claiming the event may still be held by arq.
+        sweep = f"{event.attempts}-sweep-{int(now.timestamp())}"
+        await enqueue_processing(redis, event.stripe_event_id, attempt=sweep)
     return len(due)
 
 

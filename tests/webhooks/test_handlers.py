@@ -139,3 +139,64 @@ async def test_a_card_added_through_a_setup_intent_is_mirrored(
         )
         == 1
     )
+
+
+async def test_every_invoice_event_records_the_invoice_once(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    from app.models import BillingHistory
+
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    invoice = copy.deepcopy(fake_stripe.invoices[stripe_subscription["latest_invoice"]])
+    steps = [
+        ("invoice.created", "draft"),
+        ("invoice.finalized", "open"),
+        ("invoice.payment_succeeded", "paid"),
+    ]
+    for offset, (event_type, status) in enumerate(steps, start=1):
+        invoice["status"] = status
+        event = _event_at(fake_stripe, event_type, copy.deepcopy(invoice), fake_stripe.now + offset)
+        assert await _deliver(client, app, event) == "processed"
+        rows = (
+            await session.scalars(select(BillingHistory).execution_options(populate_existing=True))
+        ).all()
+        assert [(row.stripe_invoice_id, row.status) for row in rows] == [(invoice["id"], status)]
+
+
+async def test_a_canceled_or_completed_schedule_clears_the_pending_change(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    from tests.factories import create_synced_plan
+
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    cheaper = await create_synced_plan(session, fake_stripe, slug="cheaper", monthly_price=900)
+    item = stripe_subscription["items"]["data"][0]
+    for offset, ending in enumerate(("canceled", "completed")):
+        schedule = {
+            "id": f"sub_sched_{ending}",
+            "object": "subscription_schedule",
+            "status": "active",
+            "subscription": stripe_subscription["id"],
+            "phases": [
+                {"start_date": item["current_period_start"], "end_date": item["current_period_end"],
+                 "items": [{"price": item["price"]["id"], "quantity": 1}]},
+                {"start_date": item["current_period_end"], "end_date": None,
+                 "items": [{"price": cheaper.stripe_monthly_price_id, "quantity": 1}]},
+            ],
+        }  # fmt: skip
+        base = fake_stripe.now + 10 * (offset + 1)
+        updated = _event_at(fake_stripe, "subscription_schedule.updated", schedule, base)
+        assert await _deliver(client, app, updated) == "processed"
+        assert (await _subscription(session)).pending_plan_id == cheaper.id
+        ended = {**copy.deepcopy(schedule), "status": ending}
+        event = _event_at(fake_stripe, f"subscription_schedule.{ending}", ended, base + 1)
+        assert await _deliver(client, app, event) == "processed"
+        assert (await _subscription(session)).pending_plan_id is None
