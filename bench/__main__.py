@@ -143,7 +143,9 @@ async def worker_events_per_second(service: FastAPI) -> float:
 
 
 async def run(database_url: str, redis_url: str) -> None:
-    settings = make_settings(database_url, redis_url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    settings = make_settings(
+        database_url, redis_url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, LOG_LEVEL="WARNING"
+    )
     service = create_app(settings)
     bare = bare_app(database_url.replace("postgresql+asyncpg://", "postgresql://"))
     token = issue_access_token(
