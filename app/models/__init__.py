@@ -12,6 +12,13 @@ from app.models.stripe_event import StripeEvent, StripeObjectWatermark
 from app.models.subscription import Subscription
 from app.models.subscription_add_on import SubscriptionAddOn
 from app.models.subscription_plan import SubscriptionPlan
+from app.models.usage import (
+    OverageCharge,
+    UsageAlert,
+    UsageDailyTotals,
+    UsagePeriodTotals,
+    UsageRecord,
+)
 
 __all__ = [
     "AddOn",
@@ -21,10 +28,15 @@ __all__ = [
     "IdempotencyKey",
     "Notification",
     "OperatorAlert",
+    "OverageCharge",
     "PaymentMethod",
     "StripeEvent",
     "StripeObjectWatermark",
     "Subscription",
     "SubscriptionAddOn",
     "SubscriptionPlan",
+    "UsageAlert",
+    "UsageDailyTotals",
+    "UsagePeriodTotals",
+    "UsageRecord",
 ]

@@ -59,6 +59,8 @@ class Subscription(TimestampedMixin, Base):
     stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     # The subscription item that carries the plan's price (add-ons have their own items).
     stripe_plan_item_id: Mapped[str | None] = mapped_column(String(255))
+    # Stripe's billing_cycle_anchor: monthly usage periods count from it.
+    billing_cycle_anchor: Mapped[datetime | None]
     current_period_start: Mapped[datetime | None]
     current_period_end: Mapped[datetime | None]
     trial_end: Mapped[datetime | None]

@@ -156,6 +156,7 @@ def _subscription_state(subscription: Any) -> SubscriptionState:
         else None,
         has_pending_update=subscription.get("pending_update") is not None,
         metadata=dict(subscription.get("metadata") or {}),
+        billing_cycle_anchor=from_timestamp(subscription.get("billing_cycle_anchor")),
     )
 
 

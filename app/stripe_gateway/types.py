@@ -44,6 +44,7 @@ class SubscriptionState:
     setup_intent_status: str | None
     has_pending_update: bool
     metadata: dict[str, str] = field(default_factory=dict)
+    billing_cycle_anchor: datetime | None = None
 
     def item_for_price(self, price_ids: set[str]) -> SubscriptionItemState | None:
         return next((item for item in self.items if item.price_id in price_ids), None)

@@ -16,6 +16,9 @@ async def apply_stripe_state(
     the plan behind the plan item, and the add-on items. Stripe is the truth for these."""
     subscription.stripe_subscription_id = state.id
     subscription.status = state.status
+    subscription.billing_cycle_anchor = (
+        state.billing_cycle_anchor or subscription.billing_cycle_anchor
+    )
     subscription.current_period_start = state.current_period_start
     subscription.current_period_end = state.current_period_end
     subscription.trial_end = state.trial_end

@@ -1,0 +1,1 @@
+"""Call minutes and agents: metering, the quota check, overage and usage alerts."""
