@@ -10,7 +10,9 @@ from app.models import BillingHistory
 
 # The predicate of the partial unique index `uq_billing_history_invoice`: ON CONFLICT must
 # repeat it for PostgreSQL to pick that index as the arbiter.
-_INVOICE_ROW = text("stripe_refund_id IS NULL AND stripe_invoice_id IS NOT NULL")
+_INVOICE_ROW = text(
+    "stripe_refund_id IS NULL AND stripe_invoice_id IS NOT NULL AND overage_charge_id IS NULL"
+)
 
 
 async def upsert_invoice_row(session: AsyncSession, values: dict[str, Any]) -> BillingHistory:

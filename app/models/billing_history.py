@@ -27,7 +27,10 @@ class BillingHistory(TimestampedMixin, Base):
             "uq_billing_history_invoice",
             "stripe_invoice_id",
             unique=True,
-            postgresql_where=text("stripe_refund_id IS NULL AND stripe_invoice_id IS NOT NULL"),
+            postgresql_where=text(
+                "stripe_refund_id IS NULL AND stripe_invoice_id IS NOT NULL"
+                " AND overage_charge_id IS NULL"
+            ),
         ),
         # The list's order and cursor: newest first, per customer.
         Index("ix_billing_history_customer_occurred", "customer_id", "occurred_at", "id"),
@@ -54,6 +57,10 @@ class BillingHistory(TimestampedMixin, Base):
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255))
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # An `overage` row: the charge it records (one row per charge, beside its invoice's row).
+    overage_charge_id: Mapped[int | None] = mapped_column(
+        ForeignKey("overage_charges.id", ondelete="RESTRICT"), unique=True
+    )
     number: Mapped[str | None] = mapped_column(String(64))
     hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
     invoice_pdf_url: Mapped[str | None] = mapped_column(Text)

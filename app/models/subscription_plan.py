@@ -24,6 +24,9 @@ class SubscriptionPlan(TimestampedMixin, Base):
             name="overage_rates_not_negative",
         ),
         CheckConstraint("trial_days IS NULL OR trial_days >= 0", name="trial_days_not_negative"),
+        CheckConstraint(
+            "call_rounding IN ('per_second', 'per_minute')", name="call_rounding_known"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -42,6 +45,9 @@ class SubscriptionPlan(TimestampedMixin, Base):
     features: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     # NULL: the deployment's TRIAL_PERIOD_DAYS applies.
     trial_days: Mapped[int | None]
+    # How a call's duration becomes minutes: per second (90 s = 1.5 min) or each call rounded
+    # up to the whole minute (90 s = 2 min).
+    call_rounding: Mapped[str] = mapped_column(String(16), server_default="per_second")
     sort_order: Mapped[int] = mapped_column(server_default="0")
     is_active: Mapped[bool] = mapped_column(server_default=text("true"), index=True)
     stripe_product_id: Mapped[str | None] = mapped_column(String(255), unique=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-25 12:50:59.449614+00:00
+Create Date: 2026-11-25 12:52:11.421750+00:00
 """
 
 from collections.abc import Sequence
@@ -230,14 +230,62 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("call_id IS NOT NULL"),
     )
+    op.add_column("billing_history", sa.Column("overage_charge_id", sa.BigInteger(), nullable=True))
+    op.create_unique_constraint(
+        op.f("uq_billing_history_overage_charge_id"), "billing_history", ["overage_charge_id"]
+    )
+    op.create_foreign_key(
+        op.f("fk_billing_history_overage_charge_id_overage_charges"),
+        "billing_history",
+        "overage_charges",
+        ["overage_charge_id"],
+        ["id"],
+        ondelete="RESTRICT",
+    )
+    op.add_column(
+        "subscription_plans",
+        sa.Column(
+            "call_rounding", sa.String(length=16), server_default="per_second", nullable=False
+        ),
+    )
     op.add_column(
         "subscriptions",
         sa.Column("billing_cycle_anchor", sa.DateTime(timezone=True), nullable=True),
     )
+    # The invoice row stays one per invoice; an overage row sits beside it with the same id.
+    op.drop_index("uq_billing_history_invoice", table_name="billing_history")
+    op.create_index(
+        "uq_billing_history_invoice",
+        "billing_history",
+        ["stripe_invoice_id"],
+        unique=True,
+        postgresql_where=sa.text(
+            "stripe_refund_id IS NULL AND stripe_invoice_id IS NOT NULL"
+            " AND overage_charge_id IS NULL"
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("uq_billing_history_invoice", table_name="billing_history")
+    op.create_index(
+        "uq_billing_history_invoice",
+        "billing_history",
+        ["stripe_invoice_id"],
+        unique=True,
+        postgresql_where=sa.text("stripe_refund_id IS NULL AND stripe_invoice_id IS NOT NULL"),
+    )
     op.drop_column("subscriptions", "billing_cycle_anchor")
+    op.drop_column("subscription_plans", "call_rounding")
+    op.drop_constraint(
+        op.f("fk_billing_history_overage_charge_id_overage_charges"),
+        "billing_history",
+        type_="foreignkey",
+    )
+    op.drop_constraint(
+        op.f("uq_billing_history_overage_charge_id"), "billing_history", type_="unique"
+    )
+    op.drop_column("billing_history", "overage_charge_id")
     op.drop_index(
         "uq_usage_records_customer_call",
         table_name="usage_records",
