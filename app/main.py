@@ -7,6 +7,7 @@ from arq.connections import ArqRedis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.alerts.router import router as alerts_router
 from app.billing_history.router import router as billing_history_router
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
@@ -23,6 +24,7 @@ from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
 from app.stripe_gateway.client import StripeGateway
 from app.subscriptions.router import router as subscriptions_router
+from app.usage.router import router as usage_router
 from app.webhooks.admin_router import router as webhook_admin_router
 from app.webhooks.router import router as webhook_router
 
@@ -93,6 +95,8 @@ def create_app(
         subscriptions_router,
         payment_methods_router,
         billing_history_router,
+        usage_router,
+        alerts_router,
         webhook_router,
         webhook_admin_router,
     ):

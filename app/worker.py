@@ -17,6 +17,13 @@ from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.stripe_gateway.client import StripeGateway
+from app.usage.anomaly import detect_usage_anomalies
+from app.usage.overage_billing import (
+    bill_overage_adjustments,
+    bill_overage_charge,
+    close_ended_usage_periods,
+    sweep_overage_charges,
+)
 from app.webhooks.reconcile import reconcile_stripe_nightly
 from app.webhooks.tasks import (
     process_stripe_event,
@@ -48,13 +55,19 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [process_stripe_event]
+    functions: ClassVar[list[Any]] = [process_stripe_event, bill_overage_charge]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
         cron(purge_expired_idempotency_keys, minute={7}, second={0}),
         cron(sweep_stripe_events, second={15}, run_at_startup=True),
         cron(purge_stripe_event_payloads, hour={3}, minute={17}, second={0}),
         cron(reconcile_stripe_nightly, hour={2}, minute={41}, second={0}, timeout=3600),
+        # Overage: pending charges every minute (a renewal is a draft for about an hour), the
+        # periods no invoice closes and the late records every ten minutes.
+        cron(sweep_overage_charges, second={45}, run_at_startup=True),
+        cron(close_ended_usage_periods, minute=set(range(2, 60, 10)), second={0}, timeout=900),
+        cron(bill_overage_adjustments, minute=set(range(7, 60, 10)), second={0}, timeout=900),
+        cron(detect_usage_anomalies, minute={23}, second={0}, timeout=900),
     ]
     on_startup = startup
     on_shutdown = shutdown

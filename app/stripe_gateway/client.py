@@ -412,6 +412,7 @@ class StripeGateway:
         trial_days: int,
         metadata: dict[str, str],
         idempotency_key: str,
+        pending_invoice_item_interval: str | None = None,
     ) -> SubscriptionState:
         params: Params = {
             "customer": customer_id,
@@ -429,6 +430,10 @@ class StripeGateway:
         }
         if trial_days > 0:
             params["trial_period_days"] = trial_days
+        if pending_invoice_item_interval is not None:
+            # A yearly subscription invoices only once a year; with this, Stripe invoices its
+            # pending items (the monthly overage) every interval instead of at the renewal.
+            params["pending_invoice_item_interval"] = {"interval": pending_invoice_item_interval}
         if self.automatic_tax:
             params["automatic_tax"] = {"enabled": True}
         async with _translated_errors():
@@ -871,3 +876,93 @@ class StripeGateway:
     async def list_invoices(self, *, customer_id: str) -> list[dict[str, Any]]:
         """A customer's invoices in every status, newest first, as Stripe holds them."""
         return await self._every_page(self._stripe.invoices, {"customer": customer_id})
+
+    # --- overage: invoice items and one-off invoices ---------------------------------
+
+    async def create_invoice_item(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        period: tuple[datetime, datetime],
+        invoice_id: str | None,
+        subscription_id: str | None,
+        idempotency_key: str,
+    ) -> str:
+        """An invoice item of `amount` minor units (negative: a credit); returns its id.
+
+        With `invoice_id` it goes on that invoice, which must still be a draft. Without, it
+        is pending and Stripe puts it on the subscription's (or, with no subscription, the
+        customer's) next invoice."""
+        params: Params = {
+            "customer": customer_id,
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "metadata": metadata,
+            "period": {"start": int(period[0].timestamp()), "end": int(period[1].timestamp())},
+            # As the catalog's prices: taxed on top, as software, if Stripe Tax is switched on.
+            "tax_behavior": "exclusive",
+            "tax_code": SAAS_TAX_CODE,
+        }
+        if invoice_id is not None:
+            params["invoice"] = invoice_id
+        if subscription_id is not None:
+            params["subscription"] = subscription_id
+        async with _translated_errors():
+            item = _plain(
+                await self._stripe.invoice_items.create_async(
+                    params, self._options(idempotency_key)
+                )
+            )
+        return str(item["id"])
+
+    async def list_invoice_items(
+        self, *, customer_id: str, created_from: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """A customer's invoice items, pending or invoiced, newest first; those created at or
+        after `created_from` when given."""
+        params: Params = {"customer": customer_id}
+        if created_from is not None:
+            params["created"] = {"gte": int(created_from.timestamp())}
+        return await self._every_page(self._stripe.invoice_items, params)
+
+    async def create_invoice(
+        self,
+        *,
+        customer_id: str,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        """A one-off draft invoice, charged to the customer's default card once finalized;
+        returns its id. It takes none of the customer's pending items, only what is added to
+        it with `invoice=`, and Stripe leaves it a draft until `finalize_invoice`."""
+        params: Params = {
+            "customer": customer_id,
+            "collection_method": "charge_automatically",
+            "auto_advance": False,
+            "pending_invoice_items_behavior": "exclude",
+            "description": description,
+            "metadata": metadata,
+        }
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        async with _translated_errors():
+            invoice = _plain(
+                await self._stripe.invoices.create_async(params, self._options(idempotency_key))
+            )
+        return str(invoice["id"])
+
+    async def finalize_invoice(self, *, invoice_id: str, idempotency_key: str) -> str:
+        """Finalize a draft and let Stripe collect it (auto_advance); returns its status."""
+        async with _translated_errors():
+            invoice = _plain(
+                await self._stripe.invoices.finalize_invoice_async(
+                    invoice_id, {"auto_advance": True}, self._options(idempotency_key)
+                )
+            )
+        return str(invoice["status"])

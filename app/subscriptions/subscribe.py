@@ -214,6 +214,11 @@ async def _create_or_resume_on_stripe(
                 "dashboard_user_id": customer.dashboard_user_id,
             },
             idempotency_key=key,
+            # Usage periods are monthly for both cycles: a yearly subscription's monthly
+            # overage items are invoiced every month, not with the next yearly renewal.
+            pending_invoice_item_interval="month"
+            if reservation.billing_cycle == "yearly"
+            else None,
         )
     state = await gateway.retrieve_subscription(reservation.stripe_subscription_id)
     if (

@@ -27,6 +27,7 @@ from app.plans import repository as plans_repository
 from app.stripe_gateway.client import parse_payment_method, parse_subscription
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions.stripe_sync import apply_stripe_state
+from app.usage import overage_billing
 
 logger = structlog.get_logger(__name__)
 
@@ -122,6 +123,21 @@ async def subscription_changed(session: AsyncSession, context: EventContext) -> 
     await apply_stripe_state(session, subscription, parse_subscription(context.obj))
 
 
+async def subscription_deleted(session: AsyncSession, context: EventContext) -> None:
+    """The subscription ended (at its period end, or canceled at once): its state, and the
+    overage of every period not billed yet, closed now. No renewal invoice will come to carry
+    it: processing bills it on a one-off invoice after this transaction
+    (`app.usage.overage_billing`)."""
+    await subscription_changed(session, context)
+    subscription = await subscriptions_repository.get_by_stripe_id(
+        session, context.obj["id"], for_update=True
+    )
+    if subscription is not None:
+        await overage_billing.close_periods_on_cancel(
+            session, subscription=subscription, now=context.now
+        )
+
+
 async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
     subscription = await _our_subscription(session, context.obj)
     trial_end = _timestamp(context.obj.get("trial_end"))
@@ -202,13 +218,30 @@ async def _record_invoice(
         subscription_id=subscription.id if subscription else None,
         add_on_price_ids=add_on_prices,
     )
+    # The `overage` rows of the charges this invoice carries follow its status.
+    await overage_billing.record_invoice_overage(
+        session,
+        invoice=invoice,
+        subscription_id=subscription.id if subscription else None,
+        now=context.now,
+    )
     return customer, subscription
 
 
 async def invoice_recorded(session: AsyncSession, context: EventContext) -> None:
-    """invoice.created (the draft: the usage issue adds overage to it here) and
-    invoice.finalized: the billing-history row."""
+    """invoice.finalized: the billing-history row."""
     await _record_invoice(session, context)
+
+
+async def invoice_created(session: AsyncSession, context: EventContext) -> None:
+    """invoice.created: the billing-history row, and, for a renewal (or a change that starts
+    a new period), the usage periods it closes: their overage charges are written here and
+    added to this draft by processing right after the commit (no Stripe call in a handler)."""
+    _, subscription = await _record_invoice(session, context)
+    if subscription is not None:
+        await overage_billing.close_periods_for_invoice(
+            session, subscription=subscription, invoice=context.obj, now=context.now
+        )
 
 
 async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
@@ -343,13 +376,13 @@ async def customer_deleted(session: AsyncSession, context: EventContext) -> None
 HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": subscription_changed,
     "customer.subscription.updated": subscription_changed,
-    "customer.subscription.deleted": subscription_changed,
+    "customer.subscription.deleted": subscription_deleted,
     "customer.subscription.trial_will_end": trial_will_end,
     "subscription_schedule.updated": schedule_changed,
     "subscription_schedule.released": schedule_changed,
     "subscription_schedule.canceled": schedule_changed,
     "subscription_schedule.completed": schedule_changed,
-    "invoice.created": invoice_recorded,
+    "invoice.created": invoice_created,
     "invoice.finalized": invoice_recorded,
     "invoice.paid": invoice_paid,
     "invoice.payment_succeeded": invoice_paid,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import Clock
 from app.models import StripeEvent
 from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
+from app.usage import overage_billing
 from app.webhooks import repository
 from app.webhooks.handlers import HANDLERS, EventContext
 
@@ -122,6 +123,22 @@ async def _related_objects(
         )
         default = payment_method["id"]
     return {"payment_method": payment_method, "customer": {"default_payment_method": default}}
+
+
+async def _after_commit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    event_type: str,
+    obj: dict[str, Any],
+) -> None:
+    """The Stripe writes an applied event leads to, made once its transaction committed (a
+    handler cannot call Stripe): the overage charges a renewal or a cancellation closed go
+    onto their invoice now, while a renewal is still a draft. Best effort: what fails here
+    stays pending in the database for its sweeper, and the event counts as processed."""
+    await overage_billing.bill_after_event(
+        sessionmaker=sessionmaker, gateway=gateway, clock=clock, event_type=event_type, obj=obj
+    )
 
 
 async def _finish(
@@ -248,9 +265,10 @@ async def _process_claimed(
                 related=related,
                 now=clock.now(),
             )
-            return
         except _WatermarkMoved:
             continue
+        await _after_commit(sessionmaker, gateway, clock, claim.event_type, obj)
+        return
     raise RuntimeError("the object kept changing while this event was applied")
 
 

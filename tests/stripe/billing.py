@@ -37,6 +37,7 @@ _CREATE_PARAMS = {
     "off_session",
     "payment_behavior",
     "payment_settings",
+    "pending_invoice_item_interval",
     "trial_end",
     "trial_period_days",
 }
@@ -50,6 +51,7 @@ _UPDATE_PARAMS = {
     "metadata",
     "off_session",
     "payment_behavior",
+    "pending_invoice_item_interval",
     "proration_behavior",
     "proration_date",
 }
@@ -77,6 +79,22 @@ _PENDING_PARAMS = {
     "quantity",
     "subscription",
 }
+
+
+def _pending_interval(params: Params) -> StripeObject | None:
+    """`pending_invoice_item_interval` as Stripe shows it (an empty value unsets it)."""
+    interval = params.get("pending_invoice_item_interval") or None
+    if interval is None:
+        return None
+    if interval.get("interval") not in ("day", "week", "month", "year"):
+        raise invalid_request(
+            "Invalid pending_invoice_item_interval[interval].",
+            param="pending_invoice_item_interval[interval]",
+        )
+    return {
+        "interval": interval["interval"],
+        "interval_count": as_int(interval.get("interval_count"), 1),
+    }
 
 
 class FakeBilling(FakePayments):
@@ -178,7 +196,7 @@ class FakeBilling(FakePayments):
             metadata=dict(params.get("metadata") or {}),
             next_pending_invoice_item_invoice=None,
             pause_collection=None,
-            pending_invoice_item_interval=None,
+            pending_invoice_item_interval=_pending_interval(params),
             pending_setup_intent=None,
             pending_update=None,
             schedule=None,
@@ -280,6 +298,8 @@ class FakeBilling(FakePayments):
             if identifier:
                 self.payment_method(identifier, param="default_payment_method", status=400)
             subscription["default_payment_method"] = identifier
+        if "pending_invoice_item_interval" in params:
+            subscription["pending_invoice_item_interval"] = _pending_interval(params)
         if "cancel_at_period_end" in params:
             at_end = as_bool(params["cancel_at_period_end"])
             subscription["cancel_at_period_end"] = at_end

@@ -22,7 +22,7 @@ import httpx
 import stripe
 
 from tests.stripe.fixtures import stripe_fixture
-from tests.stripe.schedules import FakeSchedules
+from tests.stripe.invoicing import FakeInvoicing
 from tests.stripe.wire import (
     Params,
     StripeApiError,
@@ -55,7 +55,7 @@ class _Failure:
     saved: bool = False
 
 
-class FakeStripe(FakeSchedules):
+class FakeStripe(FakeInvoicing):
     def __init__(self, now: int) -> None:
         super().__init__(now)
         self.requests: list[StripeRequest] = []
@@ -89,8 +89,12 @@ class FakeStripe(FakeSchedules):
             ("POST", r"/v1/subscription_items/([^/]+)", self._update_item),
             ("DELETE", r"/v1/subscription_items/([^/]+)", self._delete_item),
             ("POST", r"/v1/invoices/create_preview", self._create_preview),
+            ("POST", r"/v1/invoices", self._create_invoice),
             ("GET", r"/v1/invoices/([^/]+)", self._get_invoice),
             ("POST", r"/v1/invoices/([^/]+)/pay", self._pay_invoice),
+            ("POST", r"/v1/invoices/([^/]+)/finalize", self._finalize_invoice),
+            ("POST", r"/v1/invoiceitems", self._create_invoice_item),
+            ("GET", r"/v1/invoiceitems", self._list_invoice_items),
             ("GET", r"/v1/invoice_payments", self._list_invoice_payments),
             ("GET", r"/v1/payment_intents/([^/]+)", self._get_payment_intent),
             ("POST", r"/v1/subscription_schedules", self._create_schedule),

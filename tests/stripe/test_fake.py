@@ -229,3 +229,32 @@ def test_a_schedule_keeps_the_start_of_its_current_phase(
     assert released.json()["status"] == "released"
     assert again.status_code == 400
     assert "`released` status" in again.json()["error"]["message"]
+
+
+def test_invoice_items_go_on_drafts_only_and_pending_ones_wait_for_the_renewal(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=1000)
+    customer = fake_stripe.add_customer()
+    subscription = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "items[0][price]": price["id"]}
+    ).json()
+    first_invoice = subscription["latest_invoice"]  # finalized at once
+    item = {"customer": customer["id"], "amount": "250", "currency": "usd"}
+
+    refused = post(http, "/v1/invoiceitems", {**item, "invoice": first_invoice})
+    pending = post(http, "/v1/invoiceitems", {**item, "subscription": subscription["id"]})
+    draft = fake_stripe.renew_subscription(subscription["id"])
+    added = post(http, "/v1/invoiceitems", {**item, "amount": "-50", "invoice": draft["id"]})
+    fake_stripe.finalize_invoice(draft["id"])
+    too_late = post(http, "/v1/invoiceitems", {**item, "invoice": draft["id"]})
+    listed = http.get("/v1/invoiceitems", params={"customer": customer["id"], "pending": "true"})
+
+    assert refused.status_code == too_late.status_code == 400
+    assert pending.status_code == added.status_code == 200
+    assert fake_stripe.invoice_items[pending.json()["id"]]["invoice"] == draft["id"]
+    assert fake_stripe.invoices[draft["id"]]["total"] == 1000 + 250 - 50
+    assert fake_stripe.invoices[draft["id"]]["status"] == "open"
+    assert listed.json()["data"] == []

@@ -1,0 +1,150 @@
+"""Usage anomalies: a UTC day far above the customer's usual days.
+
+An hourly arq cron job, never the ingestion path (a record must not wait for a 15-day scan).
+The rule: a day's minutes exceed three times the subscription's average day over the 14 UTC
+days before it (days without calls count as zero), and reach at least 60 minutes, so a
+customer whose usual day is a handful of calls is not alerted for an ordinary busy one. Only
+a subscription at least 14 days old is judged: before that there is no trailing average.
+
+Each run looks at today so far (a spike is reported the hour it happens) and at yesterday
+(whose last hour the previous run did not see). The alert is one `usage_anomaly` row per
+subscription and day: `period_start` is the day's start, resource `minutes`, threshold 300
+(percent of the average); the table's unique constraint makes every later run that finds
+the same day insert nothing.
+"""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from app.core.clock import Clock
+from app.models import Subscription, UsageAlert, UsageDailyTotals
+
+logger = structlog.get_logger(__name__)
+
+TRAILING_DAYS = 14
+ANOMALY_FACTOR = 3
+MINIMUM_DAY_MINUTES = Decimal(60)
+ALERT_KIND = "usage_anomaly"
+ALERT_THRESHOLD_PERCENT = ANOMALY_FACTOR * 100
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalousDay:
+    subscription_id: int
+    customer_id: int
+    day: date
+    minutes: Decimal
+    trailing_average: Decimal
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+async def find_anomalous_days(session: AsyncSession, day: date) -> list[AnomalousDay]:
+    """The subscriptions whose minutes on `day` are an anomaly, in one set-based query."""
+    trailing = aliased(UsageDailyTotals)
+    window_start = day - timedelta(days=TRAILING_DAYS)
+    trailing_minutes = (
+        select(func.coalesce(func.sum(trailing.minutes_used), 0))
+        .where(
+            trailing.subscription_id == UsageDailyTotals.subscription_id,
+            trailing.day >= window_start,
+            trailing.day < day,
+        )
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                UsageDailyTotals.subscription_id,
+                Subscription.customer_id,
+                UsageDailyTotals.minutes_used,
+                trailing_minutes,
+            )
+            .join(Subscription, Subscription.id == UsageDailyTotals.subscription_id)
+            .where(
+                UsageDailyTotals.day == day,
+                UsageDailyTotals.minutes_used >= MINIMUM_DAY_MINUTES,
+                Subscription.created_at <= day_start(window_start),
+                # minutes > 3 x (sum / 14), without dividing: exact in numeric.
+                UsageDailyTotals.minutes_used * TRAILING_DAYS > ANOMALY_FACTOR * trailing_minutes,
+            )
+            .order_by(UsageDailyTotals.subscription_id)
+        )
+    ).all()
+    return [
+        AnomalousDay(
+            subscription_id=subscription_id,
+            customer_id=customer_id,
+            day=day,
+            minutes=Decimal(minutes),
+            trailing_average=Decimal(trailing_sum) / TRAILING_DAYS,
+        )
+        for subscription_id, customer_id, minutes, trailing_sum in rows
+    ]
+
+
+async def record_anomaly_alerts(
+    session: AsyncSession, days: list[AnomalousDay], now: datetime
+) -> int:
+    """One alert per subscription and day; returns how many are new."""
+    created = 0
+    for found in days:
+        average = found.trailing_average.quantize(Decimal("0.1"))
+        inserted = await session.scalar(
+            insert(UsageAlert)
+            .values(
+                customer_id=found.customer_id,
+                subscription_id=found.subscription_id,
+                period_start=day_start(found.day),
+                kind=ALERT_KIND,
+                resource="minutes",
+                threshold=ALERT_THRESHOLD_PERCENT,
+                priority="medium",
+                action_required=False,
+                message=(
+                    f"Call minutes on {found.day.isoformat()} ({found.minutes.normalize():f}) "
+                    f"are more than {ANOMALY_FACTOR}x the average day of the previous "
+                    f"{TRAILING_DAYS} days ({average:f})."
+                ),
+                created_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["subscription_id", "period_start", "kind", "resource", "threshold"]
+            )
+            .returning(UsageAlert.id)
+        )
+        if inserted is not None:
+            created += 1
+            logger.info(
+                "usage_anomaly_alert",
+                subscription_id=found.subscription_id,
+                day=found.day.isoformat(),
+                minutes=str(found.minutes),
+            )
+    return created
+
+
+async def detect_usage_anomalies(ctx: dict[str, Any]) -> int:
+    """arq cron (hourly): alert on today's and yesterday's anomalous days; returns alerts
+    created."""
+    sessionmaker: async_sessionmaker[AsyncSession] = ctx["sessionmaker"]
+    clock: Clock = ctx["clock"]
+    now = clock.now()
+    today = now.astimezone(UTC).date()
+    created = 0
+    async with sessionmaker.begin() as session:
+        for day in (today - timedelta(days=1), today):
+            created += await record_anomaly_alerts(
+                session, await find_anomalous_days(session, day), now
+            )
+    return created

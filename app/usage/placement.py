@@ -1,0 +1,64 @@
+"""Which subscription and usage period a record belongs to, and until when it is accepted.
+
+- A subscription holds usage from its start (the earlier of the row's creation and its
+  current period's start) until it ended (`ended_at`, else its last period's end, for a
+  canceled one); one that never started (`pending`, `incomplete`, `incomplete_expired`)
+  holds none. A timestamp held by none of the customer's subscriptions is
+  `no_active_subscription`.
+- Within it, the record belongs to the monthly usage period holding its timestamp, counted
+  from the billing anchor (else the current period's start): `app.usage.periods`.
+- A record is accepted until 35 days after its period closed (or the subscription ended, if
+  that came first); later it is `usage_too_late`. A period already billed still takes it: the
+  overage job bills the difference as an adjustment.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.usage.errors import NoActiveSubscription, UsageTooLate
+from app.usage.periods import UsagePeriod, usage_period_containing
+
+LATE_RECORD_WINDOW = timedelta(days=35)
+# Clocks of the telephony backend and ours disagree a little; more than this is a bug.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionTerms:
+    """What ingestion needs to know of one of the customer's subscriptions."""
+
+    subscription_id: int
+    status: str
+    anchor: datetime
+    starts_at: datetime
+    ends_at: datetime | None
+    trial_end: datetime | None
+    call_rounding: str
+    minutes_included: int
+    agents_allowed: int
+
+    def holds(self, moment: datetime) -> bool:
+        return self.starts_at <= moment and (self.ends_at is None or moment < self.ends_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    terms: SubscriptionTerms
+    period: UsagePeriod
+
+
+def place_record(
+    subscriptions: Sequence[SubscriptionTerms], occurred_at: datetime, now: datetime
+) -> Placement:
+    """The subscription and period of a record at `occurred_at`, received at `now`."""
+    holding = [terms for terms in subscriptions if terms.holds(occurred_at)]
+    if not holding:
+        raise NoActiveSubscription()
+    # Subscriptions of one customer do not overlap; if data says otherwise, the newest wins.
+    terms = max(holding, key=lambda candidate: (candidate.starts_at, candidate.subscription_id))
+    period = usage_period_containing(terms.anchor, occurred_at)
+    closed_at = period.end if terms.ends_at is None else min(period.end, terms.ends_at)
+    if now > closed_at + LATE_RECORD_WINDOW:
+        raise UsageTooLate()
+    return Placement(terms=terms, period=period)

@@ -1,0 +1,331 @@
+"""Invoice items, one-off invoices, finalizing, and a subscription's renewal draft.
+
+What the overage billing relies on, as Stripe documents it:
+- an invoice item created with `invoice=` goes on that invoice, which must be a draft (400
+  otherwise); without it the item is pending, and the subscription's next invoice takes it
+  (an item naming a subscription is taken only by that subscription's invoices);
+- a renewal invoice starts as a draft (`renew_subscription`, called by a test where Stripe
+  would renew) and is finalized about an hour later (`finalize_invoice`, by the test);
+- an invoice created through the API (`POST /v1/invoices`) is a draft holding no pending item
+  unless `pending_invoice_items_behavior=include`; `POST /v1/invoices/{id}/finalize` opens it.
+
+Simplification: a finalized invoice is left `open` (no automatic payment attempt).
+"""
+
+import copy
+
+from tests.stripe.fixtures import stripe_fixture
+from tests.stripe.payments import item_amount, period_end
+from tests.stripe.schedules import FakeSchedules
+from tests.stripe.wire import (
+    Params,
+    StripeObject,
+    as_bool,
+    as_int,
+    check_params,
+    invalid_request,
+    list_object,
+    merge_metadata,
+    resource_missing,
+)
+
+_INVOICE_ITEM_PARAMS = {
+    "amount",
+    "currency",
+    "customer",
+    "description",
+    "discountable",
+    "expand",
+    "invoice",
+    "metadata",
+    "period",
+    "subscription",
+    "tax_behavior",
+    "tax_code",
+}
+_INVOICE_PARAMS = {
+    "auto_advance",
+    "automatic_tax",
+    "collection_method",
+    "currency",
+    "customer",
+    "description",
+    "expand",
+    "metadata",
+    "pending_invoice_items_behavior",
+    "subscription",
+}
+
+
+class FakeInvoicing(FakeSchedules):
+    def __init__(self, now: int) -> None:
+        super().__init__(now)
+        self.invoice_items: dict[str, StripeObject] = {}
+
+    # --- test helpers ------------------------------------------------------------------
+
+    def renew_subscription(
+        self, subscription_id: str, *, billing_reason: str = "subscription_cycle"
+    ) -> StripeObject:
+        """What Stripe does at a period end: the items move to the next period and a draft
+        invoice bills it, taking the subscription's pending items. Returns the draft."""
+        subscription = self.subscription(subscription_id)
+        items = subscription["items"]["data"]
+        previous_start = min(item["current_period_start"] for item in items)
+        boundary = min(item["current_period_end"] for item in items)
+        for item in items:
+            interval = item["price"]["recurring"]["interval"]
+            item["current_period_start"] = item["current_period_end"]
+            item["current_period_end"] = period_end(item["current_period_start"], interval)
+        lines = [
+            self._line(
+                item,
+                item_amount(item),
+                proration=False,
+                start=item["current_period_start"],
+                end=item["current_period_end"],
+            )
+            for item in items
+        ]
+        invoice = self._invoice_object(subscription, lines, billing_reason)
+        invoice.update(
+            status="draft",
+            number=None,
+            hosted_invoice_url=None,
+            invoice_pdf=None,
+            auto_advance=True,
+            automatically_finalizes_at=self.now + 3600,
+            # A renewal's own period is the one just ended: the window its pending items
+            # were collected in.
+            period_start=previous_start,
+            period_end=boundary,
+        )
+        invoice["status_transitions"].update(finalized_at=None, paid_at=None)
+        self.invoices[invoice["id"]] = invoice
+        for item in list(self.invoice_items.values()):
+            owner = ((item.get("parent") or {}).get("subscription_details") or {}).get(
+                "subscription"
+            )
+            if (
+                item["invoice"] is None
+                and item["customer"] == subscription["customer"]
+                and owner in (None, subscription_id)
+            ):
+                self._attach(invoice, item)
+        subscription["latest_invoice"] = invoice["id"]
+        return invoice
+
+    def finalize_invoice(self, invoice_id: str) -> StripeObject:
+        """Stripe finalizing a draft (the hour after a renewal, or on request)."""
+        return self._finalize_invoice({}, invoice_id)
+
+    # --- invoice items -----------------------------------------------------------------
+
+    def _create_invoice_item(self, params: Params) -> StripeObject:
+        check_params(params, _INVOICE_ITEM_PARAMS, "POST /v1/invoiceitems")
+        customer = self.customer(params.get("customer"), param="customer", status=400)
+        amount = as_int(params.get("amount"))
+        if amount is None:
+            raise invalid_request(
+                "FakeStripe models invoice items with `amount` only.", param="amount"
+            )
+        invoice = None
+        if params.get("invoice"):
+            invoice = self.invoices.get(params["invoice"])
+            if invoice is None:
+                raise resource_missing("invoice", params["invoice"], param="invoice", status=400)
+            if invoice["status"] != "draft":
+                raise invalid_request(
+                    f"Invoice `{invoice['id']}` is not a draft: you can only add invoice "
+                    "items to draft invoices.",
+                    param="invoice",
+                )
+        subscription_id = params.get("subscription") or None
+        if subscription_id:
+            self.subscription(subscription_id, param="subscription")
+        period = params.get("period") or {}
+        item = stripe_fixture("invoiceitem")
+        item.update(
+            id=self.new_id("ii"),
+            amount=amount,
+            currency=params.get("currency") or "usd",
+            customer=customer["id"],
+            date=self.now,
+            description=params.get("description"),
+            discountable=as_bool(params.get("discountable", "true")) and amount >= 0,
+            invoice=None,
+            metadata=merge_metadata({}, params.get("metadata")),
+            period={
+                "start": as_int(period.get("start"), self.now),
+                "end": as_int(period.get("end"), self.now),
+            },
+            proration=False,
+            quantity=1,
+            quantity_decimal="1",
+            net_amount=amount,
+            parent={
+                "type": "subscription_details",
+                "subscription_details": {"subscription": subscription_id},
+            }
+            if subscription_id
+            else None,
+            pricing={"type": "price_details", "unit_amount_decimal": str(amount)},
+        )
+        self.invoice_items[item["id"]] = item
+        if invoice is not None:
+            self._attach(invoice, item)
+        return item
+
+    def _list_invoice_items(self, params: Params) -> StripeObject:
+        pending = params.get("pending")
+        created = params.get("created") or {}
+        if not isinstance(created, dict) or set(created) - {"gte"}:
+            raise invalid_request("FakeStripe models `created[gte]` only.", param="created")
+        since = as_int(created.get("gte"), 0) or 0
+        found = [
+            item
+            for item in reversed(self.invoice_items.values())
+            if (not params.get("customer") or item["customer"] == params["customer"])
+            and (not params.get("invoice") or item["invoice"] == params["invoice"])
+            and (pending in (None, "") or (item["invoice"] is None) == as_bool(pending))
+            and item["date"] >= since
+        ]
+        return list_object("/v1/invoiceitems", found, params)
+
+    def _attach(self, invoice: StripeObject, item: StripeObject) -> None:
+        """An item goes on an invoice as a line carrying the item's metadata."""
+        item["invoice"] = invoice["id"]
+        subscription_id = ((item.get("parent") or {}).get("subscription_details") or {}).get(
+            "subscription"
+        )
+        line = stripe_fixture("line_item")
+        line.update(
+            id=self.new_id("il"),
+            amount=item["amount"],
+            subtotal=item["amount"],
+            currency=item["currency"],
+            description=item["description"],
+            discountable=item["discountable"],
+            invoice=invoice["id"],
+            metadata=copy.deepcopy(item["metadata"]),
+            period=copy.deepcopy(item["period"]),
+            quantity=1,
+            subscription=subscription_id,
+            parent={
+                "type": "invoice_item_details",
+                "invoice_item_details": {
+                    "invoice_item": item["id"],
+                    "proration": False,
+                    "proration_details": {"credited_items": None},
+                    "subscription": subscription_id,
+                },
+                "subscription_item_details": None,
+            },
+            pricing={"type": "price_details", "unit_amount_decimal": str(item["amount"])},
+        )
+        invoice["lines"]["data"].append(line)
+        total = sum(int(line["amount"]) for line in invoice["lines"]["data"])
+        invoice.update(
+            subtotal=total,
+            subtotal_excluding_tax=total,
+            total=total,
+            total_excluding_tax=total,
+            amount_due=max(total, 0),
+            amount_remaining=max(total, 0),
+        )
+
+    # --- invoices ----------------------------------------------------------------------
+
+    def _create_invoice(self, params: Params) -> StripeObject:
+        check_params(params, _INVOICE_PARAMS, "POST /v1/invoices")
+        customer = self.customer(params.get("customer"), param="customer", status=400)
+        subscription_id = params.get("subscription") or None
+        subscription = (
+            self.subscription(subscription_id, param="subscription") if subscription_id else None
+        )
+        invoice = stripe_fixture("invoice")
+        invoice.pop("subscription", None)
+        identifier = self.new_id("in")
+        invoice.update(
+            id=identifier,
+            created=self.now,
+            effective_at=None,
+            customer=customer["id"],
+            customer_email=customer.get("email"),
+            customer_name=customer.get("name"),
+            currency=params.get("currency") or "usd",
+            billing_reason="manual",
+            collection_method=params.get("collection_method") or "charge_automatically",
+            auto_advance=as_bool(params.get("auto_advance")),
+            automatically_finalizes_at=None,
+            description=params.get("description"),
+            metadata=merge_metadata({}, params.get("metadata")),
+            status="draft",
+            number=None,
+            hosted_invoice_url=None,
+            invoice_pdf=None,
+            amount_due=0,
+            amount_paid=0,
+            amount_remaining=0,
+            amount_overpaid=0,
+            subtotal=0,
+            subtotal_excluding_tax=0,
+            total=0,
+            total_excluding_tax=0,
+            attempt_count=0,
+            attempted=False,
+            due_date=None,
+            from_invoice=None,
+            last_finalization_error=None,
+            next_payment_attempt=None,
+            period_start=self.now,
+            period_end=self.now,
+            shipping_cost=None,
+            shipping_details=None,
+            webhooks_delivered_at=None,
+            parent={
+                "type": "subscription_details",
+                "quote_details": None,
+                "subscription_details": {"metadata": {}, "subscription": subscription_id},
+            }
+            if subscription
+            else None,
+            lines={
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "url": f"/v1/invoices/{identifier}/lines",
+            },
+        )
+        invoice["automatic_tax"]["enabled"] = as_bool(
+            (params.get("automatic_tax") or {}).get("enabled")
+        )
+        invoice["status_transitions"].update(finalized_at=None, paid_at=None)
+        self.invoices[identifier] = invoice
+        if params.get("pending_invoice_items_behavior") == "include":
+            for item in list(self.invoice_items.values()):
+                if item["invoice"] is None and item["customer"] == customer["id"]:
+                    self._attach(invoice, item)
+        return invoice
+
+    def _finalize_invoice(self, params: Params, invoice_id: str) -> StripeObject:
+        check_params(params, {"auto_advance", "expand"}, "POST /v1/invoices/{id}/finalize")
+        invoice = self.invoice(invoice_id)
+        if invoice["status"] != "draft":
+            raise invalid_request(f"This invoice is already {invoice['status']}.")
+        if "auto_advance" in params:
+            invoice["auto_advance"] = as_bool(params["auto_advance"])
+        invoice["number"] = f"FAKE-{len(self.invoices):04d}"
+        invoice["status"] = "open"
+        invoice["status_transitions"]["finalized_at"] = self.now
+        invoice["hosted_invoice_url"] = f"https://invoice.stripe.com/i/fake/{invoice_id}"
+        invoice["automatically_finalizes_at"] = None
+        if invoice["amount_due"] > 0:
+            payment_intent = self._new_payment_intent(invoice)
+            invoice["confirmation_secret"] = {
+                "client_secret": payment_intent["client_secret"],
+                "type": "payment_intent",
+            }
+        else:
+            self._mark_paid(invoice)
+        return invoice

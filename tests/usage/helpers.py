@@ -1,0 +1,128 @@
+"""Test data and calls for the usage and alerts tests."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import (
+    AddOn,
+    Customer,
+    Subscription,
+    SubscriptionAddOn,
+    SubscriptionPlan,
+    UsageDailyTotals,
+    UsagePeriodTotals,
+)
+from tests.conftest import TEST_NOW, bearer
+
+USAGE = "/subscriptions/api/usage/"
+BATCH = "/subscriptions/api/usage/batch/"
+ENTITLEMENTS = "/subscriptions/api/entitlements/"
+ALERTS = "/subscriptions/api/alerts/"
+
+# TEST_NOW is 2026-11-25 12:00 UTC: the current period runs from November 1st to December 1st
+# (30 days), 24.5 days of it elapsed.
+ANCHOR = datetime(2026, 8, 1, tzinfo=UTC)
+PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
+PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+async def create_subscription(
+    session: AsyncSession,
+    *,
+    customer: Customer,
+    plan: SubscriptionPlan,
+    status: str = "active",
+    anchor: datetime | None = ANCHOR,
+    started_at: datetime = ANCHOR,
+    **overrides: Any,
+) -> Subscription:
+    """A subscription row as the Stripe sync leaves it (built directly, no Stripe)."""
+    values: dict[str, Any] = {
+        "customer_id": customer.id,
+        "plan_id": plan.id,
+        "billing_cycle": "monthly",
+        "status": status,
+        "billing_cycle_anchor": anchor,
+        "current_period_start": PERIOD_START,
+        "current_period_end": PERIOD_END,
+        "created_at": started_at,
+        **overrides,
+    }
+    subscription = Subscription(**values)
+    session.add(subscription)
+    await session.commit()
+    return subscription
+
+
+async def add_add_on(
+    session: AsyncSession, subscription: Subscription, add_on: AddOn, quantity: int = 1
+) -> None:
+    session.add(
+        SubscriptionAddOn(subscription_id=subscription.id, add_on_id=add_on.id, quantity=quantity)
+    )
+    await session.commit()
+
+
+async def post_usage(
+    client: httpx.AsyncClient, token: str, body: dict[str, Any] | None = None, **fields: Any
+) -> httpx.Response:
+    return await client.post(USAGE, json={**(body or {}), **fields}, headers=bearer(token))
+
+
+def call(call_id: str, minutes: str | float | int = 5, **fields: Any) -> dict[str, Any]:
+    return {"call_id": call_id, "minutes_used": minutes, **fields}
+
+
+async def period_totals(
+    session: AsyncSession, subscription_id: int, period_start: datetime = PERIOD_START
+) -> UsagePeriodTotals | None:
+    return await session.scalar(
+        select(UsagePeriodTotals)
+        .where(
+            UsagePeriodTotals.subscription_id == subscription_id,
+            UsagePeriodTotals.period_start == period_start,
+        )
+        .execution_options(populate_existing=True)
+    )
+
+
+async def daily_totals(session: AsyncSession, subscription_id: int) -> dict[str, Decimal]:
+    rows = await session.scalars(
+        select(UsageDailyTotals)
+        .where(UsageDailyTotals.subscription_id == subscription_id)
+        .order_by(UsageDailyTotals.day)
+        .execution_options(populate_existing=True)
+    )
+    return {row.day.isoformat(): row.minutes_used for row in rows}
+
+
+@contextmanager
+def counted_statements(app: FastAPI) -> Iterator[list[str]]:
+    """The SQL statements the app sends while the block runs (BEGIN and COMMIT aside)."""
+    statements: list[str] = []
+    engine = app.state.engine.sync_engine
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def minutes_ago(minutes: float) -> str:
+    return (TEST_NOW - timedelta(minutes=minutes)).isoformat()
