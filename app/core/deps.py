@@ -9,12 +9,12 @@ from app.core.clock import Clock
 from app.core.config import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
@@ -23,7 +23,7 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_attempt_token() -> str:
+async def get_attempt_token() -> str:
     """One request's own part of the Stripe idempotency keys of changes that are safe to
     repeat (setting a default card, paying an open invoice, moving an item to a price it may
     already have, toggling cancellation).

@@ -14,7 +14,6 @@ add-ons and the current period's counters.
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +25,12 @@ from app.usage.periods import usage_period_containing
 from app.usage.repository import AccountUsageState
 from app.usage.schemas import EntitlementAddOn, EntitlementLimits, EntitlementReason, Entitlements
 
-_SUSPENDED_STATUSES = frozenset({"unpaid", "canceled", "incomplete_expired", "paused"})
+_SUSPENDED_STATUSES: dict[str, EntitlementReason] = {
+    "unpaid": "unpaid",
+    "canceled": "canceled",
+    "incomplete_expired": "incomplete_expired",
+    "paused": "paused",
+}
 _NOT_STARTED_STATUSES = frozenset({"pending", "incomplete"})
 
 
@@ -52,8 +56,7 @@ def decide_call(
     if status in _NOT_STARTED_STATUSES:
         return CallDecision(call_allowed=False, suspended=False, reason="subscription_not_started")
     if status in _SUSPENDED_STATUSES:
-        reason: EntitlementReason = status  # type: ignore[assignment]
-        return CallDecision(call_allowed=False, suspended=True, reason=reason)
+        return CallDecision(call_allowed=False, suspended=True, reason=_SUSPENDED_STATUSES[status])
     if status == "past_due" and grace_period_ends_at is not None and now >= grace_period_ends_at:
         return CallDecision(call_allowed=False, suspended=True, reason="grace_period_expired")
     if status == "trialing" and minutes_used >= minutes_included:
@@ -69,10 +72,6 @@ def _features(state: AccountUsageState) -> dict[str, bool]:
             if value is True:
                 features[name] = True
     return features
-
-
-def _add_on(line: dict[str, Any]) -> EntitlementAddOn:
-    return EntitlementAddOn.model_validate(line)
 
 
 async def get_entitlements(
@@ -127,7 +126,7 @@ async def get_entitlements(
         minutes_remaining=max(state.minutes_included - minutes_used, Decimal(0)),
         peak_agents=peak_agents,
         features=_features(state),
-        add_ons=[_add_on(line) for line in state.add_ons],
+        add_ons=[EntitlementAddOn.model_validate(line) for line in state.add_ons],
         call_allowed=decision.call_allowed,
         suspended=decision.suspended,
         reason=decision.reason,

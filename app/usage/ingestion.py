@@ -102,8 +102,7 @@ class _Accepted:
     """A record that passed every check, ready for the insert."""
 
     index: int
-    new: repository.NewUsageRecord
-    terms: SubscriptionTerms
+    new: NewUsageRecord
 
 
 def _public(
@@ -149,7 +148,9 @@ class _Ingestion:
         if accepted:
             changes = await self._store(accepted, outcomes)
             await self._raise_alerts(changes)
-        return [outcome for outcome in outcomes if outcome is not None]
+        answered = [outcome for outcome in outcomes if outcome is not None]
+        assert len(answered) == len(records), "every record is answered"
+        return answered
 
     async def _accept(
         self,
@@ -206,7 +207,7 @@ class _Ingestion:
                 period_end=placement.period.end,
                 fingerprint=request_fingerprint(record),
             )
-            accepted.append(_Accepted(index=index, new=new, terms=terms))
+            accepted.append(_Accepted(index=index, new=new))
         # One order for every request: calls are claimed, and wait for each other, in it.
         accepted.sort(key=lambda item: (item.new.customer_id, item.new.call_id or "", item.index))
         return accepted
@@ -244,11 +245,9 @@ class _Ingestion:
         """Duplicates, conflicts and replacements of calls recorded before (by an earlier
         request, or earlier in this batch)."""
         keys = sorted({(item.new.customer_id, item.new.call_id or "") for item in items})
+        # Locked only when this request may replace them (a service token).
         stored = await repository.find_records_by_call(
-            # Locked only when this request may replace them (a service token).
-            self.session,
-            keys,
-            for_update=self.source == "service",
+            self.session, keys, for_update=self.source == "service"
         )
         claims: list[int] = []
         replacements: list[RecordReplacement] = []
@@ -269,21 +268,18 @@ class _Ingestion:
                 )
             elif self.source == "service" and current.source == "user":
                 replacements.append(self._replacement(current, new))
-                self._add_deltas(periods, days, current, sign=-1)
+                old_end = self._period_end(current)
+                self._add_deltas(periods, days, current, sign=-1, period_end=old_end)
                 self._add_deltas(periods, days, new, sign=1, period_end=new.period_end)
-                stored[key] = StoredRecord(
-                    id=current.id,
-                    customer_id=new.customer_id,
+                # What a later copy in this batch is compared with.
+                stored[key] = replace(
+                    current,
                     subscription_id=new.subscription_id,
-                    kind=new.kind,
-                    call_id=new.call_id,
                     minutes=new.minutes,
-                    agents=new.agents,
                     occurred_at=new.occurred_at,
                     period_start=new.period_start,
                     source="service",
                     fingerprint=new.fingerprint,
-                    created_at=current.created_at,
                 )
                 outcomes[item.index] = RecordOutcome(
                     status="created",
@@ -333,16 +329,13 @@ class _Ingestion:
         record: NewUsageRecord | StoredRecord,
         *,
         sign: int,
-        period_end: datetime | None = None,
+        period_end: datetime,
     ) -> None:
         minutes = (record.minutes or Decimal(0)) * sign
         period_key = (record.subscription_id, record.period_start)
         previous = periods.get(period_key)
         if previous is None:
-            # A record already counted has its period's row; its end is needed only to
-            # insert a row, so the end of the period its subscription's anchor gives will do.
-            end = period_end or self._period_end(record)
-            periods[period_key] = PeriodDelta(*period_key, end, minutes, sign)
+            periods[period_key] = PeriodDelta(*period_key, period_end, minutes, sign)
         else:
             periods[period_key] = replace(
                 previous, minutes=previous.minutes + minutes, records=previous.records + sign
@@ -351,19 +344,15 @@ class _Ingestion:
         day = days.get(day_key)
         days[day_key] = DayDelta(*day_key, minutes + (day.minutes if day else 0))
 
-    def _period_end(self, record: StoredRecord | NewUsageRecord) -> datetime:
-        known = self.terms_by_subscription.get(record.subscription_id)
-        if known is None:
-            return record.period_start  # unused: the period's row exists
-        return usage_period_containing(known[1].anchor, record.occurred_at).end
+    def _period_end(self, record: StoredRecord) -> datetime:
+        # A record's subscription is always one of its customer's, loaded in _accept.
+        _, terms = self.terms_by_subscription[record.subscription_id]
+        return usage_period_containing(terms.anchor, record.occurred_at).end
 
     async def _raise_alerts(self, changes: list[TotalsChange]) -> None:
         usage_changes = []
         for change in changes:
-            known = self.terms_by_subscription.get(change.subscription_id)
-            if known is None:
-                continue
-            customer_id, terms = known
+            customer_id, terms = self.terms_by_subscription[change.subscription_id]
             usage_changes.append(
                 alerts_service.UsageChange(
                     customer_id=customer_id,

@@ -112,8 +112,7 @@ class RecordReplacement:
     replaced_payload: str
 
 
-_SUBSCRIPTIONS_FOR_INGESTION = text(
-    """
+_SUBSCRIPTIONS_FOR_INGESTION = """
     SELECT c.dashboard_user_id, c.id AS customer_id, s.id AS subscription_id, s.status,
            COALESCE(s.billing_cycle_anchor, s.current_period_start, s.created_at) AS anchor,
            LEAST(s.created_at, s.current_period_start) AS starts_at,
@@ -133,8 +132,17 @@ _SUBSCRIPTIONS_FOR_INGESTION = text(
         FROM subscription_add_ons sa JOIN add_ons ao ON ao.id = sa.add_on_id
         WHERE sa.subscription_id = s.id
     ) a ON true
-    WHERE c.dashboard_user_id = ANY(CAST(:dashboard_user_ids AS text[]))
-    """
+    WHERE {customers}
+"""
+# One customer (every user request, most service ones) by equality: PostgreSQL then keeps one
+# generic plan for the prepared statement; with an array it re-plans on every execution.
+_SUBSCRIPTIONS_OF_CUSTOMER = text(
+    _SUBSCRIPTIONS_FOR_INGESTION.format(customers="c.dashboard_user_id = :dashboard_user_id")
+)
+_SUBSCRIPTIONS_OF_CUSTOMERS = text(
+    _SUBSCRIPTIONS_FOR_INGESTION.format(
+        customers="c.dashboard_user_id = ANY(CAST(:dashboard_user_ids AS text[]))"
+    )
 )
 
 
@@ -143,9 +151,14 @@ async def load_subscriptions_for_ingestion(
 ) -> dict[str, CustomerSubscriptions]:
     """The named customers (by dashboard user id) with every subscription that can hold
     usage; a customer who does not exist is absent."""
-    rows = await session.execute(
-        _SUBSCRIPTIONS_FOR_INGESTION, {"dashboard_user_ids": list(dashboard_user_ids)}
-    )
+    if len(dashboard_user_ids) == 1:
+        rows = await session.execute(
+            _SUBSCRIPTIONS_OF_CUSTOMER, {"dashboard_user_id": dashboard_user_ids[0]}
+        )
+    else:
+        rows = await session.execute(
+            _SUBSCRIPTIONS_OF_CUSTOMERS, {"dashboard_user_ids": list(dashboard_user_ids)}
+        )
     customers: dict[str, CustomerSubscriptions] = {}
     for row in rows:
         customer = customers.setdefault(
@@ -470,7 +483,7 @@ _LIVE_FIRST = "s.status IN ({})".format(", ".join(f"'{status}'" for status in LI
 _ACCOUNT_USAGE_STATE = text(
     f"""
     SELECT c.id AS customer_id, s.id AS subscription_id, s.status,
-           COALESCE(s.billing_cycle_anchor, s.current_period_start) AS anchor,
+           COALESCE(s.billing_cycle_anchor, s.current_period_start, s.created_at) AS anchor,
            s.current_period_end, s.trial_end, s.grace_period_ends_at,
            p.id AS plan_id, p.slug AS plan_slug, p.name AS plan_name, p.currency,
            COALESCE(p.included_minutes, 0) + COALESCE(a.extra_minutes, 0) AS minutes_included,

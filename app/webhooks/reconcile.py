@@ -243,6 +243,8 @@ async def _invoice_drift(
                 .where(
                     BillingHistory.stripe_refund_id.is_(None),
                     BillingHistory.stripe_invoice_id.is_not(None),
+                    # An overage row is one charge on its invoice, not the invoice itself.
+                    BillingHistory.overage_charge_id.is_(None),
                     Customer.stripe_customer_id.is_not(None),
                 )
                 .order_by(BillingHistory.id)
