@@ -41,7 +41,8 @@ transaction is held open across a Stripe call (STYLE rule 2):
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -50,7 +51,7 @@ from typing import Any
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -432,6 +433,37 @@ class OverageNotBillable(Exception):
     """A charge that cannot be billed without an operator (left pending, alerted)."""
 
 
+# Advisory-lock namespace of overage charges (pg_try_advisory_lock(namespace, charge id)).
+_CHARGE_LOCK_NAMESPACE = 7_301
+
+
+@asynccontextmanager
+async def _charge_lock(
+    sessionmaker: async_sessionmaker[AsyncSession], charge_id: int
+) -> AsyncIterator[bool]:
+    """One biller per charge at a time, across workers. A session-level advisory lock on an
+    autocommit connection: it spans the Stripe calls without holding a transaction open.
+    Without it, a run that found the invoice finalized could add the lines as pending items
+    while another run had just added them to the draft: billed twice."""
+    engine = sessionmaker.kw["bind"]
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        held = bool(
+            await autocommit.scalar(
+                text("SELECT pg_try_advisory_lock(:namespace, :charge)"),
+                {"namespace": _CHARGE_LOCK_NAMESPACE, "charge": charge_id},
+            )
+        )
+        try:
+            yield held
+        finally:
+            if held:
+                await autocommit.execute(
+                    text("SELECT pg_advisory_unlock(:namespace, :charge)"),
+                    {"namespace": _CHARGE_LOCK_NAMESPACE, "charge": charge_id},
+                )
+
+
 async def bill_charge(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -440,8 +472,24 @@ async def bill_charge(
     charge_id: int,
 ) -> str:
     """Put one charge on Stripe (see the module's docstring); returns its status. Safe to
-    run any number of times, concurrently too: what exists on Stripe is looked up first,
+    run any number of times, concurrently too: one run at a time per charge (the others
+    answer "busy" and the sweeper comes back), what exists on Stripe is looked up first,
     every write carries a key from the charge's id, and the row is completed only once."""
+    async with _charge_lock(sessionmaker, charge_id) as held:
+        if not held:
+            return "busy"
+        return await _bill_charge_locked(
+            sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_id=charge_id
+        )
+
+
+async def _bill_charge_locked(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    charge_id: int,
+) -> str:
     billable = await _load_billable(sessionmaker, charge_id)
     if billable is None or billable.charge.status != "pending":
         return billable.charge.status if billable else "missing"

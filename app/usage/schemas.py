@@ -29,7 +29,11 @@ def _user_id_text(value: object) -> object:
 
 def _as_utc(value: datetime) -> datetime:
     # SPEC §5: timestamps are UTC; one without an offset is read as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        # Year 1 or 9999 with an offset leaves datetime's range: bad input, not a crash.
+        raise ValueError("timestamp is out of range") from None
 
 
 def _format_minutes(value: Decimal) -> str:

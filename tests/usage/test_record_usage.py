@@ -392,6 +392,9 @@ async def test_a_timestamp_without_an_offset_is_utc(
         (call("x" * 256, 3), "validation_error"),
         (call("call\x00", 3), "validation_error"),
         (call("call-1", 3, timestamp="yesterday"), "validation_error"),
+        # Valid ISO-8601, but out of datetime's range once moved to UTC.
+        (call("call-1", 3, timestamp="0001-01-01T00:30:00+01:00"), "validation_error"),
+        (call("call-1", 3, timestamp="9999-12-31T23:59:59-05:00"), "validation_error"),
     ],
 )
 async def test_bad_records_are_422_and_count_nothing(
