@@ -29,6 +29,7 @@ from app.subscriptions import catalog, repository
 from app.subscriptions.errors import ActionNotAllowed, SubscriptionNotFound
 from app.subscriptions.schemas import ManageRequest
 from app.subscriptions.stripe_sync import apply_stripe_state
+from app.usage import overage_billing
 
 ChangeTiming = Literal["now", "period_end"]
 CHANGEABLE_STATUSES = {"trialing", "active", "past_due"}
@@ -291,6 +292,7 @@ async def cancel(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    clock: Clock,
     customer: Customer,
     at_period_end: bool,
     attempt: str,
@@ -317,7 +319,27 @@ async def cancel(
             idempotency_key=f"cancel-now:{subscription.id}:{attempt}",
         )
     await _record(sessionmaker, subscription.id, state)
+    if not at_period_end:
+        await _bill_last_period(sessionmaker, gateway, clock, subscription.id)
     return ChangeOutcome(subscription.id)
+
+
+async def _bill_last_period(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    subscription_id: int,
+) -> None:
+    """An immediate cancel bills the last usage period's overage now, not when the
+    `customer.subscription.deleted` webhook arrives (which then finds it billed)."""
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_for_update(session, subscription_id)
+        charge_ids = await overage_billing.close_periods_on_cancel(
+            session, subscription=subscription, now=clock.now()
+        )
+    await overage_billing.bill_charges(
+        sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_ids=charge_ids
+    )
 
 
 async def reactivate(

@@ -64,6 +64,7 @@ async def manage(
         return await changes.cancel(
             sessionmaker=sessionmaker,
             gateway=gateway,
+            clock=clock,
             customer=customer,
             at_period_end=manage_request.at_period_end,
             attempt=attempt,
