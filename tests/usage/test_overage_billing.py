@@ -535,3 +535,28 @@ async def test_a_period_no_event_closed_is_billed_with_the_next_invoice_a_day_la
     assert request.params["subscription"] == stripe_subscription["id"]
     # A monthly subscription needs no pending-items interval: its renewals take them.
     assert not fake_stripe.calls("POST", f"/v1/subscriptions/{stripe_subscription['id']}")
+
+
+async def test_an_immediate_cancel_bills_the_last_period_without_waiting_for_the_webhook(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    await _subscribe(client, make_token, session, fake_stripe)
+    subscription = await _local(session)
+    await _usage(session, subscription, minutes="2100")
+
+    response = await client.post(
+        "/subscriptions/api/manage/",
+        json={"action": "cancel", "at_period_end": False},
+        headers=bearer(make_token("42")),
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["subscription"]["status"] == "canceled"
+    [charge] = await _charges(session)
+    assert (charge.amount, charge.status) == (250, "invoiced")
+    assert _item_keys(fake_stripe) == [f"overage:{charge.id}:minutes"]
