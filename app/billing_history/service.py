@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.billing_history import repository
 from app.billing_history.errors import InvalidCursor
 from app.models import BillingHistory
-from app.stripe_gateway.types import from_timestamp
+from app.stripe_gateway.types import expandable_id, from_timestamp, nested
 
 _MAX_ID = 2**63 - 1
 
@@ -99,7 +99,7 @@ async def record_charge_refunds(
     charge_id = str(charge["id"])
     running_total_key = f"{charge_id}:refunds"
     # `invoice` left the charge in basil; an older payload, or an expanded one, still names it.
-    invoice_id = _object_id(charge.get("invoice"))
+    invoice_id = expandable_id(charge.get("invoice"))
     subscription_id = (
         await repository.get_invoice_subscription_id(session, stripe_invoice_id=invoice_id)
         if invoice_id
@@ -113,7 +113,7 @@ async def record_charge_refunds(
         "stripe_invoice_id": invoice_id,
     }
 
-    refunds: list[dict[str, Any]] = _dig(charge, "refunds", "data") or []
+    refunds: list[dict[str, Any]] = nested(charge, "refunds", "data") or []
     if refunds:
         rows = [
             await repository.upsert_refund_row(
@@ -203,7 +203,7 @@ def _invoice_type(invoice: dict[str, Any], add_on_price_ids: set[str]) -> str:
         return "overage"
     lines = _lines(invoice)
     if invoice.get("billing_reason") == "subscription_update" or any(
-        _dig(line, "parent", "subscription_item_details", "proration") for line in lines
+        nested(line, "parent", "subscription_item_details", "proration") for line in lines
     ):
         return "proration"
     if lines and all(_price_id(line) in add_on_price_ids for line in lines):
@@ -224,33 +224,18 @@ def _invoice_period(invoice: dict[str, Any]) -> tuple[datetime | None, datetime 
 
 
 def _lines(invoice: dict[str, Any]) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = _dig(invoice, "lines", "data") or []
+    lines: list[dict[str, Any]] = nested(invoice, "lines", "data") or []
     return lines
 
 
 def _price_id(line: dict[str, Any]) -> str | None:
-    return _object_id(_dig(line, "pricing", "price_details", "price"))
+    return expandable_id(nested(line, "pricing", "price_details", "price"))
 
 
 def _refund_status(status: object) -> str:
     # "refunded" once the money is on its way back; a refund that is pending, failed or
     # canceled shows as such, so the customer is not told of money that never came.
     return "refunded" if status in (None, "succeeded") else str(status)
-
-
-def _object_id(value: object) -> str | None:
-    # Stripe sends a related object as its id, or as the object when expanded.
-    if isinstance(value, dict):
-        value = value.get("id")
-    return str(value) if value else None
-
-
-def _dig(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _minor_units(value: object) -> int:

@@ -94,3 +94,11 @@ async def add_ons_by_price_ids(session: AsyncSession, price_ids: set[str]) -> di
             if price in price_ids:
                 found[price] = add_on
     return found
+
+
+async def add_on_price_ids(session: AsyncSession) -> set[str]:
+    """Every Stripe price id of every add-on (monthly and yearly)."""
+    rows = await session.execute(
+        select(AddOn.stripe_monthly_price_id, AddOn.stripe_yearly_price_id)
+    )
+    return {price for pair in rows.all() for price in pair if price}

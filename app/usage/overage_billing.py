@@ -67,7 +67,7 @@ from app.models import (
 )
 from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.types import from_timestamp
+from app.stripe_gateway.types import expandable_id, from_timestamp, nested
 from app.subscriptions import repository as subscriptions_repository
 from app.usage.overage import (
     OverageAmounts,
@@ -227,9 +227,9 @@ def _period_boundary(invoice: dict[str, Any]) -> datetime | None:
     add-on lines that are not prorations. A proration-only invoice (an upgrade mid-period)
     opens no period and closes none."""
     starts = []
-    for line in _dig(invoice, "lines", "data") or []:
-        details = _dig(line, "parent", "subscription_item_details")
-        start = _dig(line, "period", "start")
+    for line in nested(invoice, "lines", "data") or []:
+        details = nested(line, "parent", "subscription_item_details")
+        start = nested(line, "period", "start")
         if isinstance(details, dict) and not details.get("proration") and isinstance(start, int):
             starts.append(start)
     if not starts and invoice.get("billing_reason") == "subscription_cycle":
@@ -286,7 +286,7 @@ async def record_invoice_overage(
     named = {
         charge_id
         for metadata in [invoice.get("metadata") or {}]
-        + [line.get("metadata") or {} for line in _dig(invoice, "lines", "data") or []]
+        + [line.get("metadata") or {} for line in nested(invoice, "lines", "data") or []]
         if isinstance(charge_id := metadata.get("overage_charge_id"), str) and charge_id.isdigit()
     }
     charge_ids = {int(charge_id) for charge_id in named}
@@ -424,7 +424,7 @@ async def _find_items(gateway: StripeGateway, billable: _Billable) -> dict[str, 
         metadata = item.get("metadata") or {}
         if metadata.get("overage_charge_id") == str(charge.id) and metadata.get("overage_line"):
             found[str(metadata["overage_line"])] = _StripeItem(
-                str(item["id"]), _id(item.get("invoice"))
+                str(item["id"]), expandable_id(item.get("invoice"))
             )
     return found
 
@@ -743,9 +743,11 @@ async def bill_after_event(
     """Webhook processing calls this after an event's transaction committed: bill what the
     event closed (its pending charges) at once, while the renewal is still a draft."""
     if event_type == "invoice.created":
-        stripe_subscription_id = _id(_dig(obj, "parent", "subscription_details", "subscription"))
+        stripe_subscription_id = expandable_id(
+            nested(obj, "parent", "subscription_details", "subscription")
+        )
     elif event_type == "customer.subscription.deleted":
-        stripe_subscription_id = _id(obj.get("id"))
+        stripe_subscription_id = expandable_id(obj.get("id"))
     else:
         return
     if stripe_subscription_id is None:
@@ -963,20 +965,6 @@ async def _adjust(
 
 
 # --- small readers ---------------------------------------------------------------------
-
-
-def _dig(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
 
 
 def _timestamp(value: int) -> datetime:

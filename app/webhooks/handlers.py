@@ -5,7 +5,7 @@ inside the processing transaction, under the object's watermark lock, with no St
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_history import service as billing_history_service
 from app.models import (
-    AddOn,
     Customer,
     Notification,
     OperatorAlert,
@@ -25,6 +24,7 @@ from app.models import (
 from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
 from app.stripe_gateway.client import parse_payment_method, parse_subscription
+from app.stripe_gateway.types import expandable_id, from_timestamp
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions.stripe_sync import apply_stripe_state
 from app.usage import overage_billing
@@ -46,16 +46,6 @@ class EventContext:
 
 
 Handler = Callable[[AsyncSession, EventContext], Awaitable[None]]
-
-
-def _timestamp(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if isinstance(value, int) else None
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return value.get("id")
-    return value if isinstance(value, str) else None
 
 
 async def _customer_by_stripe_id(
@@ -140,7 +130,7 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
 
 async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
     subscription = await _our_subscription(session, context.obj)
-    trial_end = _timestamp(context.obj.get("trial_end"))
+    trial_end = from_timestamp(context.obj.get("trial_end"))
     # Stripe also sends this when a trial is ended early: remind only of a trial still ahead.
     if subscription is None or trial_end is None or trial_end <= context.now:
         return
@@ -158,7 +148,7 @@ async def schedule_changed(session: AsyncSession, context: EventContext) -> None
     """The pending plan change of manage/: phase two of an active schedule, or none."""
     # A released schedule no longer names its subscription: Stripe moves the id to
     # `released_subscription`.
-    stripe_subscription_id = _id(
+    stripe_subscription_id = expandable_id(
         context.obj.get("subscription") or context.obj.get("released_subscription")
     )
     if not stripe_subscription_id:
@@ -175,7 +165,7 @@ async def schedule_changed(session: AsyncSession, context: EventContext) -> None
         subscription.pending_change_at = None
         subscription.stripe_schedule_id = None
         return
-    next_prices = {_id(item.get("price")) or "" for item in phases[1].get("items") or []}
+    next_prices = {expandable_id(item.get("price")) or "" for item in phases[1].get("items") or []}
     plans = await plans_repository.plans_by_price_ids(session, next_prices)
     if not plans:
         return
@@ -183,7 +173,7 @@ async def schedule_changed(session: AsyncSession, context: EventContext) -> None
     subscription.stripe_schedule_id = context.obj["id"]
     subscription.pending_plan_id = plan.id
     subscription.pending_billing_cycle = cycle
-    subscription.pending_change_at = _timestamp(phases[0].get("end_date"))
+    subscription.pending_change_at = from_timestamp(phases[0].get("end_date"))
 
 
 # --- invoices --------------------------------------------------------------------------
@@ -193,11 +183,11 @@ async def _record_invoice(
     session: AsyncSession, context: EventContext
 ) -> tuple[Customer | None, Subscription | None]:
     invoice = context.obj
-    customer = await _customer_by_stripe_id(session, _id(invoice.get("customer")))
+    customer = await _customer_by_stripe_id(session, expandable_id(invoice.get("customer")))
     if customer is None:
         return None, None
     parent = (invoice.get("parent") or {}).get("subscription_details") or {}
-    stripe_subscription_id = _id(parent.get("subscription"))
+    stripe_subscription_id = expandable_id(parent.get("subscription"))
     subscription = (
         await subscriptions_repository.get_by_stripe_id(
             session, stripe_subscription_id, for_update=True
@@ -205,12 +195,7 @@ async def _record_invoice(
         if stripe_subscription_id
         else None
     )
-    add_on_prices = {
-        price
-        for row in (await session.scalars(select(AddOn))).all()
-        for price in (row.stripe_monthly_price_id, row.stripe_yearly_price_id)
-        if price
-    }
+    add_on_prices = await plans_repository.add_on_price_ids(session)
     await billing_history_service.record_invoice(
         session,
         invoice=invoice,
@@ -255,7 +240,7 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
         session,
         subscription_id=subscription.id,
         stripe_invoice_id=context.obj["id"],
-        created=_timestamp(context.obj.get("created")),
+        created=from_timestamp(context.obj.get("created")),
     )
     if not newer_unpaid:
         subscription.failed_payment_attempts = 0
@@ -315,12 +300,14 @@ async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -
     """A card added through a SetupIntent: mirror it, and mirror Stripe's default card (set
     to this one beforehand when the customer had none: a first card must be chargeable)."""
     payment_method = context.related.get("payment_method")
-    customer = await _customer_by_stripe_id(session, _id(context.obj.get("customer")))
+    customer = await _customer_by_stripe_id(session, expandable_id(context.obj.get("customer")))
     if payment_method is None or customer is None:
         return
     card = parse_payment_method(payment_method)
     await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
-    stripe_default = _id((context.related.get("customer") or {}).get("default_payment_method"))
+    stripe_default = expandable_id(
+        (context.related.get("customer") or {}).get("default_payment_method")
+    )
     if stripe_default:
         await payment_methods_repository.set_default(
             session, customer_id=customer.id, stripe_payment_method_id=stripe_default
@@ -331,7 +318,7 @@ async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -
 
 
 async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
-    customer = await _customer_by_stripe_id(session, _id(context.obj.get("customer")))
+    customer = await _customer_by_stripe_id(session, expandable_id(context.obj.get("customer")))
     if customer is None:
         return
     await billing_history_service.record_charge_refunds(
@@ -341,15 +328,16 @@ async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
 
 async def dispute_created(session: AsyncSession, context: EventContext) -> None:
     dispute = context.obj
+    charge_id = expandable_id(dispute.get("charge"))
     await session.execute(
         insert(OperatorAlert)
         .values(
             kind="charge_dispute",
             severity="high",
-            message=f"Charge {_id(dispute.get('charge'))} disputed: {dispute.get('reason')}",
+            message=f"Charge {charge_id} disputed: {dispute.get('reason')}",
             details={
                 "dispute": dispute.get("id"),
-                "charge": _id(dispute.get("charge")),
+                "charge": charge_id,
                 "amount": dispute.get("amount"),
                 "currency": dispute.get("currency"),
                 "reason": dispute.get("reason"),
@@ -359,7 +347,7 @@ async def dispute_created(session: AsyncSession, context: EventContext) -> None:
         )
         .on_conflict_do_nothing(index_elements=[OperatorAlert.dedupe_key])
     )
-    logger.warning("charge_disputed", dispute=dispute.get("id"), charge=_id(dispute.get("charge")))
+    logger.warning("charge_disputed", dispute=dispute.get("id"), charge=charge_id)
 
 
 async def customer_deleted(session: AsyncSession, context: EventContext) -> None:
