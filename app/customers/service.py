@@ -28,3 +28,10 @@ async def ensure_customer(session: AsyncSession, *, principal: Principal) -> Cus
         await repository.update_details(session, customer_id=customer.id, email=email, name=name)
         customer.email, customer.name = email, name
     return customer
+
+
+async def get_by_dashboard_user_id(
+    session: AsyncSession, dashboard_user_id: str
+) -> Customer | None:
+    """The customer the dashboard knows by this user id, if it ever used the service."""
+    return await repository.get_by_dashboard_user_id(session, dashboard_user_id)

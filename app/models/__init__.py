@@ -12,6 +12,7 @@ from app.models.stripe_event import StripeEvent, StripeObjectWatermark
 from app.models.subscription import Subscription
 from app.models.subscription_add_on import SubscriptionAddOn
 from app.models.subscription_plan import SubscriptionPlan
+from app.models.subscription_plan_change import SubscriptionPlanChange
 from app.models.usage import (
     OverageCharge,
     UsageAlert,
@@ -35,6 +36,7 @@ __all__ = [
     "Subscription",
     "SubscriptionAddOn",
     "SubscriptionPlan",
+    "SubscriptionPlanChange",
     "UsageAlert",
     "UsageDailyTotals",
     "UsagePeriodTotals",

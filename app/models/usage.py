@@ -16,6 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
+from app.models.subscription_plan import RATE
 
 # Minutes are exact decimals: per-second billing gives fractions of a minute.
 MINUTES = Numeric(16, 4)
@@ -91,6 +92,14 @@ class UsagePeriodTotals(Base):
     # When this period's overage was billed; records arriving after are billed as an
     # adjustment with the next invoice.
     overage_billed_at: Mapped[datetime | None]
+    # The terms the period was closed with (set at the close): an adjustment for a late
+    # record is priced with these, not with whatever plan the subscription has by then.
+    closed_included_minutes: Mapped[int | None]
+    closed_agent_limit: Mapped[int | None]
+    closed_rate_per_minute: Mapped[Decimal | None] = mapped_column(RATE)
+    closed_rate_per_agent: Mapped[Decimal | None] = mapped_column(RATE)
+    closed_currency: Mapped[str | None] = mapped_column(String(3))
+    closed_in_trial: Mapped[bool | None]
 
 
 class UsageDailyTotals(Base):

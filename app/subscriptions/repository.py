@@ -1,9 +1,16 @@
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import AddOn, Subscription, SubscriptionAddOn, SubscriptionPlan
+from app.models import (
+    AddOn,
+    Subscription,
+    SubscriptionAddOn,
+    SubscriptionPlan,
+    SubscriptionPlanChange,
+)
 from app.models.subscription import LIVE_STATUSES
 
 
@@ -79,7 +86,41 @@ async def delete_subscription_with_add_ons(session: AsyncSession, subscription_i
     await session.execute(
         delete(SubscriptionAddOn).where(SubscriptionAddOn.subscription_id == subscription_id)
     )
+    await session.execute(
+        delete(SubscriptionPlanChange).where(
+            SubscriptionPlanChange.subscription_id == subscription_id
+        )
+    )
     await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
+
+
+async def plan_in_force_at(
+    session: AsyncSession, *, subscription: Subscription, moment: datetime
+) -> int:
+    """The plan the subscription was billed by just before `moment`: the latest change that
+    took effect before it, else the plan before the first change at or after it, else the
+    plan it has now (it never changed)."""
+    before = await session.scalar(
+        select(SubscriptionPlanChange.to_plan_id)
+        .where(
+            SubscriptionPlanChange.subscription_id == subscription.id,
+            SubscriptionPlanChange.effective_at < moment,
+        )
+        .order_by(SubscriptionPlanChange.effective_at.desc(), SubscriptionPlanChange.id.desc())
+        .limit(1)
+    )
+    if before is not None:
+        return before
+    after = await session.scalar(
+        select(SubscriptionPlanChange.from_plan_id)
+        .where(
+            SubscriptionPlanChange.subscription_id == subscription.id,
+            SubscriptionPlanChange.effective_at >= moment,
+        )
+        .order_by(SubscriptionPlanChange.effective_at, SubscriptionPlanChange.id)
+        .limit(1)
+    )
+    return after if after is not None else subscription.plan_id
 
 
 async def get_plans(session: AsyncSession, plan_ids: set[int]) -> dict[int, SubscriptionPlan]:

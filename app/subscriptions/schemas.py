@@ -111,3 +111,16 @@ class ChangePreview(BaseModel):
 
 class ChangePreviewResponse(SuccessResponse):
     preview: ChangePreview
+
+
+class SuspendRequest(InputSchema):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class SuspensionPublic(BaseModel):
+    customer_id: str
+    subscription_id: int
+    status: str
+    suspended: bool
+    suspended_at: datetime | None
+    reason: str | None

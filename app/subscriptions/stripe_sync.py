@@ -2,7 +2,7 @@
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.models import Subscription, SubscriptionAddOn
+from app.models import Subscription, SubscriptionAddOn, SubscriptionPlanChange
 from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
@@ -42,6 +42,22 @@ async def apply_stripe_state(
     for item in state.items:
         if item.price_id in plans:
             plan, cycle = plans[item.price_id]
+            if (plan.id, cycle) != (subscription.plan_id, subscription.billing_cycle):
+                session.add(
+                    SubscriptionPlanChange(
+                        subscription_id=subscription.id,
+                        from_plan_id=subscription.plan_id,
+                        to_plan_id=plan.id,
+                        from_billing_cycle=subscription.billing_cycle,
+                        to_billing_cycle=cycle,
+                        # The item's period: a mid-period upgrade keeps the period's start (the
+                        # new plan bills all of it), a renewal onto a new plan starts a period.
+                        effective_at=item.current_period_start
+                        or state.current_period_start
+                        or subscription.current_period_start
+                        or subscription.created_at,
+                    )
+                )
             subscription.plan_id = plan.id
             subscription.billing_cycle = cycle
             subscription.stripe_plan_item_id = item.id

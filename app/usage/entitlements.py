@@ -5,6 +5,7 @@ Whether the next call is allowed, by the subscription's status:
 - `trialing`: allowed until the included minutes are used up (a trial has no overage);
 - `past_due`: allowed during the grace period (`grace_period_ends_at`), suspended after it;
 - `unpaid`, `canceled`, `incomplete_expired`, `paused`: suspended;
+- suspended by an operator (or by dunning), whatever the status: suspended;
 - `pending`, `incomplete` (the first payment is not through), or no subscription: not
   allowed, not suspended.
 One indexed read answers it: the live subscription joined with its plan, the sums of its
@@ -51,8 +52,11 @@ def decide_call(
     minutes_included: int,
     grace_period_ends_at: datetime | None,
     now: datetime,
+    suspended_at: datetime | None = None,
 ) -> CallDecision:
     """Whether the next call may be placed (the rules in this module's docstring)."""
+    if suspended_at is not None and status not in _NOT_STARTED_STATUSES:
+        return CallDecision(call_allowed=False, suspended=True, reason="suspended")
     if status in _NOT_STARTED_STATUSES:
         return CallDecision(call_allowed=False, suspended=False, reason="subscription_not_started")
     if status in _SUSPENDED_STATUSES:
@@ -110,6 +114,7 @@ async def get_entitlements(
         minutes_included=state.minutes_included,
         grace_period_ends_at=state.grace_period_ends_at,
         now=now,
+        suspended_at=state.suspended_at,
     )
     assert state.plan_id is not None and state.plan_slug and state.plan_name
     return Entitlements(

@@ -207,6 +207,7 @@ EntitlementReason = Literal[
     "canceled",
     "incomplete_expired",
     "paused",
+    "suspended",
 ]
 
 
@@ -227,7 +228,9 @@ class Entitlements(BaseModel):
         description="Whether the next call may be placed; 100% of the minutes does not block "
         "it (the calls become overage) except during a trial."
     )
-    suspended: bool = Field(description="Access is suspended (unpaid, canceled, grace over).")
+    suspended: bool = Field(
+        description="Access is suspended (unpaid, canceled, grace over, or by an operator)."
+    )
     reason: EntitlementReason | None = Field(
         description="Why `call_allowed` is false; null when it is true."
     )

@@ -195,14 +195,18 @@ async def _record_invoice(
         if stripe_subscription_id
         else None
     )
-    add_on_prices = await plans_repository.add_on_price_ids(session)
-    await billing_history_service.record_invoice(
-        session,
-        invoice=invoice,
-        customer_id=customer.id,
-        subscription_id=subscription.id if subscription else None,
-        add_on_price_ids=add_on_prices,
-    )
+    # Our own one-off invoice of an ended subscription's overage: the charge's `overage`
+    # row already stands for it (and follows its status below); a row of its own would list
+    # the same money twice.
+    if "overage_charge_id" not in (invoice.get("metadata") or {}):
+        add_on_prices = await plans_repository.add_on_price_ids(session)
+        await billing_history_service.record_invoice(
+            session,
+            invoice=invoice,
+            customer_id=customer.id,
+            subscription_id=subscription.id if subscription else None,
+            add_on_price_ids=add_on_prices,
+        )
     # The `overage` rows of the charges this invoice carries follow its status.
     await overage_billing.record_invoice_overage(
         session,

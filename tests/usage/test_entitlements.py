@@ -287,3 +287,62 @@ async def test_the_quota_check_is_one_statement(
 
     assert entitlements["minutes_used"] == "10"
     assert len(statements) == 1
+
+
+SUSPENSION = "/subscriptions/api/admin/customers/{}/suspension/"
+
+
+async def test_an_operator_suspension_blocks_calls_until_it_is_lifted(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    plan: SubscriptionPlan,
+    customer: Customer,
+    user: str,
+    make_token: TokenFactory,
+) -> None:
+    await create_subscription(session, customer=customer, plan=plan, status="active")
+    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
+
+    suspended = await client.post(
+        SUSPENSION.format("42"), json={"reason": "fraud review"}, headers=admin
+    )
+    again = await client.post(
+        SUSPENSION.format("42"), json={"reason": "fraud review, day 2"}, headers=admin
+    )
+    while_suspended = await get_entitlements(client, user)
+    lifted = await client.delete(SUSPENSION.format("42"), headers=admin)
+    after = await get_entitlements(client, user)
+
+    assert suspended.status_code == 200, suspended.text
+    assert suspended.json()["suspended"] is True
+    # Suspending twice keeps the first time and takes the newer reason.
+    assert again.json()["suspended_at"] == suspended.json()["suspended_at"]
+    assert again.json()["reason"] == "fraud review, day 2"
+    assert decision(while_suspended) == (False, True, "suspended")
+    assert while_suspended["status"] == "active"
+    assert (lifted.status_code, lifted.json()["suspended"]) == (200, False)
+    assert decision(after) == (True, False, None)
+
+
+async def test_only_a_billing_admin_suspends_and_only_a_known_subscription(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    plan: SubscriptionPlan,
+    customer: Customer,
+    user: str,
+    make_token: TokenFactory,
+) -> None:
+    await create_subscription(session, customer=customer, plan=plan, status="active")
+    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
+
+    by_user = await client.post(SUSPENSION.format("42"), json={"reason": "x"}, headers=bearer(user))
+    unknown = await client.post(SUSPENSION.format("nobody"), json={"reason": "x"}, headers=admin)
+    no_reason = await client.post(SUSPENSION.format("42"), json={"reason": "  "}, headers=admin)
+
+    assert by_user.status_code == 403
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (
+        404,
+        "subscription_not_found",
+    )
+    assert no_reason.status_code == 422
+    assert decision(await get_entitlements(client, user)) == (True, False, None)

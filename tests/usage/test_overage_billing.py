@@ -311,6 +311,104 @@ async def test_the_plan_in_force_at_the_close_prices_the_whole_period(
     assert (charge.minutes_over, charge.amount) == (Decimal(200), 400)
 
 
+def _move_plan_item(fake: FakeStripe, stripe_subscription: dict[str, Any], price_id: str) -> None:
+    """Stripe's plan item now bills this price (a schedule's next phase, or an upgrade)."""
+    [plan_item] = stripe_subscription["items"]["data"]
+    plan_item["price"] = fake.prices[price_id]
+
+
+async def test_a_downgrade_applied_at_the_renewal_does_not_price_the_period_it_closes(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    subscription = await _local(session)
+    await _usage(session, subscription, minutes="2100")
+    smaller = await create_synced_plan(
+        session,
+        fake_stripe,
+        slug="lite",
+        included_minutes=1_000,
+        overage_rate_per_minute=Decimal(5),
+    )
+    # The scheduled downgrade takes effect at the renewal, and Stripe's
+    # customer.subscription.updated reaches us before the renewal's invoice.created.
+    assert smaller.stripe_monthly_price_id is not None
+    _move_plan_item(fake_stripe, stripe_subscription, smaller.stripe_monthly_price_id)
+    draft = _renew(fake_stripe, clock, stripe_subscription)
+    updated = fake_stripe.event("customer.subscription.updated", stripe_subscription)
+    assert await _deliver(client, app, updated, clock) == "processed"
+    assert (await _local(session)).plan_id == smaller.id
+
+    assert await _deliver(client, app, fake_stripe.event("invoice.created", draft), clock) == (
+        "processed"
+    )
+
+    # The period ran on the old plan: 100 min x 2.5 = 250 (the new one would say 5,500).
+    [charge] = await _charges(session)
+    assert (charge.minutes_over, charge.amount) == (Decimal(100), 250)
+
+
+async def test_a_late_record_is_priced_with_the_terms_its_period_was_closed_with(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    subscription = await _local(session)
+    totals = await _usage(session, subscription, minutes="2100")
+    draft = _renew(fake_stripe, clock, stripe_subscription)
+    assert await _deliver(client, app, fake_stripe.event("invoice.created", draft), clock) == (
+        "processed"
+    )
+    # In the next period the customer upgrades to a plan that would have covered it all.
+    bigger = await create_synced_plan(
+        session,
+        fake_stripe,
+        slug="professional",
+        included_minutes=5_000,
+        overage_rate_per_minute=Decimal(2),
+    )
+    assert bigger.stripe_monthly_price_id is not None
+    _move_plan_item(fake_stripe, stripe_subscription, bigger.stripe_monthly_price_id)
+    clock.advance(timedelta(days=3))
+    fake_stripe.now += 3 * 86_400
+    updated = fake_stripe.event("customer.subscription.updated", stripe_subscription)
+    assert await _deliver(client, app, updated, clock) == "processed"
+    # Then a late call of the closed period arrives.
+    session.add(
+        UsageRecord(
+            customer_id=subscription.customer_id,
+            subscription_id=subscription.id,
+            kind="minutes",
+            call_id="late-call-after-upgrade",
+            minutes=Decimal(10),
+            occurred_at=totals.period_end - timedelta(hours=1),
+            period_start=totals.period_start,
+            source="service",
+            request_fingerprint="f" * 64,
+            created_at=clock.now(),
+        )
+    )
+    await session.refresh(totals)
+    totals.minutes_used += Decimal(10)
+    await session.commit()
+
+    assert await bill_overage_adjustments(_ctx(app)) == 1
+
+    # Closed at 2.5 a minute over 2,000: 110 x 2.5 = 275, of which 250 charged. Priced with
+    # the new plan it would have been a credit of the whole 250.
+    [first, late] = await _charges(session)
+    assert (first.amount, late.sequence, late.amount) == (250, 1, 25)
+
+
 async def test_a_proration_invoice_closes_no_period(
     client: httpx.AsyncClient,
     app: FastAPI,
@@ -443,6 +541,22 @@ async def test_a_canceled_subscription_has_its_last_period_billed_on_a_one_off_i
     assert finalize.idempotency_key == f"overage-finalize:{charge.id}"
     [row] = await _overage_rows(session)
     assert (row.status, row.amount, row.stripe_invoice_id) == ("open", 250, invoice["id"])
+    # Stripe's own events about that invoice keep the one row in step: the customer sees the
+    # charge once, not the charge and the invoice beside it.
+    invoice.update(status="paid", amount_paid=250, amount_remaining=0)
+    assert await _deliver(client, app, fake_stripe.event("invoice.paid", invoice), clock) == (
+        "processed"
+    )
+    rows = (
+        await session.scalars(
+            select(BillingHistory)
+            .where(BillingHistory.stripe_invoice_id == invoice["id"])
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    assert [(row.type, row.status, row.overage_charge_id) for row in rows] == [
+        ("overage", "paid", charge.id)
+    ]
 
 
 async def test_a_yearly_subscription_asks_stripe_to_invoice_pending_items_monthly(

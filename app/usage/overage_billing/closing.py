@@ -1,0 +1,299 @@
+"""Step 1: usage periods closed into overage charges (database only, in the caller's
+transaction). See the package docstring for who closes what.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import ColumnElement, select, true
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import (
+    OverageCharge,
+    Subscription,
+    UsagePeriodTotals,
+)
+from app.plans import repository as plans_repository
+from app.stripe_gateway.types import from_timestamp, nested
+from app.subscriptions import repository as subscriptions_repository
+from app.usage.overage import (
+    OverageAmounts,
+    OverageTerms,
+    adjustment,
+    began_in_trial,
+    compute_overage,
+    overage_terms,
+    sum_charged,
+)
+
+logger = structlog.get_logger(__name__)
+
+CLOSING_BILLING_REASONS = ("subscription_cycle", "subscription_update")
+ENDED_STATUSES = ("canceled", "incomplete_expired")
+
+
+async def _terms_at(
+    session: AsyncSession, subscription: Subscription, moment: datetime
+) -> OverageTerms:
+    """The terms in force just before `moment`: the plan from the subscription's plan
+    history (a downgrade applied at the renewal that closes the period is not yet in force
+    for it; an upgrade made during the period is, for all of it), with the add-ons held now
+    (add-on changes take effect at once, never at a renewal)."""
+    plan_id = await subscriptions_repository.plan_in_force_at(
+        session, subscription=subscription, moment=moment
+    )
+    plan = await plans_repository.get_plan(session, plan_id)
+    assert plan is not None
+    lines = await subscriptions_repository.list_add_ons(session, subscription.id)
+    return overage_terms(plan, [(add_on, line.quantity) for line, add_on in lines])
+
+
+def _keep_closing_terms(totals: UsagePeriodTotals, terms: OverageTerms, in_trial: bool) -> None:
+    totals.closed_included_minutes = terms.included_minutes
+    totals.closed_agent_limit = terms.agent_limit
+    totals.closed_rate_per_minute = terms.rate_per_minute
+    totals.closed_rate_per_agent = terms.rate_per_agent
+    totals.closed_currency = terms.currency
+    totals.closed_in_trial = in_trial
+
+
+def _closing_terms(totals: UsagePeriodTotals) -> tuple[OverageTerms, bool] | None:
+    """The terms a period was closed with, as stored at the close."""
+    if (
+        totals.closed_included_minutes is None
+        or totals.closed_agent_limit is None
+        or totals.closed_rate_per_minute is None
+        or totals.closed_rate_per_agent is None
+        or totals.closed_currency is None
+    ):
+        return None
+    terms = OverageTerms(
+        included_minutes=totals.closed_included_minutes,
+        agent_limit=totals.closed_agent_limit,
+        rate_per_minute=Decimal(totals.closed_rate_per_minute),
+        rate_per_agent=Decimal(totals.closed_rate_per_agent),
+        currency=totals.closed_currency,
+    )
+    return terms, bool(totals.closed_in_trial)
+
+
+async def _charged(
+    session: AsyncSession, subscription_id: int, period_start: datetime, currency: str
+) -> tuple[OverageAmounts, int]:
+    """What the period's charges add up to, and the next free sequence (1 at least)."""
+    charges = (
+        await session.scalars(
+            select(OverageCharge).where(
+                OverageCharge.subscription_id == subscription_id,
+                OverageCharge.period_start == period_start,
+            )
+        )
+    ).all()
+    total = sum_charged(
+        (
+            OverageAmounts(
+                Decimal(c.minutes_over), c.agents_over, c.minutes_amount, c.agents_amount, currency
+            )
+            for c in charges
+        ),
+        currency,
+    )
+    return total, max((c.sequence for c in charges), default=0) + 1
+
+
+async def _insert_charge(
+    session: AsyncSession,
+    *,
+    totals: UsagePeriodTotals,
+    sequence: int,
+    amounts: OverageAmounts,
+    invoice_id: str | None,
+    now: datetime,
+) -> int | None:
+    # ON CONFLICT DO NOTHING: the unique (subscription, period, sequence) is the referee when
+    # two closes meet (three deliveries of one invoice.created make one row).
+    charge_id: int | None = await session.scalar(
+        insert(OverageCharge)
+        .values(
+            subscription_id=totals.subscription_id,
+            period_start=totals.period_start,
+            period_end=totals.period_end,
+            sequence=sequence,
+            minutes_over=amounts.minutes_over,
+            agents_over=amounts.agents_over,
+            minutes_amount=amounts.minutes_amount,
+            agents_amount=amounts.agents_amount,
+            amount=amounts.amount,
+            currency=amounts.currency,
+            status="pending",
+            stripe_invoice_id=invoice_id,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["subscription_id", "period_start", "sequence"])
+        .returning(OverageCharge.id)
+    )
+    return charge_id
+
+
+async def close_periods(
+    session: AsyncSession,
+    subscription: Subscription,
+    which: ColumnElement[bool],
+    *,
+    invoice_id: str | None,
+    now: datetime,
+    boundary: datetime | None = None,
+) -> list[int]:
+    """Close the subscription's unbilled periods matching `which`; returns new charge ids.
+
+    Each period is priced with the terms in force at its end (or at `boundary`, where the
+    billing period that closes it ended earlier), and those terms are kept on the period
+    for the adjustments of records that arrive later."""
+    rows = (
+        await session.scalars(
+            select(UsagePeriodTotals)
+            .where(
+                UsagePeriodTotals.subscription_id == subscription.id,
+                UsagePeriodTotals.overage_billed_at.is_(None),
+                which,
+            )
+            .order_by(UsagePeriodTotals.period_start)
+            # Locked: a record counted meanwhile waits, then finds the period billed and
+            # becomes an adjustment; a second close finds it billed and does nothing.
+            .with_for_update()
+        )
+    ).all()
+    created = []
+    for totals in rows:
+        closes_at = min(totals.period_end, boundary) if boundary else totals.period_end
+        terms = await _terms_at(session, subscription, closes_at)
+        in_trial = began_in_trial(totals.period_start, subscription.trial_end)
+        _keep_closing_terms(totals, terms, in_trial)
+        amounts = compute_overage(
+            terms,
+            minutes_used=Decimal(totals.minutes_used),
+            peak_agents=totals.peak_agents,
+            in_trial=in_trial,
+        )
+        # A period with nothing over is billed too, as nothing: no row, no Stripe call.
+        if not amounts.bills_nothing:
+            charge_id = await _insert_charge(
+                session, totals=totals, sequence=0, amounts=amounts, invoice_id=invoice_id, now=now
+            )
+            if charge_id is not None:
+                created.append(charge_id)
+        totals.overage_billed_at = now
+    await session.flush()
+    return created
+
+
+def _period_boundary(invoice: dict[str, Any]) -> datetime | None:
+    """Where the billing period this invoice opens starts: the earliest start of its plan and
+    add-on lines that are not prorations. A proration-only invoice (an upgrade mid-period)
+    opens no period and closes none."""
+    starts = []
+    for line in nested(invoice, "lines", "data") or []:
+        details = nested(line, "parent", "subscription_item_details")
+        start = nested(line, "period", "start")
+        if isinstance(details, dict) and not details.get("proration") and isinstance(start, int):
+            starts.append(start)
+    if not starts and invoice.get("billing_reason") == "subscription_cycle":
+        # Lines cut to the payload's first page: a renewal's own period ends where the next
+        # one starts.
+        end = invoice.get("period_end")
+        starts = [end] if isinstance(end, int) else []
+    return _timestamp(min(starts)) if starts else None
+
+
+async def close_periods_for_invoice(
+    session: AsyncSession, *, subscription: Subscription, invoice: dict[str, Any], now: datetime
+) -> list[int]:
+    """`invoice.created` (handler): close the usage periods before the period this invoice
+    opens, their charges aimed at this invoice while it is a draft."""
+    if invoice.get("billing_reason") not in CLOSING_BILLING_REASONS:
+        return []
+    boundary = _period_boundary(invoice)
+    if boundary is None:
+        return []
+    # Already finalized (an update invoiced at once): nothing can be added to it; the charge
+    # names no invoice and is billed with the next one.
+    target = str(invoice["id"]) if invoice.get("status") == "draft" else None
+    return await close_periods(
+        session,
+        subscription,
+        UsagePeriodTotals.period_start < boundary,
+        invoice_id=target,
+        now=now,
+        boundary=boundary,
+    )
+
+
+async def close_periods_on_cancel(
+    session: AsyncSession, *, subscription: Subscription, now: datetime
+) -> list[int]:
+    """`customer.subscription.deleted` (handler): bill every period not billed yet, the last
+    one cut short included (its allowance is not prorated: the customer had the plan's
+    monthly allowance while the period ran)."""
+    if subscription.status not in ENDED_STATUSES:
+        return []
+    return await close_periods(session, subscription, true(), invoice_id=None, now=now)
+
+
+async def adjust_billed_periods(
+    session: AsyncSession, subscription: Subscription, totals_ids: list[int], now: datetime
+) -> list[int]:
+    """Charge what billed periods now owe beyond what was charged (late records), priced
+    with the terms each period was closed with; returns the adjustment charges created."""
+    rows = (
+        await session.scalars(
+            select(UsagePeriodTotals)
+            .where(UsagePeriodTotals.id.in_(totals_ids))
+            .order_by(UsagePeriodTotals.period_start)
+            .with_for_update()
+        )
+    ).all()
+    created = []
+    for totals in rows:
+        closing = _closing_terms(totals)
+        if closing is None:
+            # Closed before closing terms were kept: the plan history still says which plan
+            # was in force at the period's end.
+            terms = await _terms_at(session, subscription, totals.period_end)
+            in_trial = began_in_trial(totals.period_start, subscription.trial_end)
+            _keep_closing_terms(totals, terms, in_trial)
+        else:
+            terms, in_trial = closing
+        implied = compute_overage(
+            terms,
+            minutes_used=Decimal(totals.minutes_used),
+            peak_agents=totals.peak_agents,
+            in_trial=in_trial,
+        )
+        charged, sequence = await _charged(
+            session, subscription.id, totals.period_start, terms.currency
+        )
+        difference = adjustment(implied, charged)
+        if not difference.bills_nothing:
+            charge_id = await _insert_charge(
+                session,
+                totals=totals,
+                sequence=sequence,
+                amounts=difference,
+                invoice_id=None,
+                now=now,
+            )
+            if charge_id is not None:
+                created.append(charge_id)
+        # Looked at now: only records written after this count as late next time.
+        totals.overage_billed_at = now
+    await session.flush()
+    return created
+
+
+def _timestamp(value: int) -> datetime:
+    moment = from_timestamp(value)
+    assert moment is not None
+    return moment

@@ -1,0 +1,65 @@
+"""The `overage` billing-history rows follow the invoice their charge is on."""
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import (
+    BillingHistory,
+    OverageCharge,
+)
+from app.stripe_gateway.types import nested
+
+logger = structlog.get_logger(__name__)
+
+
+async def record_invoice_overage(
+    session: AsyncSession, *, invoice: dict[str, Any], subscription_id: int | None, now: datetime
+) -> None:
+    """Keep the `overage` history rows of an invoice's charges in step with the invoice
+    (handler, on every invoice event): a pending item that landed on this invoice links its
+    charge to it, and each row takes the invoice's status, number and link."""
+    invoice_id = str(invoice["id"])
+    named = {
+        charge_id
+        for metadata in [invoice.get("metadata") or {}]
+        + [line.get("metadata") or {} for line in nested(invoice, "lines", "data") or []]
+        if isinstance(charge_id := metadata.get("overage_charge_id"), str) and charge_id.isdigit()
+    }
+    charge_ids = {int(charge_id) for charge_id in named}
+    if charge_ids:
+        await session.execute(
+            update(OverageCharge)
+            .where(OverageCharge.id.in_(charge_ids), OverageCharge.status == "pending_next_invoice")
+            .values(
+                status="invoiced",
+                stripe_invoice_id=invoice_id,
+                invoiced_at=func.coalesce(OverageCharge.invoiced_at, now),
+            )
+        )
+    # By indexed columns (the subscription's charges, or those the invoice names), never a
+    # scan of every charge for each invoice event.
+    ours: ColumnElement[bool] = OverageCharge.id.in_(charge_ids)
+    if subscription_id is not None:
+        ours = or_(ours, OverageCharge.subscription_id == subscription_id)
+    elif not charge_ids:
+        return
+    await session.execute(
+        update(BillingHistory)
+        .where(
+            BillingHistory.overage_charge_id.in_(
+                select(OverageCharge.id).where(OverageCharge.stripe_invoice_id == invoice_id, ours)
+            )
+        )
+        .values(
+            status=str(invoice.get("status") or "draft"),
+            stripe_invoice_id=invoice_id,
+            number=invoice.get("number"),
+            hosted_invoice_url=invoice.get("hosted_invoice_url"),
+            invoice_pdf_url=invoice.get("invoice_pdf"),
+            updated_at=func.now(),
+        )
+    )
