@@ -287,7 +287,7 @@ def _print(label: str, against: str, value: float, suffix: str = "x") -> None:
     print(f"{label:46} {against:12} {value:>8.2f}{suffix}", flush=True)
 
 
-async def run(database_url: str, redis_url: str) -> None:
+async def run(database_url: str, redis_url: str, only: str | None = None) -> None:
     settings = make_settings(
         database_url, redis_url, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, LOG_LEVEL="WARNING"
     )
@@ -334,8 +334,12 @@ async def run(database_url: str, redis_url: str) -> None:
                 for path in usage_paths(settings)
                 if path.make_request()[1].split("?")[0] in openapi
             ]
+            if only is not None:
+                # `python -m bench "POST usage/"`: the paths whose label contains the text.
+                paths = [path for path in paths if only in path.label]
+                usage = [path for path in usage if only in path.label]
             await rate(bare, bare_requests["select"])  # warm both up
-            await rate(service, paths[0].make_request)
+            await rate(service, lambda: ("GET", "/subscriptions/api/plans/", None, {}))
             print(f"{'path':46} {'against':12} {'service/bare (median of rounds)'}")
             for path in [*paths, *usage]:
                 _print(
@@ -343,7 +347,8 @@ async def run(database_url: str, redis_url: str) -> None:
                     f"bare {path.against}",
                     await ratio(service, bare, path, bare_requests),
                 )
-            if usage:
+            # A run of chosen paths skips the million-record phase (minutes of seeding).
+            if usage and only is None:
                 await seed_history(dsn, subscription_id)
                 print(f"with {HISTORY_RECORDS:,} usage records already stored:")
                 for path in usage:
@@ -352,7 +357,10 @@ async def run(database_url: str, redis_url: str) -> None:
                         f"bare {path.against}",
                         await ratio(service, bare, path, bare_requests),
                     )
-    _print("worker: stored events processed", "", await worker_events_per_second(settings), " /s")
+    if only is None or only in "worker":
+        _print(
+            "worker: stored events processed", "", await worker_events_per_second(settings), " /s"
+        )
 
 
 def main() -> None:
@@ -366,7 +374,7 @@ def main() -> None:
             upgrade_to_head(database_url)
             redis_url = asyncio.run(infra.claim_redis_database(redis_server))
             try:
-                asyncio.run(run(database_url, redis_url))
+                asyncio.run(run(database_url, redis_url, only=" ".join(sys.argv[1:]) or None))
             finally:
                 asyncio.run(infra.flush_redis_database(redis_url, release=True))
         finally:
