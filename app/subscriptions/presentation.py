@@ -46,5 +46,6 @@ async def describe_subscription(
         pending_change=pending_change,
         failed_payment_attempts=subscription.failed_payment_attempts,
         grace_period_ends_at=subscription.grace_period_ends_at,
+        suspended_at=subscription.suspended_at,
         stripe_subscription_id=subscription.stripe_subscription_id,
     )

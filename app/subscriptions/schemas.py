@@ -86,6 +86,8 @@ class SubscriptionPublic(BaseModel):
     pending_change: PendingChange | None
     failed_payment_attempts: int
     grace_period_ends_at: datetime | None
+    # Access suspended by an operator (or by dunning) since then; null when not suspended.
+    suspended_at: datetime | None = None
     stripe_subscription_id: str | None
 
 

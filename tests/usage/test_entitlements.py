@@ -310,6 +310,7 @@ async def test_an_operator_suspension_blocks_calls_until_it_is_lifted(
         SUSPENSION.format("42"), json={"reason": "fraud review, day 2"}, headers=admin
     )
     while_suspended = await get_entitlements(client, user)
+    manage = await client.get("/subscriptions/api/manage/", headers=bearer(user))
     lifted = await client.delete(SUSPENSION.format("42"), headers=admin)
     after = await get_entitlements(client, user)
 
@@ -320,6 +321,7 @@ async def test_an_operator_suspension_blocks_calls_until_it_is_lifted(
     assert again.json()["reason"] == "fraud review, day 2"
     assert decision(while_suspended) == (False, True, "suspended")
     assert while_suspended["status"] == "active"
+    assert manage.json()["subscription"]["suspended_at"] == suspended.json()["suspended_at"]
     assert (lifted.status_code, lifted.json()["suspended"]) == (200, False)
     assert decision(after) == (True, False, None)
 
