@@ -148,6 +148,7 @@ async def _insert_charge(
     totals: UsagePeriodTotals,
     sequence: int,
     amounts: OverageAmounts,
+    terms: OverageTerms,
     invoice_id: str | None,
     now: datetime,
 ) -> int | None:
@@ -169,6 +170,8 @@ async def _insert_charge(
             status="pending",
             stripe_invoice_id=invoice_id,
             created_at=now,
+            rate_per_minute=terms.rate_per_minute,
+            rate_per_agent=terms.rate_per_agent,
         )
         .on_conflict_do_nothing(index_elements=["subscription_id", "period_start", "sequence"])
         .returning(OverageCharge.id)
@@ -213,7 +216,13 @@ async def _close(
         # A period with nothing over is billed too, as nothing: no row, no Stripe call.
         if not amounts.bills_nothing:
             charge_id = await _insert_charge(
-                session, totals=totals, sequence=0, amounts=amounts, invoice_id=invoice_id, now=now
+                session,
+                totals=totals,
+                sequence=0,
+                amounts=amounts,
+                terms=terms,
+                invoice_id=invoice_id,
+                now=now,
             )
             if charge_id is not None:
                 created.append(charge_id)
@@ -879,10 +888,10 @@ async def bill_overage_adjustments(ctx: dict[str, Any]) -> int:
     difference between what its totals now imply and what was charged (sequence 1, 2, ...),
     with the next invoice. Returns adjustment charges created.
 
-    The terms are the subscription's plan and add-ons when the adjustment is computed: the
-    terms that closed the period are not stored (`overage_charges` has no column for them),
-    so a plan change between a close and a late record re-prices that period's overage in
-    the adjustment."""
+    The terms are the subscription's plan and add-ons when the adjustment is computed (each
+    charge records the rates it was computed at, for the invoice, but not the included
+    minutes and limits), so a plan change between a close and a late record re-prices that
+    period's overage in the adjustment."""
     sessionmaker: async_sessionmaker[AsyncSession] = ctx["sessionmaker"]
     clock: Clock = ctx["clock"]
     now = clock.now()
@@ -953,6 +962,7 @@ async def _adjust(
                 totals=totals,
                 sequence=sequence,
                 amounts=difference,
+                terms=terms,
                 invoice_id=None,
                 now=now,
             )
