@@ -19,6 +19,9 @@ from app.core.unexpected_errors import UnexpectedErrorMiddleware
 from app.customers.router import router as customers_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import IdempotencyMiddleware
+from app.invoices.branding import default_branding
+from app.invoices.router import admin_router as invoices_admin_router
+from app.invoices.router import router as invoices_router
 from app.payment_methods.router import router as payment_methods_router
 from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
@@ -40,6 +43,7 @@ def create_app(
     settings = settings or get_settings()
     try:
         settings.jwt_verification_key  # noqa: B018 (fail at start-up, not on the first call)
+        seller_branding = default_branding(settings)
     except ConfigurationError as error:
         refuse_to_start(str(error))
     configure_logging(settings)
@@ -71,6 +75,7 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.stripe_gateway = stripe_gateway or StripeGateway(settings)
+    app.state.default_branding = seller_branding
 
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(IdempotencyMiddleware)
@@ -82,7 +87,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.CORS_ALLOWED_ORIGINS,
-            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             max_age=600,
         )
@@ -97,6 +102,8 @@ def create_app(
         subscriptions_admin_router,
         payment_methods_router,
         billing_history_router,
+        invoices_router,
+        invoices_admin_router,
         usage_router,
         alerts_router,
         webhook_router,

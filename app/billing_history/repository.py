@@ -102,6 +102,19 @@ async def get_invoice_subscription_id(
     )
 
 
+async def get_for_customer(
+    session: AsyncSession, *, customer_id: int, record_id: int
+) -> BillingHistory | None:
+    """One of the customer's rows by id; None when it does not exist or is another
+    customer's. The one look-up of a single row: rows moved to an archive keep their ids, and
+    this is where they are to be found too."""
+    return await session.scalar(
+        select(BillingHistory).where(
+            BillingHistory.id == record_id, BillingHistory.customer_id == customer_id
+        )
+    )
+
+
 async def list_for_customer(
     session: AsyncSession,
     *,

@@ -174,6 +174,13 @@ async def has_newer_open_invoice(
     )
 
 
+async def get_entry_for_customer(
+    session: AsyncSession, *, customer_id: int, record_id: int
+) -> BillingHistory | None:
+    """The customer's row `record_id`; None for an unknown id or another customer's row."""
+    return await repository.get_for_customer(session, customer_id=customer_id, record_id=record_id)
+
+
 async def list_billing_history(
     session: AsyncSession,
     *,

@@ -7,12 +7,19 @@ setting with a comment.
 
 import sys
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
+from babel import Locale, UnknownLocaleError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.money import normalize_currency
+from app.invoices.branding_validation import (
+    BrandingValueError,
+    normalize_hex_color,
+    normalize_number_prefix,
+)
 
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "your_", "your-", "placeholder", "example")
 
@@ -103,6 +110,20 @@ class Settings(BaseSettings):
 
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
 
+    # Invoice PDFs: the service's own branding, on the PDFs of customers without their own.
+    INVOICE_SELLER_NAME: str = Field(default="Call Center Billing", min_length=1, max_length=200)
+    # Address lines separated by "|": "1 Main Street|Springfield, IL 62701|United States".
+    INVOICE_SELLER_ADDRESS: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    INVOICE_SELLER_TAX_ID: str | None = Field(default=None, max_length=64)
+    INVOICE_PRIMARY_COLOR: str = "#1f4e79"
+    INVOICE_FOOTER_TEXT: str = Field(default="Thank you for your business.", max_length=500)
+    # Printed before Stripe's invoice number ("ACME-" + "A1B2C3-0001").
+    INVOICE_NUMBER_PREFIX: str = ""
+    # A PNG or SVG file (checked like a customer's logo at start-up); none by default.
+    INVOICE_LOGO_PATH: Path | None = None
+    # How amounts and dates are written on the PDFs (a CLDR locale: en_US, de_DE, fr_FR...).
+    INVOICE_LOCALE: str = "en_US"
+
     @field_validator("CORS_ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
@@ -128,6 +149,37 @@ class Settings(BaseSettings):
     @classmethod
     def _check_currency(cls, value: str) -> str:
         return normalize_currency(value)
+
+    @field_validator("INVOICE_SELLER_ADDRESS", mode="before")
+    @classmethod
+    def _split_address(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [line.strip() for line in value.split("|") if line.strip()]
+        return value
+
+    @field_validator("INVOICE_PRIMARY_COLOR")
+    @classmethod
+    def _check_color(cls, value: str) -> str:
+        try:
+            return normalize_hex_color(value)
+        except BrandingValueError as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("INVOICE_NUMBER_PREFIX")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        try:
+            return normalize_number_prefix(value) or ""
+        except BrandingValueError as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("INVOICE_LOCALE")
+    @classmethod
+    def _check_locale(cls, value: str) -> str:
+        try:
+            return str(Locale.parse(value))
+        except (UnknownLocaleError, ValueError, TypeError):
+            raise ValueError(f"not a known locale: {value!r}") from None
 
     @model_validator(mode="after")
     def _check_stripe_mode(self) -> "Settings":

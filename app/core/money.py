@@ -4,11 +4,17 @@ Amounts are never floats. Prices are stored and sent to Stripe as integers in th
 minor unit (cents for USD). Rates that are fractions of a minor unit (an overage rate of 2.5
 cents per minute) are `Decimal`; a rate times a quantity is rounded exactly once, by
 `round_to_minor_units`, at the point where it becomes a charge.
+
+For people (invoice PDFs), an amount is converted from minor units to the currency's major
+unit in one place, `Money.major_units`, with Stripe's exponent of the currency, and written
+out with Babel's locale data by `format_money` / `format_minor_unit_rate`.
 """
 
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+
+from babel.numbers import format_currency
 
 _CURRENCY_CODE = re.compile(r"^[a-z]{3}$")
 
@@ -31,6 +37,42 @@ def round_to_minor_units(amount: Decimal) -> int:
     if not amount.is_finite():
         raise ValueError(f"cannot round a non-finite amount: {amount}")
     return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+# Stripe's minor units (docs: "Supported currencies", zero- and three-decimal currencies);
+# every other currency has two decimals in Stripe's API, including the "special cases" (ISK,
+# HUF, TWD), whose API amounts stay two-decimal.
+_ZERO_DECIMAL = frozenset(
+    [
+        "bif",
+        "clp",
+        "djf",
+        "gnf",
+        "jpy",
+        "kmf",
+        "krw",
+        "mga",
+        "pyg",
+        "rwf",
+        "ugx",
+        "vnd",
+        "vuv",
+        "xaf",
+        "xof",
+        "xpf",
+    ]
+)
+_THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+
+
+def minor_unit_exponent(currency: str) -> int:
+    """How many decimal places Stripe's integer amounts of `currency` stand for."""
+    code = normalize_currency(currency)
+    if code in _ZERO_DECIMAL:
+        return 0
+    if code in _THREE_DECIMAL:
+        return 3
+    return 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +103,28 @@ class Money:
     def __sub__(self, other: "Money") -> "Money":
         self._check_same_currency(other)
         return Money(self.amount - other.amount, self.currency)
+
+    @property
+    def major_units(self) -> Decimal:
+        """The amount in the currency's major unit (1999 cents -> 19.99), exact."""
+        return Decimal(self.amount).scaleb(-minor_unit_exponent(self.currency))
+
+
+def format_money(money: Money, locale: str) -> str:
+    """`money` as people read it in `locale`: "$1,234.50", "1.234,50 €", "¥1,234".
+
+    The value comes from `major_units` (Stripe's exponent); the number of decimals shown is
+    the currency's own (ISO 4217, from Babel), which is the same except for ISK, where Stripe
+    keeps two decimals that are always zero."""
+    return format_currency(money.major_units, money.currency.upper(), locale=locale)
+
+
+def format_minor_unit_rate(rate: Decimal, currency: str, locale: str) -> str:
+    """A rate in minor units (2.5 cents a minute) in major units, every digit kept: "$0.025".
+
+    Rates are not amounts: they are never rounded for display, or a line would not show the
+    rate it was billed at."""
+    major = rate.scaleb(-minor_unit_exponent(currency))
+    return format_currency(
+        major, normalize_currency(currency).upper(), locale=locale, decimal_quantization=False
+    )

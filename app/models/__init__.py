@@ -4,7 +4,9 @@ from app.models.add_on import AddOn
 from app.models.base import Base
 from app.models.billing_history import BillingHistory
 from app.models.customer import Customer
+from app.models.customer_branding import CustomerBranding
 from app.models.idempotency_key import IdempotencyKey
+from app.models.invoice_document import InvoiceDocument
 from app.models.notification import Notification
 from app.models.operator_alert import OperatorAlert
 from app.models.payment_method import PaymentMethod
@@ -26,7 +28,9 @@ __all__ = [
     "Base",
     "BillingHistory",
     "Customer",
+    "CustomerBranding",
     "IdempotencyKey",
+    "InvoiceDocument",
     "Notification",
     "OperatorAlert",
     "OverageCharge",

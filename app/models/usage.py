@@ -179,3 +179,8 @@ class OverageCharge(Base):
     stripe_invoice_item_ids: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     invoiced_at: Mapped[datetime | None]
+    # The rates the charge was computed at (minor units per minute, per agent above the
+    # limit), shown on the invoice beside the quantities. Null on charges made before they
+    # were recorded.
+    rate_per_minute: Mapped[Decimal | None] = mapped_column(RATE)
+    rate_per_agent: Mapped[Decimal | None] = mapped_column(RATE)

@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import stripe
@@ -27,9 +28,14 @@ from app.stripe_gateway.errors import (
 )
 from app.stripe_gateway.types import (
     AccountState,
+    InvoiceDetails,
+    InvoiceDiscountAmount,
+    InvoiceLineDetails,
     InvoicePaymentOutcome,
     InvoicePreview,
+    InvoiceTaxAmount,
     PaymentMethodCard,
+    PostalAddress,
     PriceState,
     ProductState,
     ScheduleState,
@@ -262,6 +268,140 @@ _RETRIEVABLE = {
 
 
 _SUBSCRIPTION_EXPANSIONS = ["latest_invoice.confirmation_secret", "pending_setup_intent"]
+# What an invoice's PDF names besides ids: the coupon behind each discount amount, and the
+# account's tax ids as objects (type and value).
+_INVOICE_DOCUMENT_EXPANSIONS = ["total_discount_amounts.discount.source.coupon", "account_tax_ids"]
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _amount(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A decimal field: stripe-python reads `*_decimal` strings as Decimal; floats (a tax
+    rate's `percentage`) are read through their shortest repr, so 19.6 stays 19.6."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _address(value: Any) -> PostalAddress | None:
+    if not isinstance(value, Mapping):
+        return None
+    address = PostalAddress(
+        line1=_text(value.get("line1")),
+        line2=_text(value.get("line2")),
+        city=_text(value.get("city")),
+        state=_text(value.get("state")),
+        postal_code=_text(value.get("postal_code")),
+        country=_text(value.get("country")),
+    )
+    return address if address.lines() else None
+
+
+def _invoice_line(line: dict[str, Any]) -> InvoiceLineDetails:
+    parent = line.get("parent") or {}
+    proration = bool(
+        _get(parent, "subscription_item_details", "proration")
+        or _get(parent, "invoice_item_details", "proration")
+    )
+    period = line.get("period") or {}
+    quantity = line.get("quantity")
+    return InvoiceLineDetails(
+        id=str(line["id"]),
+        description=_text(line.get("description")),
+        amount=_amount(line.get("amount")),
+        quantity=quantity if isinstance(quantity, int) and not isinstance(quantity, bool) else None,
+        unit_amount=_decimal(_get(line, "pricing", "unit_amount_decimal")),
+        price_id=_id(_get(line, "pricing", "price_details", "price")),
+        proration=proration,
+        period_start=from_timestamp(period.get("start")),
+        period_end=from_timestamp(period.get("end")),
+        metadata={str(k): str(v) for k, v in (line.get("metadata") or {}).items()},
+    )
+
+
+def _discount_amount(entry: dict[str, Any]) -> InvoiceDiscountAmount:
+    # Expanded: discount -> source.coupon; an id when Stripe did not expand it.
+    discount = entry.get("discount")
+    coupon = _get(discount, "source", "coupon") if isinstance(discount, Mapping) else None
+    coupon = coupon if isinstance(coupon, Mapping) else {}
+    return InvoiceDiscountAmount(
+        amount=_amount(entry.get("amount")),
+        name=_text(coupon.get("name")),
+        percent_off=_decimal(coupon.get("percent_off")),
+    )
+
+
+def _tax_amount(entry: dict[str, Any], rates: Mapping[str, dict[str, Any]]) -> InvoiceTaxAmount:
+    rate = rates.get(str(_get(entry, "tax_rate_details", "tax_rate") or ""), {})
+    taxable = entry.get("taxable_amount")
+    return InvoiceTaxAmount(
+        amount=_amount(entry.get("amount")),
+        taxable_amount=taxable if isinstance(taxable, int) else None,
+        inclusive=entry.get("tax_behavior") == "inclusive",
+        display_name=_text(rate.get("display_name")),
+        percentage=_decimal(rate.get("percentage")),
+        jurisdiction=_text(rate.get("jurisdiction")),
+        taxability_reason=_text(entry.get("taxability_reason")),
+    )
+
+
+def _invoice_details(
+    invoice: dict[str, Any],
+    lines: list[dict[str, Any]],
+    tax_rates: Mapping[str, dict[str, Any]],
+) -> InvoiceDetails:
+    transitions = invoice.get("status_transitions") or {}
+    return InvoiceDetails(
+        id=str(invoice["id"]),
+        number=_text(invoice.get("number")),
+        status=str(invoice.get("status") or ""),
+        currency=str(invoice["currency"]).lower(),
+        customer_id=_id(invoice.get("customer")),
+        customer_name=_text(invoice.get("customer_name")),
+        customer_email=_text(invoice.get("customer_email")),
+        customer_address=_address(invoice.get("customer_address")),
+        customer_tax_ids=tuple(
+            (str(tax_id.get("type") or ""), str(tax_id["value"]))
+            for tax_id in invoice.get("customer_tax_ids") or []
+            if isinstance(tax_id, Mapping) and tax_id.get("value")
+        ),
+        account_tax_ids=tuple(
+            str(tax_id["value"])
+            for tax_id in invoice.get("account_tax_ids") or []
+            if isinstance(tax_id, Mapping) and tax_id.get("value")
+        ),
+        created=from_timestamp(invoice.get("created")),
+        finalized_at=from_timestamp(transitions.get("finalized_at")),
+        paid_at=from_timestamp(transitions.get("paid_at")),
+        due_date=from_timestamp(invoice.get("due_date")),
+        period_start=from_timestamp(invoice.get("period_start")),
+        period_end=from_timestamp(invoice.get("period_end")),
+        subtotal=_amount(invoice.get("subtotal")),
+        total=_amount(invoice.get("total")),
+        amount_paid=_amount(invoice.get("amount_paid")),
+        amount_due=_amount(invoice.get("amount_due")),
+        amount_remaining=_amount(invoice.get("amount_remaining")),
+        starting_balance=_amount(invoice.get("starting_balance")),
+        discounts=tuple(
+            _discount_amount(entry)
+            for entry in invoice.get("total_discount_amounts") or []
+            if _amount(entry.get("amount"))
+        ),
+        taxes=tuple(_tax_amount(entry, tax_rates) for entry in invoice.get("total_taxes") or []),
+        lines=tuple(_invoice_line(line) for line in lines),
+        description=_text(invoice.get("description")),
+        metadata={str(k): str(v) for k, v in (invoice.get("metadata") or {}).items()},
+    )
 
 
 class StripeGateway:
@@ -876,6 +1016,50 @@ class StripeGateway:
     async def list_invoices(self, *, customer_id: str) -> list[dict[str, Any]]:
         """A customer's invoices in every status, newest first, as Stripe holds them."""
         return await self._every_page(self._stripe.invoices, {"customer": customer_id})
+
+    # --- invoice documents -------------------------------------------------------------
+
+    async def retrieve_invoice_details(self, invoice_id: str) -> InvoiceDetails | None:
+        """An invoice with every line, its discounts (named by their coupons) and its taxes
+        (named by their tax rates); None if Stripe has no such invoice.
+
+        An invoice embeds only its first lines (`lines.has_more`); the rest are paged from
+        `GET /v1/invoices/{id}/lines`, 100 at a time, after the last embedded one."""
+        async with _translated_errors():
+            try:
+                invoice = _plain(
+                    await self._stripe.invoices.retrieve_async(
+                        invoice_id, {"expand": _INVOICE_DOCUMENT_EXPANSIONS}
+                    )
+                )
+            except stripe.InvalidRequestError as error:
+                if error.code == "resource_missing":
+                    return None
+                raise
+            embedded = invoice.get("lines") or {}
+            lines: list[dict[str, Any]] = list(embedded.get("data") or [])
+            has_more = bool(embedded.get("has_more"))
+            while has_more and lines:
+                page = _plain(
+                    await self._stripe.invoices.line_items.list_async(
+                        invoice_id, {"limit": 100, "starting_after": str(lines[-1]["id"])}
+                    )
+                )
+                data: list[dict[str, Any]] = page.get("data") or []
+                lines.extend(data)
+                has_more = bool(page.get("has_more")) and bool(data)
+            rate_ids = sorted(
+                {
+                    str(rate_id)
+                    for entry in invoice.get("total_taxes") or []
+                    if (rate_id := _get(entry, "tax_rate_details", "tax_rate"))
+                }
+            )
+            tax_rates = {
+                rate_id: _plain(await self._stripe.tax_rates.retrieve_async(rate_id))
+                for rate_id in rate_ids
+            }
+        return _invoice_details(invoice, lines, tax_rates)
 
     # --- overage: invoice items and one-off invoices ---------------------------------
 

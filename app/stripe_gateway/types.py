@@ -6,6 +6,7 @@ invoice's payments are `invoice_payments`, not a `payment_intent` field.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 BillingInterval = Literal["month", "year"]
@@ -152,3 +153,100 @@ class WebhookEndpointState:
     api_version: str | None
     status: str
     enabled_events: tuple[str, ...]
+
+
+_CITY_STATE_POSTAL_COUNTRIES = frozenset({"US", "CA", "AU"})
+
+
+@dataclass(frozen=True, slots=True)
+class PostalAddress:
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+    def lines(self) -> list[str]:
+        """The address as printed: street lines, locality, country. The locality is
+        "City, ST 12345" in countries that write it so, "12345 City" elsewhere."""
+        if self.country in _CITY_STATE_POSTAL_COUNTRIES:
+            city_state = ", ".join(part for part in (self.city, self.state) if part)
+            locality = " ".join(part for part in (city_state, self.postal_code) if part)
+        else:
+            locality = " ".join(part for part in (self.postal_code, self.city) if part)
+            if self.state:
+                locality = f"{locality}, {self.state}" if locality else self.state
+        return [line for line in (self.line1, self.line2, locality, self.country) if line]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLineDetails:
+    """One line of a Stripe invoice (`pricing.price_details`, `parent.*.proration`)."""
+
+    id: str
+    description: str | None
+    # Minor units, before discounts and exclusive taxes.
+    amount: int
+    quantity: int | None
+    # Minor units per unit (`pricing.unit_amount_decimal`), exact.
+    unit_amount: Decimal | None
+    price_id: str | None
+    proration: bool
+    period_start: datetime | None
+    period_end: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDiscountAmount:
+    amount: int
+    # The coupon's name (or the promotion code) when Stripe has one.
+    name: str | None
+    percent_off: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceTaxAmount:
+    amount: int
+    taxable_amount: int | None
+    inclusive: bool
+    # From the tax rate, when the tax has one (`tax_rate_details`): "VAT", 19, "DE".
+    display_name: str | None
+    percentage: Decimal | None
+    jurisdiction: str | None
+    taxability_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDetails:
+    """A Stripe invoice with everything its PDF shows, every line included."""
+
+    id: str
+    number: str | None
+    status: str
+    currency: str
+    customer_id: str | None
+    customer_name: str | None
+    customer_email: str | None
+    customer_address: PostalAddress | None
+    # (type, value): ("eu_vat", "DE123456789").
+    customer_tax_ids: tuple[tuple[str, str], ...]
+    account_tax_ids: tuple[str, ...]
+    created: datetime | None
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    due_date: datetime | None
+    period_start: datetime | None
+    period_end: datetime | None
+    subtotal: int
+    total: int
+    amount_paid: int
+    amount_due: int
+    amount_remaining: int
+    starting_balance: int
+    discounts: tuple[InvoiceDiscountAmount, ...]
+    taxes: tuple[InvoiceTaxAmount, ...]
+    lines: tuple[InvoiceLineDetails, ...]
+    description: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)

@@ -18,10 +18,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models import OverageCharge
 from app.models.subscription import LIVE_STATUSES
 from app.usage.placement import SubscriptionTerms
 
@@ -562,3 +563,14 @@ async def daily_minutes(
         {"subscription_id": subscription_id, "first_day": first_day, "last_day": last_day},
     )
     return {row.day: row.minutes_used for row in rows}
+
+
+async def list_overage_charges(
+    session: AsyncSession, charge_ids: Sequence[int]
+) -> Sequence[OverageCharge]:
+    """Overage charges by id (what an invoice's overage lines were computed from)."""
+    if not charge_ids:
+        return []
+    return (
+        await session.scalars(select(OverageCharge).where(OverageCharge.id.in_(charge_ids)))
+    ).all()

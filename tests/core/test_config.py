@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import pytest
+from pydantic import ValidationError
 
 from app.cli import app as cli
-from app.core.config import Settings
+from app.core.config import ConfigurationError, Settings
+from app.invoices.branding import default_branding
+from tests.invoices.helpers import png_logo
 
 
 def _settings(**values: object) -> Settings:
@@ -71,3 +76,36 @@ def test_start_up_refuses_dangerous_configuration(
 def test_production_accepts_a_real_secret() -> None:
     settings = _settings(ENVIRONMENT="production", JWT_SECRET="x7Hq2vN9pL4rT8wK1mZ5cB3dF6gJ0sYe")
     assert settings.ENVIRONMENT == "production"
+
+
+def test_invoice_branding_settings_are_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVOICE_SELLER_ADDRESS", "1 Main Street| Springfield, IL 62701 |")
+    monkeypatch.setenv("INVOICE_PRIMARY_COLOR", "#ABC")
+    monkeypatch.setenv("INVOICE_LOCALE", "de_DE")
+    settings = _settings()
+    assert settings.INVOICE_SELLER_ADDRESS == ["1 Main Street", "Springfield, IL 62701"]
+    assert settings.INVOICE_PRIMARY_COLOR == "#aabbcc"
+    assert settings.INVOICE_LOCALE == "de_DE"
+    for name, value in (
+        ("INVOICE_PRIMARY_COLOR", "blue"),
+        ("INVOICE_NUMBER_PREFIX", "no spaces"),
+        ("INVOICE_LOCALE", "xx_nowhere"),
+    ):
+        with pytest.raises(ValidationError, match=name):
+            _settings(**{name: value})
+
+
+def test_a_seller_logo_that_fails_the_checks_stops_the_start(tmp_path: Path) -> None:
+    script = tmp_path / "logo.svg"
+    script.write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>x()</script></svg>')
+    good = tmp_path / "logo.png"
+    good.write_bytes(png_logo())
+
+    assert default_branding(_settings(INVOICE_LOGO_PATH=good)).logo is not None
+    for path, message in (
+        (script, "script"),
+        (tmp_path / "missing.png", "cannot be read"),
+        (tmp_path / "logo.gif", ".png or .svg"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            default_branding(_settings(INVOICE_LOGO_PATH=path))

@@ -22,7 +22,7 @@ import httpx
 import stripe
 
 from tests.stripe.fixtures import stripe_fixture
-from tests.stripe.invoicing import FakeInvoicing
+from tests.stripe.invoicing import EMBEDDED_LINES, FakeInvoicing
 from tests.stripe.wire import (
     Params,
     StripeApiError,
@@ -91,6 +91,8 @@ class FakeStripe(FakeInvoicing):
             ("POST", r"/v1/invoices/create_preview", self._create_preview),
             ("POST", r"/v1/invoices", self._create_invoice),
             ("GET", r"/v1/invoices/([^/]+)", self._get_invoice),
+            ("GET", r"/v1/invoices/([^/]+)/lines", self._list_invoice_lines),
+            ("GET", r"/v1/tax_rates/([^/]+)", self._get_tax_rate),
             ("POST", r"/v1/invoices/([^/]+)/pay", self._pay_invoice),
             ("POST", r"/v1/invoices/([^/]+)/finalize", self._finalize_invoice),
             ("POST", r"/v1/invoiceitems", self._create_invoice_item),
@@ -352,7 +354,14 @@ class FakeStripe(FakeInvoicing):
         return list_object("/v1/subscriptions", self._list_subscriptions(params), params)
 
     def _get_invoice(self, params: Params, invoice_id: str) -> StripeObject:
-        return self.invoice(invoice_id)
+        invoice = self.invoice(invoice_id)
+        lines = invoice["lines"]["data"]
+        if len(lines) <= EMBEDDED_LINES:
+            return invoice
+        # As Stripe: an invoice embeds its first lines; the rest are paged from .../lines.
+        embedded = copy.copy(invoice)
+        embedded["lines"] = {**invoice["lines"], "data": lines[:EMBEDDED_LINES], "has_more": True}
+        return embedded
 
     def _list_invoice_payments(self, params: Params) -> StripeObject:
         found = [

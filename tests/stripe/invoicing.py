@@ -10,9 +10,16 @@ What the overage billing relies on, as Stripe documents it:
   unless `pending_invoice_items_behavior=include`; `POST /v1/invoices/{id}/finalize` opens it.
 
 Simplification: a finalized invoice is left `open` (no automatic payment attempt).
+
+For invoice documents, `add_invoice` stores a finished invoice of any lines, discounts and
+taxes (`new_line`, `add_coupon_discount`, `add_tax_rate`, `add_account_tax_id`); retrieving it
+embeds its first `EMBEDDED_LINES` lines and `GET /v1/invoices/{id}/lines` pages them all.
 """
 
 import copy
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
 
 from tests.stripe.fixtures import stripe_fixture
 from tests.stripe.payments import item_amount, period_end
@@ -55,6 +62,9 @@ _INVOICE_PARAMS = {
     "pending_invoice_items_behavior",
     "subscription",
 }
+# How many lines a retrieved invoice embeds (Stripe: "the first handful").
+EMBEDDED_LINES = 10
+_MAX_PAGE = 100
 
 
 class FakeInvoicing(FakeSchedules):
@@ -118,6 +128,218 @@ class FakeInvoicing(FakeSchedules):
     def finalize_invoice(self, invoice_id: str) -> StripeObject:
         """Stripe finalizing a draft (the hour after a renewal, or on request)."""
         return self._finalize_invoice({}, invoice_id)
+
+    def new_line(
+        self,
+        amount: int,
+        *,
+        description: str,
+        quantity: int = 1,
+        unit_amount_decimal: str | None = None,
+        price: str | None = None,
+        proration: bool = False,
+        period: tuple[int, int] | None = None,
+        metadata: dict[str, str] | None = None,
+        currency: str = "usd",
+    ) -> StripeObject:
+        """A line for `add_invoice`: a subscription item's (with `price`) or an invoice
+        item's (without), in the pinned version's shape."""
+        start, end = period or (self.now, self.now)
+        line = stripe_fixture("line_item")
+        details = {
+            "invoice_item": None if price else self.new_id("ii"),
+            "proration": proration,
+            "proration_details": {"credited_items": None},
+            "subscription": None,
+        }
+        line.update(
+            id=self.new_id("il"),
+            amount=amount,
+            subtotal=amount,
+            currency=currency,
+            description=description,
+            discountable=not proration,
+            metadata=dict(metadata or {}),
+            period={"start": start, "end": end},
+            quantity=quantity,
+            parent={
+                "type": "subscription_item_details" if price else "invoice_item_details",
+                "invoice_item_details": None if price else details,
+                "subscription_item_details": {**details, "subscription_item": "si_fake"}
+                if price
+                else None,
+            },
+            pricing={
+                "type": "price_details",
+                "price_details": {"price": price, "product": "prod_fake"} if price else None,
+                "unit_amount_decimal": unit_amount_decimal
+                if unit_amount_decimal is not None
+                else str(Decimal(amount) / quantity),
+            },
+        )
+        return line
+
+    def add_tax_rate(
+        self, *, display_name: str, percentage: float, jurisdiction: str | None = None
+    ) -> StripeObject:
+        tax_rate = stripe_fixture("tax_rate")
+        tax_rate.update(
+            id=self.new_id("txr"),
+            created=self.now,
+            display_name=display_name,
+            description=None,
+            percentage=percentage,
+            effective_percentage=percentage,
+            jurisdiction=jurisdiction,
+            country=None,
+            inclusive=False,
+            flat_amount=None,
+        )
+        self.tax_rates[tax_rate["id"]] = tax_rate
+        return tax_rate
+
+    def add_coupon_discount(
+        self, *, customer: str, name: str, percent_off: float | None = None
+    ) -> StripeObject:
+        """A coupon and its discount, applied to `customer`."""
+        coupon = stripe_fixture("coupon")
+        coupon.update(id=self.new_id("coupon"), name=name, percent_off=percent_off)
+        self.coupons[coupon["id"]] = coupon
+        discount = stripe_fixture("discount")
+        discount.update(
+            id=self.new_id("di"),
+            customer=customer,
+            start=self.now,
+            end=None,
+            source={"coupon": coupon["id"], "type": "coupon"},
+        )
+        self.discounts[discount["id"]] = discount
+        return discount
+
+    def add_account_tax_id(self, *, value: str, type: str = "eu_vat") -> StripeObject:
+        tax_id = stripe_fixture("tax_id")
+        tax_id.update(id=self.new_id("txi"), type=type, value=value, customer=None)
+        tax_id["owner"] = {"type": "self", "customer": None, "customer_account": None}
+        self.tax_ids[tax_id["id"]] = tax_id
+        return tax_id
+
+    def add_invoice(
+        self,
+        *,
+        customer: str,
+        lines: list[StripeObject],
+        status: str = "open",
+        number: str | None = "FAKE-0001",
+        discounts: Sequence[tuple[StripeObject, int]] = (),
+        taxes: Sequence[tuple[StripeObject, int, int]] = (),
+        **fields: Any,
+    ) -> StripeObject:
+        """A finished invoice of these lines, stored as Stripe would hold it: totals computed
+        from the lines, the discounts (discount, amount) and the exclusive taxes (tax rate,
+        amount, taxable amount); paid in full when `status` is "paid"."""
+        invoice = stripe_fixture("invoice")
+        invoice.pop("subscription", None)  # gone since basil
+        identifier = fields.pop("id", None) or self.new_id("in")
+        customer_object = self.customers.get(customer) or {}
+        subtotal = sum(int(line["amount"]) for line in lines)
+        discounted = sum(amount for _, amount in discounts)
+        taxed = sum(amount for _, amount, _ in taxes)
+        total = subtotal - discounted + taxed
+        paid = status == "paid"
+        invoice.update(
+            id=identifier,
+            created=self.now,
+            effective_at=self.now,
+            customer=customer,
+            customer_email=customer_object.get("email"),
+            customer_name=customer_object.get("name"),
+            customer_tax_ids=[],
+            account_tax_ids=None,
+            currency=lines[0]["currency"] if lines else "usd",
+            billing_reason="subscription_cycle",
+            status=status,
+            number=number,
+            description=None,
+            metadata={},
+            due_date=None,
+            from_invoice=None,
+            last_finalization_error=None,
+            next_payment_attempt=None,
+            shipping_cost=None,
+            subtotal=subtotal,
+            subtotal_excluding_tax=subtotal,
+            total_excluding_tax=subtotal - discounted,
+            total=total,
+            amount_due=max(total, 0),
+            amount_paid=max(total, 0) if paid else 0,
+            amount_remaining=0 if paid else max(total, 0),
+            amount_overpaid=0,
+            starting_balance=0,
+            hosted_invoice_url=f"https://invoice.stripe.com/i/fake/{identifier}",
+            invoice_pdf=None,
+            period_start=self.now,
+            period_end=self.now,
+            discounts=[discount["id"] for discount, _ in discounts],
+            total_discount_amounts=[
+                {"amount": amount, "discount": discount["id"]} for discount, amount in discounts
+            ],
+            total_taxes=[
+                {
+                    "amount": amount,
+                    "tax_behavior": "exclusive",
+                    "tax_rate_details": {"tax_rate": tax_rate["id"]},
+                    "taxability_reason": "standard_rated",
+                    "taxable_amount": taxable,
+                    "type": "tax_rate_details",
+                }
+                for tax_rate, amount, taxable in taxes
+            ]
+            or None,
+            parent=None,
+        )
+        for line in lines:
+            line["invoice"] = identifier
+        invoice["lines"] = {
+            "object": "list",
+            "data": lines,
+            "has_more": False,
+            "url": f"/v1/invoices/{identifier}/lines",
+        }
+        invoice["status_transitions"].update(
+            finalized_at=None if status == "draft" else self.now,
+            paid_at=self.now if paid else None,
+            voided_at=self.now if status == "void" else None,
+        )
+        invoice.update(fields)
+        self.invoices[identifier] = invoice
+        return invoice
+
+    def _list_invoice_lines(self, params: Params, invoice_id: str) -> StripeObject:
+        check_params(params, {"limit", "starting_after", "expand"}, "GET /v1/invoices/{id}/lines")
+        lines = self.invoice(invoice_id)["lines"]["data"]
+        limit = as_int(params.get("limit"), 10) or 10
+        if not 1 <= limit <= _MAX_PAGE:
+            raise invalid_request("limit must be between 1 and 100.", param="limit")
+        start = 0
+        if params.get("starting_after"):
+            ids = [line["id"] for line in lines]
+            if params["starting_after"] not in ids:
+                raise resource_missing(
+                    "line_item", params["starting_after"], param="starting_after"
+                )
+            start = ids.index(params["starting_after"]) + 1
+        page = lines[start : start + limit]
+        return {
+            "object": "list",
+            "url": f"/v1/invoices/{invoice_id}/lines",
+            "has_more": start + limit < len(lines),
+            "data": page,
+        }
+
+    def _get_tax_rate(self, params: Params, tax_rate_id: str) -> StripeObject:
+        if tax_rate_id not in self.tax_rates:
+            raise resource_missing("tax_rate", tax_rate_id)
+        return self.tax_rates[tax_rate_id]
 
     # --- invoice items -----------------------------------------------------------------
 

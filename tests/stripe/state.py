@@ -33,7 +33,11 @@ _EXPANDABLE = {
     "subscription": "subscriptions",
     "product": "products",
     "price": "prices",
+    "discount": "discounts",
+    "coupon": "coupons",
 }
+# Lists of ids that expand element by element, by field name: the store holding the objects.
+_EXPANDABLE_LISTS = {"account_tax_ids": "tax_ids"}
 # Includable fields: left out of responses unless expanded (Stripe's "not included by default").
 _INCLUDABLE = {"invoice": {"confirmation_secret"}}
 _STORE_OF_OBJECT = {
@@ -61,6 +65,10 @@ class FakeState:
         self.prices: dict[str, StripeObject] = {}
         self.products: dict[str, StripeObject] = {}
         self.webhook_endpoints: dict[str, StripeObject] = {}
+        self.tax_rates: dict[str, StripeObject] = {}
+        self.coupons: dict[str, StripeObject] = {}
+        self.discounts: dict[str, StripeObject] = {}
+        self.tax_ids: dict[str, StripeObject] = {}
         account = stripe_fixture("account")
         account.update(id="acct_fake0001", email="billing@example.com", charges_enabled=True)
         account["settings"]["dashboard"]["display_name"] = "Fake Call Center"
@@ -103,6 +111,14 @@ class FakeState:
                 target = getattr(self, _EXPANDABLE[key]).get(value)
                 if target is not None:
                     value = _without_includables(copy.deepcopy(target))
+            elif isinstance(value, list) and key in _EXPANDABLE_LISTS:
+                store = getattr(self, _EXPANDABLE_LISTS[key])
+                value = [
+                    copy.deepcopy(store[element])
+                    if isinstance(element, str) and element in store
+                    else element
+                    for element in value
+                ]
         else:
             raise invalid_request(f"This property cannot be expanded ({path}).", param="expand")
         node[key] = self._expand(value, rest, path)

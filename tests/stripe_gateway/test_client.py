@@ -1,6 +1,7 @@
 """`StripeGateway` against `FakeStripe`: what it sends to Stripe, what it makes of the answers."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import stripe
@@ -877,3 +878,74 @@ async def test_a_timeout_is_unavailable_and_the_retry_creates_once(
     keys = [request.idempotency_key for request in fake.calls("POST", "/v1/subscriptions")]
     assert len(keys) == 3
     assert len(set(keys)) == 1
+
+
+async def test_invoice_details_page_every_line_and_name_discounts_and_taxes(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
+    customer = fake.add_customer(email="ada@example.com")
+    lines = [
+        fake.new_line(100 * index, description=f"Line {index}", price="price_pro_month")
+        for index in range(1, 231)
+    ]
+    lines[0]["parent"]["subscription_item_details"]["proration"] = True
+    discount = fake.add_coupon_discount(customer=customer["id"], name="Launch", percent_off=12.5)
+    vat = fake.add_tax_rate(display_name="VAT", percentage=19.6, jurisdiction="FR")
+    account_tax_id = fake.add_account_tax_id(value="FR12345678901")
+    invoice = fake.add_invoice(
+        customer=customer["id"],
+        lines=lines,
+        discounts=[(discount, 500)],
+        taxes=[(vat, 980, 5_000)],
+        customer_name="Ada Lovelace",
+        customer_address={
+            "line1": "1 Rue de Rivoli",
+            "line2": None,
+            "city": "Paris",
+            "state": None,
+            "postal_code": "75001",
+            "country": "FR",
+        },
+        customer_tax_ids=[{"type": "eu_vat", "value": "FR99999999999"}],
+        account_tax_ids=[account_tax_id["id"]],
+    )
+
+    details = await gateway.retrieve_invoice_details(invoice["id"])
+
+    assert details is not None
+    assert [line.description for line in details.lines] == [f"Line {i}" for i in range(1, 231)]
+    assert details.lines[0].proration and not details.lines[1].proration
+    assert details.lines[1].price_id == "price_pro_month"
+    assert details.lines[1].unit_amount == 200
+    # 10 embedded, then 100 and 100 and 20 from the lines endpoint, after the last one seen.
+    pages = fake.calls("GET", f"/v1/invoices/{invoice['id']}/lines")
+    assert [page.params.get("starting_after") for page in pages] == [
+        lines[9]["id"],
+        lines[109]["id"],
+        lines[209]["id"],
+    ]
+    assert [(d.name, d.percent_off, d.amount) for d in details.discounts] == [
+        ("Launch", Decimal("12.5"), 500)
+    ]
+    [tax] = details.taxes
+    assert (tax.display_name, tax.percentage, tax.jurisdiction, tax.amount) == (
+        "VAT",
+        Decimal("19.6"),
+        "FR",
+        980,
+    )
+    assert details.customer_address is not None
+    assert details.customer_address.lines() == ["1 Rue de Rivoli", "75001 Paris", "FR"]
+    assert details.customer_tax_ids == (("eu_vat", "FR99999999999"),)
+    assert details.account_tax_ids == ("FR12345678901",)
+    assert (details.number, details.status, details.customer_name) == (
+        "FAKE-0001",
+        "open",
+        "Ada Lovelace",
+    )
+
+
+async def test_invoice_details_of_an_unknown_invoice_is_none(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
+    assert await gateway.retrieve_invoice_details("in_missing") is None

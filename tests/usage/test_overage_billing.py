@@ -30,6 +30,7 @@ from app.usage.overage_billing import (
 from app.usage.periods import add_months
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_plan
+from tests.invoices.helpers import pdf_text
 from tests.stripe.fake import FakeStripe
 from tests.webhooks.helpers import post_event, run_worker
 from tests.webhooks.test_processing import SUBSCRIBE, _subscribe
@@ -169,6 +170,16 @@ async def test_invoice_created_three_times_adds_the_items_once_to_that_draft(
     ) == ("processed")
     [row] = await _overage_rows(session)
     assert (row.status, row.number) == ("open", finalized["number"])
+
+    # The invoice's PDF shows each overage line with its quantity and the rate charged.
+    assert (charge.rate_per_minute, charge.rate_per_agent) == (Decimal("2.5"), Decimal("1500"))
+    pdf = await client.get(
+        f"/subscriptions/api/billing-history/{row.id}/pdf/", headers=bearer(make_token("42"))
+    )
+    assert pdf.status_code == 200, pdf.text
+    text = pdf_text(pdf.content)
+    assert "120.5 min $0.025 / minute $3.01" in text
+    assert "2 agents $15.00 / agent $30.00" in text
 
 
 async def test_an_invoice_finalized_before_the_items_got_on_it_bills_them_with_the_next_one(

@@ -110,6 +110,7 @@ async def _insert_charge(
     totals: UsagePeriodTotals,
     sequence: int,
     amounts: OverageAmounts,
+    terms: OverageTerms,
     invoice_id: str | None,
     now: datetime,
 ) -> int | None:
@@ -131,6 +132,9 @@ async def _insert_charge(
             status="pending",
             stripe_invoice_id=invoice_id,
             created_at=now,
+            # The rates the amounts were computed at, shown on the invoice PDF's lines.
+            rate_per_minute=terms.rate_per_minute,
+            rate_per_agent=terms.rate_per_agent,
         )
         .on_conflict_do_nothing(index_elements=["subscription_id", "period_start", "sequence"])
         .returning(OverageCharge.id)
@@ -181,7 +185,13 @@ async def close_periods(
         # A period with nothing over is billed too, as nothing: no row, no Stripe call.
         if not amounts.bills_nothing:
             charge_id = await _insert_charge(
-                session, totals=totals, sequence=0, amounts=amounts, invoice_id=invoice_id, now=now
+                session,
+                totals=totals,
+                sequence=0,
+                amounts=amounts,
+                terms=terms,
+                invoice_id=invoice_id,
+                now=now,
             )
             if charge_id is not None:
                 created.append(charge_id)
@@ -282,6 +292,7 @@ async def adjust_billed_periods(
                 totals=totals,
                 sequence=sequence,
                 amounts=difference,
+                terms=terms,
                 invoice_id=None,
                 now=now,
             )
