@@ -103,6 +103,10 @@ class Settings(BaseSettings):
 
     MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1024)
 
+    # Billing history: the nightly job archives settled rows older than this many days;
+    # unset, it does nothing (`billing archive-billing-records` runs it by hand).
+    ARCHIVE_AFTER_DAYS: int | None = Field(default=None, ge=1)
+
     @field_validator("CORS_ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
