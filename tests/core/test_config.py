@@ -71,3 +71,15 @@ def test_start_up_refuses_dangerous_configuration(
 def test_production_accepts_a_real_secret() -> None:
     settings = _settings(ENVIRONMENT="production", JWT_SECRET="x7Hq2vN9pL4rT8wK1mZ5cB3dF6gJ0sYe")
     assert settings.ENVIRONMENT == "production"
+
+
+def test_archive_after_days_is_unset_by_default_and_a_positive_number_of_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _settings().ARCHIVE_AFTER_DAYS is None
+    monkeypatch.setenv("ARCHIVE_AFTER_DAYS", "730")
+    assert _settings().ARCHIVE_AFTER_DAYS == 730
+    for refused in ("0", "-30", "730d"):
+        monkeypatch.setenv("ARCHIVE_AFTER_DAYS", refused)
+        with pytest.raises(ValueError, match="ARCHIVE_AFTER_DAYS"):
+            _settings()
