@@ -10,6 +10,7 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.cron import CronJob
 
+from app.billing_history.tasks import archive_billing_records_nightly
 from app.core.clock import SystemClock
 from app.core.config import ConfigurationError, get_settings, refuse_to_start
 from app.core.db import create_engine, create_sessionmaker
@@ -68,6 +69,9 @@ class WorkerSettings:
         cron(close_ended_usage_periods, minute=set(range(2, 60, 10)), second={0}, timeout=900),
         cron(bill_overage_adjustments, minute=set(range(7, 60, 10)), second={0}, timeout=900),
         cron(detect_usage_anomalies, minute={23}, second={0}, timeout=900),
+        # Does nothing unless ARCHIVE_AFTER_DAYS is set; a large first run may take a while,
+        # and a run cut short by the timeout simply continues the next night.
+        cron(archive_billing_records_nightly, hour={3}, minute={30}, second={0}, timeout=3600),
     ]
     on_startup = startup
     on_shutdown = shutdown

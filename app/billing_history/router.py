@@ -33,6 +33,10 @@ async def list_billing_history(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     entry_type: Annotated[BillingHistoryType | None, Query(alias="type")] = None,
     status: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    include_archived: Annotated[
+        bool,
+        Query(description="Also list archived (settled, old) rows, in the same order."),
+    ] = False,
 ) -> BillingHistoryListResponse:
     page = await service.list_billing_history(
         session,
@@ -41,6 +45,7 @@ async def list_billing_history(
         limit=limit,
         entry_type=entry_type,
         status=status,
+        include_archived=include_archived,
     )
     return BillingHistoryListResponse(
         billing_history=[BillingHistoryPublic.model_validate(row) for row in page.rows],

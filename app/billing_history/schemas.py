@@ -30,6 +30,10 @@ class BillingHistoryPublic(Schema):
     stripe_charge_id: str | None
     stripe_refund_id: str | None
     occurred_at: datetime
+    archived: bool = Field(
+        description="Moved to the archive (settled and old); listed only with "
+        "`include_archived=true`, and its PDF stays downloadable."
+    )
 
 
 class BillingHistoryListResponse(SuccessResponse):

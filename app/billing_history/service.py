@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_history import repository
 from app.billing_history.errors import InvalidCursor
-from app.models import BillingHistory
+from app.billing_history.records import BillingRecord
 from app.stripe_gateway.types import expandable_id, from_timestamp, nested
 
 _MAX_ID = 2**63 - 1
@@ -19,7 +19,7 @@ _MAX_ID = 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class BillingHistoryPage:
-    rows: Sequence[BillingHistory]
+    rows: Sequence[BillingRecord]
     # Where the next (older) page starts; None on the last page.
     next_cursor: str | None
 
@@ -31,7 +31,7 @@ async def record_invoice(
     customer_id: int,
     subscription_id: int | None,
     add_on_price_ids: set[str],
-) -> BillingHistory:
+) -> BillingRecord:
     """Create or update the one row of a Stripe invoice (API version 2026-10-28.endive).
 
     Every delivery overwrites the row with the invoice's current state, so the same invoice
@@ -50,6 +50,8 @@ async def record_invoice(
       with no plan line beside it.
     - `subscription` otherwise: the first invoice and each renewal, where the plan's line
       is present.
+
+    An invoice whose row was archived is updated in the archive (see `_keep_archived_row`).
     """
     period_start, period_end = _invoice_period(invoice)
     values: dict[str, Any] = {
@@ -72,7 +74,35 @@ async def record_invoice(
         "invoice_pdf_url": invoice.get("invoice_pdf"),
         "occurred_at": _required_time(invoice.get("created")),
     }
-    return await repository.upsert_invoice_row(session, values)
+    row = await repository.upsert_invoice_row(session, values)
+    archived = await repository.update_archived_invoice_row(session, values)
+    return await _keep_archived_row(session, row, archived)
+
+
+async def _record_refund_row(session: AsyncSession, values: dict[str, Any]) -> BillingRecord:
+    row = await repository.upsert_refund_row(session, values)
+    archived = await repository.update_archived_refund_row(session, values)
+    return await _keep_archived_row(session, row, archived)
+
+
+async def _keep_archived_row(
+    session: AsyncSession, hot_row: BillingRecord, archived_row: BillingRecord | None
+) -> BillingRecord:
+    """One row per invoice (and per refund) across the hot table and the archive.
+
+    A late Stripe update of an archived row (a replay, an uncollectible invoice paid at
+    last) finds no row in the hot table, so the upsert inserts one; the update is then
+    applied to the archived row and that new hot row is deleted in the same transaction.
+
+    The hot table is written first on purpose. Were the archive checked first, a batch
+    moving this very row could commit between the check and the upsert: the upsert, having
+    waited on the batch's lock, would insert a second row. Checked after, the archive is
+    read by a later statement, which sees the batch's commit.
+    """
+    if archived_row is None:
+        return hot_row
+    await repository.delete_hot_row(session, record_id=hot_row.id)
+    return archived_row
 
 
 async def record_charge_refunds(
@@ -81,7 +111,7 @@ async def record_charge_refunds(
     charge: dict[str, Any],
     customer_id: int,
     refunded_at: datetime | None = None,
-) -> list[BillingHistory]:
+) -> list[BillingRecord]:
     """Create or update the refund rows of a Stripe charge; returns the rows written.
 
     Webhook payloads of charges no longer carry their refunds (Stripe stopped including
@@ -116,7 +146,7 @@ async def record_charge_refunds(
     refunds: list[dict[str, Any]] = nested(charge, "refunds", "data") or []
     if refunds:
         rows = [
-            await repository.upsert_refund_row(
+            await _record_refund_row(
                 session,
                 {
                     **shared,
@@ -141,7 +171,7 @@ async def record_charge_refunds(
         session, stripe_charge_id=charge_id, running_total_key=running_total_key
     ):
         return []
-    row = await repository.upsert_refund_row(
+    row = await _record_refund_row(
         session,
         {
             **shared,
@@ -176,8 +206,9 @@ async def has_newer_open_invoice(
 
 async def get_entry_for_customer(
     session: AsyncSession, *, customer_id: int, record_id: int
-) -> BillingHistory | None:
-    """The customer's row `record_id`; None for an unknown id or another customer's row."""
+) -> BillingRecord | None:
+    """The customer's row `record_id`, archived or not; None for an unknown id or another
+    customer's row."""
     return await repository.get_for_customer(session, customer_id=customer_id, record_id=record_id)
 
 
@@ -189,8 +220,10 @@ async def list_billing_history(
     limit: int,
     entry_type: str | None = None,
     status: str | None = None,
+    include_archived: bool = False,
 ) -> BillingHistoryPage:
-    """One page of the customer's rows, newest first; raises InvalidCursor for a bad cursor."""
+    """One page of the customer's rows, newest first, with the archived rows merged in when
+    `include_archived`; raises InvalidCursor for a bad cursor."""
     rows = await repository.list_for_customer(
         session,
         customer_id=customer_id,
@@ -199,6 +232,7 @@ async def list_billing_history(
         limit=limit + 1,
         entry_type=entry_type,
         status=status,
+        include_archived=include_archived,
     )
     page = rows[:limit]
     has_more = len(rows) > limit
@@ -263,7 +297,7 @@ def _required_time(timestamp: object) -> datetime:
 
 # The cursor is opaque to clients but not secret: a forged one only pages the caller's own
 # rows, since the customer filter is applied whatever the cursor says.
-def _encode_cursor(row: BillingHistory) -> str:
+def _encode_cursor(row: BillingRecord) -> str:
     position = f"{row.occurred_at.astimezone(UTC).isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
 

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     # How amounts and dates are written on the PDFs (a CLDR locale: en_US, de_DE, fr_FR...).
     INVOICE_LOCALE: str = "en_US"
 
+    # Billing history: the nightly job archives settled rows older than this many days;
+    # unset, it does nothing (`billing archive-billing-records` runs it by hand).
+    ARCHIVE_AFTER_DAYS: int | None = Field(default=None, ge=1)
+
     @field_validator("CORS_ALLOWED_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -28,6 +28,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.billing_history import service as billing_history_service
+from app.billing_history.records import BillingRecord
 from app.core.clock import Clock
 from app.customers import repository as customers_repository
 from app.invoices import presentation, rendering, repository
@@ -45,7 +46,7 @@ from app.invoices.errors import (
     StoredDocumentCorrupt,
 )
 from app.invoices.schemas import BrandingUpdate
-from app.models import BillingHistory, Customer, CustomerBranding, InvoiceDocument
+from app.models import Customer, CustomerBranding, InvoiceDocument
 from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import InvoiceDetails
@@ -115,7 +116,7 @@ async def get_invoice_pdf(
     )
 
 
-def _invoice_of(entry: BillingHistory) -> str:
+def _invoice_of(entry: BillingRecord) -> str:
     """The Stripe invoice whose PDF the entry stands for; raises when it has none (yet)."""
     if entry.type == "refund":
         raise NotAnInvoice()

@@ -2,7 +2,7 @@
 
 from app.models.add_on import AddOn
 from app.models.base import Base
-from app.models.billing_history import BillingHistory
+from app.models.billing_history import BillingHistory, BillingHistoryArchive
 from app.models.customer import Customer
 from app.models.customer_branding import CustomerBranding
 from app.models.idempotency_key import IdempotencyKey
@@ -27,6 +27,7 @@ __all__ = [
     "AddOn",
     "Base",
     "BillingHistory",
+    "BillingHistoryArchive",
     "Customer",
     "CustomerBranding",
     "IdempotencyKey",

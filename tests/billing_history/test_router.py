@@ -5,8 +5,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.billing_history import archive
 from app.billing_history.router import router
 from app.models import BillingHistory, Customer
 from tests.conftest import TokenFactory, bearer
@@ -34,6 +35,7 @@ ENTRY_FIELDS = {
     "stripe_charge_id",
     "stripe_refund_id",
     "occurred_at",
+    "archived",
 }
 
 
@@ -109,6 +111,7 @@ async def test_an_entry_has_the_documented_fields(
     assert entry["id"] == row.id
     assert (entry["type"], entry["status"], entry["amount"]) == ("subscription", "paid", 9_900)
     assert entry["number"] == "ACME-0001"
+    assert entry["archived"] is False
     assert datetime.fromisoformat(entry["occurred_at"]) == START
     assert datetime.fromisoformat(entry["period_end"]) == START + timedelta(days=30)
 
@@ -266,3 +269,85 @@ async def test_the_path_answers_without_its_trailing_slash(
 
     assert response.status_code == 200
     assert response.json() == {"success": True, "billing_history": [], "next_cursor": None}
+
+
+async def _archive_rows_before(
+    sessionmaker: async_sessionmaker[AsyncSession], cutoff: datetime
+) -> list[int]:
+    async with sessionmaker.begin() as session:
+        return await archive.archive_one_batch(
+            session, cutoff=cutoff, batch_size=100, archived_at=cutoff
+        )
+
+
+async def _all_pages(
+    client: httpx.AsyncClient, headers: dict[str, str], **params: Any
+) -> list[list[int]]:
+    pages: list[list[int]] = []
+    cursor: str | None = None
+    while True:
+        body = await _page(client, headers, **params, **({"cursor": cursor} if cursor else {}))
+        pages.append([entry["id"] for entry in body["billing_history"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_include_archived_pages_across_both_tables_in_one_order(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    customer = await create_customer(session)
+    oldest = await _add_row(session, customer, START)
+    old = await _add_row(session, customer, START + timedelta(days=1))
+    # Tied on occurred_at, one archived (paid) and one not (open): the id still orders them.
+    tied_archived = await _add_row(session, customer, START + timedelta(days=2))
+    tied_open = await _add_row(session, customer, START + timedelta(days=2), status="open")
+    newer = await _add_row(session, customer, START + timedelta(days=3))
+    newest = await _add_row(session, customer, START + timedelta(days=4))
+    archived_ids = await _archive_rows_before(sessionmaker, START + timedelta(days=3))
+    assert archived_ids == [oldest.id, old.id, tied_archived.id]
+    headers = bearer(make_token("42"))
+
+    everything = await _page(client, headers, include_archived="true")
+    pages = await _all_pages(client, headers, include_archived="true", limit=2)
+    hot_only = await _all_pages(client, headers, limit=2)
+
+    assert [(e["id"], e["archived"]) for e in everything["billing_history"]] == [
+        (newest.id, False),
+        (newer.id, False),
+        (tied_open.id, False),
+        (tied_archived.id, True),
+        (old.id, True),
+        (oldest.id, True),
+    ]
+    assert everything["next_cursor"] is None
+    assert pages == [[newest.id, newer.id], [tied_open.id, tied_archived.id], [old.id, oldest.id]]
+    assert hot_only == [[newest.id, newer.id], [tied_open.id]]
+
+
+async def test_include_archived_keeps_the_filters_and_the_customer(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    mine = await create_customer(session, dashboard_user_id="42")
+    theirs = await create_customer(session, dashboard_user_id="43")
+    my_paid = await _add_row(session, mine, START)
+    my_void = await _add_row(session, mine, START + timedelta(days=1), status="void")
+    await _add_row(session, theirs, START + timedelta(days=2))
+    assert len(await _archive_rows_before(sessionmaker, START + timedelta(days=3))) == 3
+    headers = bearer(make_token("42"))
+
+    paid = await _page(client, headers, include_archived="true", status="paid")
+    refunds = await _page(client, headers, include_archived="true", type="refund")
+    everything = await _page(client, headers, include_archived="true")
+    default = await _page(client, headers)
+
+    assert [e["id"] for e in paid["billing_history"]] == [my_paid.id]
+    assert refunds["billing_history"] == []
+    assert [e["id"] for e in everything["billing_history"]] == [my_void.id, my_paid.id]
+    assert default["billing_history"] == []

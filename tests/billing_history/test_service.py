@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.billing_history import service
+from app.billing_history.records import BillingRecord
 from app.models import BillingHistory
 from tests.billing_history.payloads import (
     ADD_ON_PRICE,
@@ -34,7 +35,7 @@ async def _rows(session: AsyncSession) -> list[BillingHistory]:
 
 async def _record(
     session: AsyncSession, invoice: dict[str, Any], customer_id: int, subscription_id: int | None
-) -> BillingHistory:
+) -> BillingRecord:
     return await service.record_invoice(
         session,
         invoice=invoice,

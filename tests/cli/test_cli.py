@@ -1,30 +1,14 @@
-import asyncio
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.core.auth import decode_access_token
 from app.core.config import Settings
 from app.models import AddOn, SubscriptionPlan
-
-
-async def invoke(*arguments: str) -> Result:
-    # The commands run their own event loop, as from a shell: keep it off the test's loop.
-    return await asyncio.to_thread(CliRunner().invoke, cli, list(arguments))
-
-
-@pytest.fixture
-def environment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    assert settings.JWT_SECRET is not None
-    monkeypatch.setenv("JWT_SECRET", settings.JWT_SECRET.get_secret_value())
-    monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
-    return settings
+from tests.cli.conftest import invoke
 
 
 async def test_setup_packages_creates_the_default_catalog_once(

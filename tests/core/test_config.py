@@ -109,3 +109,15 @@ def test_a_seller_logo_that_fails_the_checks_stops_the_start(tmp_path: Path) -> 
     ):
         with pytest.raises(ConfigurationError, match=message):
             default_branding(_settings(INVOICE_LOGO_PATH=path))
+
+
+def test_archive_after_days_is_unset_by_default_and_a_positive_number_of_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _settings().ARCHIVE_AFTER_DAYS is None
+    monkeypatch.setenv("ARCHIVE_AFTER_DAYS", "730")
+    assert _settings().ARCHIVE_AFTER_DAYS == 730
+    for refused in ("0", "-30", "730d"):
+        monkeypatch.setenv("ARCHIVE_AFTER_DAYS", refused)
+        with pytest.raises(ValueError, match="ARCHIVE_AFTER_DAYS"):
+            _settings()

@@ -1,12 +1,16 @@
 import base64
 import hashlib
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.billing_history.archive import archive_billing_records
+from app.core.clock import FrozenClock
 from app.models import Customer, InvoiceDocument
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_customer
@@ -377,3 +381,42 @@ async def test_branding_of_an_unknown_customer_is_404(
 
     assert [get.status_code, put.status_code] == [404, 404]
     assert put.json()["error"]["code"] == "customer_not_found"
+
+
+async def test_archived_invoices_stay_downloadable(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    customer, downloaded_before, _ = await _customer_with_invoice(
+        session, fake_stripe, "42", number="FAKE-0001"
+    )
+    never_downloaded = growth_invoice(
+        fake_stripe, customer.stripe_customer_id or "", number="FAKE-0002"
+    )
+    second = await add_invoice_entry(session, customer, never_downloaded)
+    token = make_token("42")
+    first_bytes = (await _download(client, token, downloaded_before)).content
+    # Three years on, both entries are settled and old enough to be archived.
+    clock.advance(timedelta(days=3 * 365))
+
+    run = await archive_billing_records(app.state.sessionmaker, clock=clock, older_than_days=730)
+
+    assert run.moved == 2
+    token = make_token("42")  # a fresh token, three years on
+    listed = await client.get(
+        f"{API}/billing-history/", params={"include_archived": "true"}, headers=bearer(token)
+    )
+    assert listed.status_code == 200, listed.text
+    listed_rows = listed.json()["billing_history"]
+    assert sorted((row["id"], row["archived"]) for row in listed_rows) == sorted(
+        [(downloaded_before, True), (second.id, True)]
+    )
+    again = await _download(client, token, downloaded_before)
+    rendered_now = await _download(client, token, second.id)
+    assert (again.status_code, again.content) == (200, first_bytes)
+    assert rendered_now.status_code == 200, rendered_now.text
+    assert "FAKE-0002" in pdf_text(rendered_now.content)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
     BillingHistory,
+    BillingHistoryArchive,
     OverageCharge,
 )
 from app.stripe_gateway.types import nested
@@ -47,19 +48,24 @@ async def record_invoice_overage(
         ours = or_(ours, OverageCharge.subscription_id == subscription_id)
     elif not charge_ids:
         return
-    await session.execute(
-        update(BillingHistory)
-        .where(
-            BillingHistory.overage_charge_id.in_(
-                select(OverageCharge.id).where(OverageCharge.stripe_invoice_id == invoice_id, ours)
+    # The hot table, then the archive (a replayed event of an old, settled invoice): in this
+    # order, a row moved by an archive batch meanwhile is found by the second statement.
+    for table in (BillingHistory, BillingHistoryArchive):
+        await session.execute(
+            update(table)
+            .where(
+                table.overage_charge_id.in_(
+                    select(OverageCharge.id).where(
+                        OverageCharge.stripe_invoice_id == invoice_id, ours
+                    )
+                )
+            )
+            .values(
+                status=str(invoice.get("status") or "draft"),
+                stripe_invoice_id=invoice_id,
+                number=invoice.get("number"),
+                hosted_invoice_url=invoice.get("hosted_invoice_url"),
+                invoice_pdf_url=invoice.get("invoice_pdf"),
+                updated_at=func.now(),
             )
         )
-        .values(
-            status=str(invoice.get("status") or "draft"),
-            stripe_invoice_id=invoice_id,
-            number=invoice.get("number"),
-            hosted_invoice_url=invoice.get("hosted_invoice_url"),
-            invoice_pdf_url=invoice.get("invoice_pdf"),
-            updated_at=func.now(),
-        )
-    )
