@@ -3,6 +3,7 @@
 from decimal import Decimal
 from typing import Annotated, Literal
 
+from fastapi import Path as FastApiPath
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,6 +35,11 @@ Rate = Annotated[
     PlainSerializer(_format_rate, return_type=str, when_used="json"),
 ]
 # An amount in the currency's minor units (cents). Bounded so no input overflows a column.
+# A dashboard user id in a URL path: what a token's user id may be (no NUL, which PostgreSQL
+# text cannot hold, so it is a 422 here rather than a database error).
+DashboardUserIdPath = Annotated[
+    str, FastApiPath(min_length=1, max_length=255, pattern=r"^[^\x00]+$")
+]
 MinorUnits = Annotated[int, Field(ge=0, le=10**12, strict=True)]
 CurrencyCode = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_lower=True, strip_whitespace=True)

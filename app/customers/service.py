@@ -35,3 +35,7 @@ async def get_by_dashboard_user_id(
 ) -> Customer | None:
     """The customer the dashboard knows by this user id, if it ever used the service."""
     return await repository.get_by_dashboard_user_id(session, dashboard_user_id)
+
+
+async def get(session: AsyncSession, customer_id: int) -> Customer | None:
+    return await repository.get(session, customer_id)

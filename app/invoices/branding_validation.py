@@ -34,7 +34,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 _HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _NUMBER_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$")
-# Elements that run code or embed another document.
+# Elements that run code or embed another document: named in the refusal, so a designer
+# knows what to remove.
 _FORBIDDEN_ELEMENTS = {
     "script",
     "foreignobject",
@@ -44,6 +45,26 @@ _FORBIDDEN_ELEMENTS = {
     "handler",
     "listener",
 }
+# Everything else in the SVG namespace must be one of these: drawing, text, paint servers,
+# clipping, masks and simple filters. An allowlist, because the list of SVG features that
+# fetch or change things (animation setting an href, <feImage>, <a>, CSS tricks) is longer
+# than anyone remembers. Elements of other namespaces (an editor's metadata) are inert.
+_ALLOWED_ELEMENTS = {
+    "svg", "g", "defs", "symbol", "use", "title", "desc", "metadata", "switch",
+    "path", "rect", "circle", "ellipse", "line", "polyline", "polygon",
+    "text", "tspan", "textpath",
+    "lineargradient", "radialgradient", "stop", "pattern", "clippath", "mask", "marker",
+    "image", "style",
+    "filter", "feblend", "fecolormatrix", "fecomponenttransfer", "fecomposite", "feflood",
+    "fegaussianblur", "femerge", "femergenode", "femorphology", "feoffset", "fefunca",
+    "fefuncb", "fefuncg", "fefuncr", "fedropshadow",
+}  # fmt: skip
+# CSS that can fetch (url() outside the document, @import, image-set(), src()), or that
+# hides such a thing behind an escape (\75rl(...) is url(...)).
+_FETCHING_CSS = re.compile(r"@import|@font-face|image-set\(|\bsrc\(|\\", re.IGNORECASE)
+# A processing instruction other than the XML declaration (<?xml-stylesheet href=...?>);
+# the parser drops them, so they are looked for in the text.
+_PROCESSING_INSTRUCTION = re.compile(r"<\?(?!xml\s)", re.IGNORECASE)
 _SAFE_DATA_URI = re.compile(r"^data:image/(?:png|jpeg|gif|webp)[;,]", re.IGNORECASE)
 # url(...) whose target is not a fragment of the document itself (url(#gradient) is fine).
 _OUTSIDE_URL = re.compile(r"url\(\s*['\"]?\s*(?!#)", re.IGNORECASE)
@@ -156,6 +177,11 @@ def _check_svg(data: bytes) -> None:
         ) from None
     except ParseError:
         raise BrandingValueError("The SVG is not well-formed XML.") from None
+    if _PROCESSING_INSTRUCTION.search(text.lstrip("\ufeff \t\r\n")):
+        raise BrandingValueError(
+            "The SVG contains a processing instruction (such as <?xml-stylesheet?>); "
+            "those are refused (they can fetch files)."
+        )
     if root.tag != f"{{{_SVG_NAMESPACE}}}svg":
         raise BrandingValueError(
             "The file is not an SVG image: its root must be <svg> in the SVG namespace "
@@ -175,6 +201,11 @@ def _check_svg_element(element: Element) -> None:
     tag = _local_name(element.tag)
     if tag in _FORBIDDEN_ELEMENTS:
         raise BrandingValueError(f"The SVG contains a <{tag}> element; scripts are refused.")
+    if element.tag.startswith(f"{{{_SVG_NAMESPACE}}}") and tag not in _ALLOWED_ELEMENTS:
+        raise BrandingValueError(
+            f"The SVG contains a <{tag}> element, which a logo does not need "
+            "(animation, links and embedded content are refused)."
+        )
     if tag == "style" and element.text and _refers_outside(element.text):
         raise BrandingValueError("The SVG's <style> refers to an external resource.")
     for name, value in element.attrib.items():
@@ -195,4 +226,4 @@ def _check_svg_element(element: Element) -> None:
 
 
 def _refers_outside(text: str) -> bool:
-    return bool(_OUTSIDE_URL.search(text)) or "@import" in text.lower()
+    return bool(_OUTSIDE_URL.search(text) or _FETCHING_CSS.search(text))

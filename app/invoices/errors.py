@@ -1,6 +1,7 @@
 from typing import Any
 
 from app.core.errors import AppError, Conflict, InvalidRequest, NotFound
+from app.customers.errors import CustomerNotFound as CustomerNotFound
 
 
 class BillingRecordNotFound(NotFound):
@@ -50,11 +51,6 @@ class StoredDocumentCorrupt(AppError):
     status_code = 500
     code = "stored_document_corrupt"
     message = "The stored invoice PDF failed its integrity check."
-
-
-class CustomerNotFound(NotFound):
-    code = "customer_not_found"
-    message = "No customer with that dashboard user id."
 
 
 class InvalidLogo(InvalidRequest):

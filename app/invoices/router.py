@@ -8,6 +8,7 @@ from app.core.db import SessionDep, SessionmakerDep
 from app.core.deps import ClockDep, SettingsDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
+from app.core.schemas import DashboardUserIdPath
 from app.customers.dependencies import CurrentCustomer
 from app.invoices import service
 from app.invoices.dependencies import DefaultBrandingDep
@@ -33,9 +34,6 @@ admin_router = SlashTolerantRouter(
 )
 
 RecordId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-DashboardUserId = Annotated[
-    str, Path(min_length=1, max_length=255, description="The customer's dashboard user id.")
-]
 
 _PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -123,7 +121,7 @@ def _branding_public(dashboard_user_id: str, row: CustomerBranding) -> BrandingP
     summary="A customer's invoice branding",
 )
 async def get_customer_branding(
-    customer_id: DashboardUserId, session: SessionDep, _: BillingAdmin
+    customer_id: DashboardUserIdPath, session: SessionDep, _: BillingAdmin
 ) -> BrandingResponse:
     row = await service.get_customer_branding(session, dashboard_user_id=customer_id)
     return BrandingResponse(branding=_branding_public(customer_id, row) if row else None)
@@ -136,7 +134,7 @@ async def get_customer_branding(
     summary="Set a customer's invoice branding (white label)",
 )
 async def put_customer_branding(
-    customer_id: DashboardUserId, body: BrandingUpdate, session: SessionDep, _: BillingAdmin
+    customer_id: DashboardUserIdPath, body: BrandingUpdate, session: SessionDep, _: BillingAdmin
 ) -> BrandingResponse:
     """Replaces the whole branding. PDFs stored before keep the branding they were made with."""
     row = await service.set_customer_branding(session, dashboard_user_id=customer_id, update=body)

@@ -73,6 +73,8 @@ class InvoicePdf:
 @dataclass(frozen=True, slots=True)
 class _Request:
     stripe_invoice_id: str
+    # The customer's Stripe id: the invoice must be theirs.
+    stripe_customer_id: str | None
     branding: SellerBranding
     customer: presentation.CustomerFallback
 
@@ -103,6 +105,7 @@ async def get_invoice_pdf(
         branding_row = await repository.get_branding(session, customer_id=customer.id)
     request = _Request(
         stripe_invoice_id=stripe_invoice_id,
+        stripe_customer_id=customer.stripe_customer_id,
         branding=customer_branding(branding_row) if branding_row else default_branding,
         customer=presentation.CustomerFallback(name=customer.name, email=customer.email),
     )
@@ -141,6 +144,16 @@ async def _render_and_store(
     invoice = await gateway.retrieve_invoice_details(request.stripe_invoice_id)
     if invoice is None:
         raise InvoiceMissingOnStripe()
+    if invoice.customer_id != request.stripe_customer_id:
+        # Our row names an invoice that is not this customer's on Stripe (a wrong link):
+        # nothing of another customer's is rendered, or stored under this one.
+        logger.error(
+            "invoice_owner_mismatch",
+            invoice=invoice.id,
+            customer_id=customer_id,
+            invoice_customer=invoice.customer_id,
+        )
+        raise BillingRecordNotFound()
     if invoice.status not in FINAL_STATUSES:
         raise InvoiceNotFinal(invoice.status)
     async with sessionmaker() as session:

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Identity, String
+from sqlalchemy import Identity, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampedMixin
@@ -21,3 +21,8 @@ class Customer(TimestampedMixin, Base):
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     # Set when the Stripe customer was deleted on Stripe (customer.deleted).
     stripe_customer_deleted_at: Mapped[datetime | None]
+    # Access suspended by an operator: calls are refused whatever the subscription's status,
+    # and a new subscription does not lift it (it belongs to the account, not to one
+    # subscription), until an operator does.
+    suspended_at: Mapped[datetime | None]
+    suspension_reason: Mapped[str | None] = mapped_column(Text)

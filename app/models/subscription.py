@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampedMixin
@@ -70,10 +70,6 @@ class Subscription(TimestampedMixin, Base):
     failed_payment_attempts: Mapped[int] = mapped_column(server_default="0")
     grace_period_ends_at: Mapped[datetime | None]
     last_stripe_event_at: Mapped[datetime | None]
-    # Set by an operator (or by dunning once retries and grace are exhausted): calls are
-    # refused whatever the status says, until it is lifted.
-    suspended_at: Mapped[datetime | None]
-    suspension_reason: Mapped[str | None] = mapped_column(Text)
 
     # The reservation: what a subscribe asked for (hash of plan, cycle and add-ons) and until
     # when the request that holds it is working on it. A retry after that resumes it.

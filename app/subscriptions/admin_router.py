@@ -1,34 +1,29 @@
-from typing import Annotated
-
-from fastapi import Path
-
 from app.core.auth import BillingAdmin
 from app.core.db import SessionDep
 from app.core.deps import ClockDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
+from app.core.schemas import DashboardUserIdPath
+from app.customers.errors import CustomerNotFound
 from app.subscriptions import suspension
-from app.subscriptions.errors import SubscriptionNotFound
 from app.subscriptions.schemas import SuspendRequest, SuspensionPublic
 
 router = SlashTolerantRouter(
     prefix="/admin/customers",
     tags=["admin: subscriptions"],
-    responses=error_responses(Unauthorized, Forbidden, SubscriptionNotFound),
+    responses=error_responses(Unauthorized, Forbidden, CustomerNotFound),
 )
-
-DashboardUserId = Annotated[str, Path(min_length=1, max_length=255)]
 
 
 def _public(state: suspension.SuspensionState) -> SuspensionPublic:
-    subscription = state.subscription
+    customer, subscription = state.customer, state.subscription
     return SuspensionPublic(
-        customer_id=state.customer_id,
-        subscription_id=subscription.id,
-        status=subscription.status,
-        suspended=subscription.suspended_at is not None,
-        suspended_at=subscription.suspended_at,
-        reason=subscription.suspension_reason,
+        customer_id=customer.dashboard_user_id,
+        subscription_id=subscription.id if subscription else None,
+        status=subscription.status if subscription else None,
+        suspended=customer.suspended_at is not None,
+        suspended_at=customer.suspended_at,
+        reason=customer.suspension_reason,
     )
 
 
@@ -41,7 +36,7 @@ async def suspend_customer(
     session: SessionDep,
     clock: ClockDep,
     _: BillingAdmin,
-    customer_id: DashboardUserId,
+    customer_id: DashboardUserIdPath,
     body: SuspendRequest,
 ) -> SuspensionPublic:
     state = await suspension.suspend(
@@ -56,6 +51,6 @@ async def suspend_customer(
     summary="Lift a customer's suspension",
 )
 async def lift_customer_suspension(
-    session: SessionDep, _: BillingAdmin, customer_id: DashboardUserId
+    session: SessionDep, _: BillingAdmin, customer_id: DashboardUserIdPath
 ) -> SuspensionPublic:
     return _public(await suspension.lift(session, dashboard_user_id=customer_id))

@@ -83,10 +83,11 @@ async def _record(
     state: SubscriptionState,
     *,
     pending: tuple[int, str] | None = None,
+    observed_at: datetime | None = None,
 ) -> None:
     async with sessionmaker.begin() as session:
         subscription = await repository.get_for_update(session, subscription_id)
-        await apply_stripe_state(session, subscription, state)
+        await apply_stripe_state(session, subscription, state, observed_at=observed_at)
         if pending is not None and state.schedule_id is not None:
             subscription.pending_plan_id, subscription.pending_billing_cycle = pending
             subscription.pending_change_at = subscription.current_period_end
@@ -243,7 +244,7 @@ async def change_plan(
                 # The schedule is gone on Stripe even though the change failed: show that.
                 await _refresh(sessionmaker, gateway, subscription)
             raise
-        await _record(sessionmaker, subscription.id, state)
+        await _record(sessionmaker, subscription.id, state, observed_at=clock.now())
         return await _charge_outcome(gateway, subscription.id, state)
 
     if subscription.current_period_start is None or subscription.current_period_end is None:
@@ -267,7 +268,13 @@ async def change_plan(
         idempotency_key=f"schedule-change:{schedule.id}:{target_price}:{attempt}",
     )
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
-    await _record(sessionmaker, subscription.id, state, pending=(target_plan.id, target_cycle))
+    await _record(
+        sessionmaker,
+        subscription.id,
+        state,
+        pending=(target_plan.id, target_cycle),
+        observed_at=clock.now(),
+    )
     return ChangeOutcome(subscription.id)
 
 

@@ -1,5 +1,6 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.customers import service as customers_service
 from app.models import Subscription
 from app.subscriptions import repository
 from app.subscriptions.schemas import (
@@ -18,6 +19,7 @@ async def describe_subscription(
         plan_ids.add(subscription.pending_plan_id)
     plans = await repository.get_plans(session, plan_ids)
     plan = plans[subscription.plan_id]
+    customer = await customers_service.get(session, subscription.customer_id)
     pending_change = None
     if subscription.pending_plan_id is not None:
         pending_plan = plans[subscription.pending_plan_id]
@@ -46,6 +48,6 @@ async def describe_subscription(
         pending_change=pending_change,
         failed_payment_attempts=subscription.failed_payment_attempts,
         grace_period_ends_at=subscription.grace_period_ends_at,
-        suspended_at=subscription.suspended_at,
+        suspended_at=customer.suspended_at if customer else None,
         stripe_subscription_id=subscription.stripe_subscription_id,
     )

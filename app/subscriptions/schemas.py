@@ -86,7 +86,7 @@ class SubscriptionPublic(BaseModel):
     pending_change: PendingChange | None
     failed_payment_attempts: int
     grace_period_ends_at: datetime | None
-    # Access suspended by an operator (or by dunning) since then; null when not suspended.
+    # The account's access suspended by an operator since then; null when not suspended.
     suspended_at: datetime | None = None
     stripe_subscription_id: str | None
 
@@ -121,8 +121,8 @@ class SuspendRequest(InputSchema):
 
 class SuspensionPublic(BaseModel):
     customer_id: str
-    subscription_id: int
-    status: str
+    subscription_id: int | None
+    status: str | None
     suspended: bool
     suspended_at: datetime | None
     reason: str | None

@@ -1,5 +1,7 @@
 """Bring a local subscription row in line with the subscription as Stripe holds it."""
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models import Subscription, SubscriptionAddOn, SubscriptionPlanChange
@@ -7,13 +9,21 @@ from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import repository
+from app.usage.periods import usage_period_containing
 
 
 async def apply_stripe_state(
-    session: AsyncSession, subscription: Subscription, state: SubscriptionState
+    session: AsyncSession,
+    subscription: Subscription,
+    state: SubscriptionState,
+    *,
+    observed_at: datetime | None = None,
 ) -> None:
     """Copy Stripe's view onto the row: status, periods (from the items), trial, cancellation,
-    the plan behind the plan item, and the add-on items. Stripe is the truth for these."""
+    the plan behind the plan item, and the add-on items. Stripe is the truth for these.
+
+    `observed_at` is when Stripe held this state (the event's time, or now after our own
+    call): a plan change is dated by it (see `plan_change_effective_at`)."""
     subscription.stripe_subscription_id = state.id
     subscription.status = state.status
     subscription.billing_cycle_anchor = (
@@ -50,12 +60,9 @@ async def apply_stripe_state(
                         to_plan_id=plan.id,
                         from_billing_cycle=subscription.billing_cycle,
                         to_billing_cycle=cycle,
-                        # The item's period: a mid-period upgrade keeps the period's start (the
-                        # new plan bills all of it), a renewal onto a new plan starts a period.
-                        effective_at=item.current_period_start
-                        or state.current_period_start
-                        or subscription.current_period_start
-                        or subscription.created_at,
+                        effective_at=plan_change_effective_at(
+                            subscription, item.current_period_start, observed_at
+                        ),
                     )
                 )
             subscription.plan_id = plan.id
@@ -80,6 +87,24 @@ async def apply_stripe_state(
         ):
             await session.delete(line)
     await session.flush()
+
+
+def plan_change_effective_at(
+    subscription: Subscription, item_period_start: datetime | None, observed_at: datetime | None
+) -> datetime:
+    """From when a new plan prices usage: the start of the usage period it was seen in.
+
+    A mid-period upgrade counts from that period's start (the new plan bills all of it); a
+    renewal onto a new plan from the renewal. Usage periods are monthly, so for a yearly
+    subscription that is the month of the change, not the item's year: a change made just
+    after a month ended must not price the month that ended. Without an observation time,
+    the item's period start is the best there is."""
+    period_start = item_period_start or subscription.current_period_start
+    anchor = subscription.billing_cycle_anchor or period_start
+    if observed_at is not None and anchor is not None:
+        month_start = usage_period_containing(anchor, observed_at).start
+        return max(month_start, period_start) if period_start else month_start
+    return period_start or subscription.created_at
 
 
 async def refresh_from_stripe(

@@ -1,8 +1,8 @@
-"""Operator suspension: calls refused whatever the subscription's status says.
+"""Operator suspension of an account: calls refused whatever the subscription's status says.
 
-The flag lives on the subscription (`suspended_at`, `suspension_reason`); the quota check
-reads it in its one statement. Dunning sets the same flag once retries and grace are
-exhausted. Suspending changes nothing on Stripe: billing goes on, only access stops.
+The flag is the customer's (`suspended_at`, `suspension_reason`), not one subscription's:
+canceling and subscribing again does not lift it. The quota check reads it in its one
+statement. Suspending changes nothing on Stripe: billing goes on, only access stops.
 """
 
 from dataclasses import dataclass
@@ -11,43 +11,45 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import service as customers_service
-from app.models import Subscription
+from app.customers.errors import CustomerNotFound
+from app.models import Customer, Subscription
 from app.subscriptions import repository
-from app.subscriptions.errors import SubscriptionNotFound
 
 
 @dataclass(frozen=True, slots=True)
 class SuspensionState:
-    customer_id: str
-    subscription: Subscription
+    customer: Customer
+    # The live subscription, if any: what the suspension stops.
+    subscription: Subscription | None
 
 
-async def _subscription_of(session: AsyncSession, dashboard_user_id: str) -> Subscription:
+async def _state(session: AsyncSession, customer: Customer) -> SuspensionState:
+    return SuspensionState(customer, await repository.get_live_for_customer(session, customer.id))
+
+
+async def _customer(session: AsyncSession, dashboard_user_id: str) -> Customer:
     customer = await customers_service.get_by_dashboard_user_id(session, dashboard_user_id)
     if customer is None:
-        raise SubscriptionNotFound()
-    subscription = await repository.get_live_for_customer(session, customer.id, for_update=True)
-    if subscription is None or subscription.status == "pending":
-        raise SubscriptionNotFound()
-    return subscription
+        raise CustomerNotFound()
+    return customer
 
 
 async def suspend(
     session: AsyncSession, *, dashboard_user_id: str, reason: str, now: datetime
 ) -> SuspensionState:
-    """Suspend the customer's live subscription. Suspending again keeps the first time and
-    takes the new reason (repeating the request is harmless)."""
-    subscription = await _subscription_of(session, dashboard_user_id)
-    subscription.suspended_at = subscription.suspended_at or now
-    subscription.suspension_reason = reason
+    """Suspend the account. Suspending again keeps the first time and takes the new reason
+    (repeating the request is harmless)."""
+    customer = await _customer(session, dashboard_user_id)
+    customer.suspended_at = customer.suspended_at or now
+    customer.suspension_reason = reason
     await session.flush()
-    return SuspensionState(dashboard_user_id, subscription)
+    return await _state(session, customer)
 
 
 async def lift(session: AsyncSession, *, dashboard_user_id: str) -> SuspensionState:
     """Lift a suspension (nothing to do when there is none)."""
-    subscription = await _subscription_of(session, dashboard_user_id)
-    subscription.suspended_at = None
-    subscription.suspension_reason = None
+    customer = await _customer(session, dashboard_user_id)
+    customer.suspended_at = None
+    customer.suspension_reason = None
     await session.flush()
-    return SuspensionState(dashboard_user_id, subscription)
+    return await _state(session, customer)

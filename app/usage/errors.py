@@ -1,9 +1,5 @@
-from app.core.errors import Conflict, InvalidRequest, NotFound
-
-
-class CustomerNotFound(NotFound):
-    code = "customer_not_found"
-    message = "No billing account for that customer_id."
+from app.core.errors import Conflict, InvalidRequest
+from app.customers.errors import CustomerNotFound as CustomerNotFound
 
 
 class NoActiveSubscription(Conflict):

@@ -486,7 +486,7 @@ _ACCOUNT_USAGE_STATE = text(
     f"""
     SELECT c.id AS customer_id, s.id AS subscription_id, s.status,
            COALESCE(s.billing_cycle_anchor, s.current_period_start, s.created_at) AS anchor,
-           s.current_period_end, s.trial_end, s.grace_period_ends_at, s.suspended_at,
+           s.current_period_end, s.trial_end, s.grace_period_ends_at, c.suspended_at,
            p.id AS plan_id, p.slug AS plan_slug, p.name AS plan_name, p.currency,
            COALESCE(p.included_minutes, 0) + COALESCE(a.extra_minutes, 0) AS minutes_included,
            COALESCE(p.max_agents, 0) + COALESCE(a.extra_agents, 0) AS agents_allowed,

@@ -110,7 +110,9 @@ async def subscription_changed(session: AsyncSession, context: EventContext) -> 
     if subscription is None:
         logger.info("webhook_subscription_not_ours", stripe_id=context.obj.get("id"))
         return
-    await apply_stripe_state(session, subscription, parse_subscription(context.obj))
+    await apply_stripe_state(
+        session, subscription, parse_subscription(context.obj), observed_at=context.occurred_at
+    )
 
 
 async def subscription_deleted(session: AsyncSession, context: EventContext) -> None:
@@ -211,6 +213,7 @@ async def _record_invoice(
     await overage_billing.record_invoice_overage(
         session,
         invoice=invoice,
+        customer_id=customer.id,
         subscription_id=subscription.id if subscription else None,
         now=context.now,
     )

@@ -70,10 +70,8 @@ def upgrade() -> None:
         ["to_plan_id"],
         unique=False,
     )
-    op.add_column(
-        "subscriptions", sa.Column("suspended_at", sa.DateTime(timezone=True), nullable=True)
-    )
-    op.add_column("subscriptions", sa.Column("suspension_reason", sa.Text(), nullable=True))
+    op.add_column("customers", sa.Column("suspended_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("customers", sa.Column("suspension_reason", sa.Text(), nullable=True))
     op.add_column(
         "usage_period_totals", sa.Column("closed_included_minutes", sa.BigInteger(), nullable=True)
     )
@@ -102,8 +100,8 @@ def downgrade() -> None:
     op.drop_column("usage_period_totals", "closed_rate_per_minute")
     op.drop_column("usage_period_totals", "closed_agent_limit")
     op.drop_column("usage_period_totals", "closed_included_minutes")
-    op.drop_column("subscriptions", "suspension_reason")
-    op.drop_column("subscriptions", "suspended_at")
+    op.drop_column("customers", "suspension_reason")
+    op.drop_column("customers", "suspended_at")
     op.drop_index(
         op.f("ix_subscription_plan_changes_to_plan_id"), table_name="subscription_plan_changes"
     )

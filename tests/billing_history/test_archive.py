@@ -534,6 +534,7 @@ async def test_an_archived_overage_row_follows_a_late_invoice_update(
     await record_invoice_overage(
         session,
         invoice={"id": "in_old", "status": "paid", "number": "ACME-9", "metadata": {}},
+        customer_id=customer.id,
         subscription_id=subscription.id,
         now=clock.now(),
     )

@@ -265,7 +265,7 @@ SCRIPT_SVG = svg_logo('<script>alert(1)</script><rect width="1" height="1"/>')
 ONLOAD_SVG = svg_logo('<rect width="1" height="1" onload="alert(1)"/>')
 EXTERNAL_HREF_SVG = svg_logo('<image href="https://evil.test/track.png" width="1" height="1"/>')
 LOCAL_FILE_SVG = svg_logo('<image xlink:href="/etc/hostname" width="1" height="1"/>')
-JAVASCRIPT_LINK_SVG = svg_logo('<a href="javascript:alert(1)"><rect width="1" height="1"/></a>')
+JAVASCRIPT_LINK_SVG = svg_logo('<use href="javascript:alert(1)"/>')
 FOREIGN_OBJECT_SVG = svg_logo("<foreignObject><div>hi</div></foreignObject>")
 EXTERNAL_URL_SVG = svg_logo('<rect width="1" height="1" fill="url(https://evil.test/#g)"/>')
 STYLE_IMPORT_SVG = svg_logo('<style>@import url("https://evil.test/x.css");</style>')
@@ -295,6 +295,35 @@ ENTITY_SVG = svg_logo(
         (EXTERNAL_URL_SVG, "image/svg+xml", "external resource"),
         (STYLE_IMPORT_SVG, "image/svg+xml", "external resource"),
         (ENTITY_SVG, "image/svg+xml", "DTD or entities"),
+        (
+            b'<?xml version="1.0"?><?xml-stylesheet href="https://evil.test/x.css"?>' + svg_logo(),
+            "image/svg+xml",
+            "processing instruction",
+        ),
+        (svg_logo('<rect style="fill:\\75rl(https://evil.test/x)"/>'), "image/svg+xml", "external"),
+        (
+            svg_logo('<style>@\\69mport "https://evil.test/x.css";</style>'),
+            "image/svg+xml",
+            "external",
+        ),
+        (
+            svg_logo("<style>rect{fill:image-set('https://evil.test/x.png')}</style>"),
+            "image/svg+xml",
+            "external",
+        ),
+        (
+            svg_logo(
+                '<image width="4" height="4"/><set attributeName="href" to="https://evil.test/x.png"/>'
+            ),
+            "image/svg+xml",
+            "<set>",
+        ),
+        (
+            svg_logo('<animate attributeName="href" values="javascript:alert(1)"/>'),
+            "image/svg+xml",
+            "<animate>",
+        ),
+        (svg_logo('<a href="#r"><rect width="5" height="5"/></a>'), "image/svg+xml", "<a>"),
         (b"<svg><rect/>", "image/svg+xml", "not well-formed"),
         (b"<html xmlns='http://www.w3.org/1999/xhtml'/>", "image/svg+xml", "not an SVG"),
         (b"\xff\xfe<svg/>", "image/svg+xml", "not UTF-8"),

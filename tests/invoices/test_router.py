@@ -420,3 +420,29 @@ async def test_archived_invoices_stay_downloadable(
     assert (again.status_code, again.content) == (200, first_bytes)
     assert rendered_now.status_code == 200, rendered_now.text
     assert "FAKE-0002" in pdf_text(rendered_now.content)
+
+
+async def test_an_entry_linked_to_another_customers_invoice_renders_nothing(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    mine = await create_customer(
+        session,
+        dashboard_user_id="42",
+        stripe_customer_id=fake_stripe.add_customer(email="a@example.com")["id"],
+    )
+    someone_else = fake_stripe.add_customer(email="b@example.com")
+    theirs = growth_invoice(fake_stripe, someone_else["id"], number="FAKE-0002")
+    # A wrong link: an entry of customer 42 naming another Stripe customer's invoice.
+    wrong = await add_invoice_entry(session, mine, theirs)
+
+    response = await _download(client, make_token("42"), wrong.id)
+
+    assert (response.status_code, response.json()["error"]["code"]) == (
+        404,
+        "billing_record_not_found",
+    )
+    stored = await session.scalar(select(func.count()).select_from(InvoiceDocument))
+    assert stored == 0

@@ -1,12 +1,14 @@
 """GET/POST manage/ and manage/preview/: every action, through the fake Stripe."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import SubscriptionPlan
+from app.models import Subscription, SubscriptionPlan
+from app.subscriptions.stripe_sync import plan_change_effective_at
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_add_on, create_synced_plan
 from tests.stripe.fake import FakeStripe
@@ -377,3 +379,30 @@ async def test_a_proration_date_outside_the_period_is_refused(
 
     assert response.status_code == 422
     assert (await account.current())["plan"]["slug"] == "starter"
+
+
+def test_a_plan_change_is_dated_from_the_usage_month_it_was_seen_in() -> None:
+    anchor = datetime(2026, 1, 15, tzinfo=UTC)
+    yearly = Subscription(
+        billing_cycle="yearly", billing_cycle_anchor=anchor, current_period_start=anchor
+    )
+    monthly_start = datetime(2026, 11, 15, tzinfo=UTC)
+    monthly = Subscription(
+        billing_cycle="monthly", billing_cycle_anchor=anchor, current_period_start=monthly_start
+    )
+
+    # A yearly upgrade half an hour after a month ended prices the new month, not the year.
+    assert plan_change_effective_at(
+        yearly, anchor, datetime(2026, 6, 15, 0, 30, tzinfo=UTC)
+    ) == datetime(2026, 6, 15, tzinfo=UTC)
+    # A monthly upgrade mid-period prices the whole period.
+    assert (
+        plan_change_effective_at(monthly, monthly_start, datetime(2026, 11, 28, tzinfo=UTC))
+        == monthly_start
+    )
+    # A renewal onto a new plan, seen after the renewal, starts at the renewal.
+    renewal = datetime(2026, 12, 15, tzinfo=UTC)
+    assert (
+        plan_change_effective_at(monthly, renewal, datetime(2026, 12, 15, 0, 5, tzinfo=UTC))
+        == renewal
+    )

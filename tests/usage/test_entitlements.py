@@ -342,9 +342,38 @@ async def test_only_a_billing_admin_suspends_and_only_a_known_subscription(
     no_reason = await client.post(SUSPENSION.format("42"), json={"reason": "  "}, headers=admin)
 
     assert by_user.status_code == 403
-    assert (unknown.status_code, unknown.json()["error"]["code"]) == (
-        404,
-        "subscription_not_found",
-    )
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "customer_not_found")
     assert no_reason.status_code == 422
     assert decision(await get_entitlements(client, user)) == (True, False, None)
+
+
+async def test_a_suspension_belongs_to_the_account_and_outlives_a_new_subscription(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    plan: SubscriptionPlan,
+    customer: Customer,
+    user: str,
+    make_token: TokenFactory,
+) -> None:
+    old = await create_subscription(session, customer=customer, plan=plan, status="active")
+    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
+    assert (
+        await client.post(SUSPENSION.format("42"), json={"reason": "chargebacks"}, headers=admin)
+    ).status_code == 200
+    # The customer cancels and subscribes again.
+    old.status = "canceled"
+    await session.commit()
+    await create_subscription(session, customer=customer, plan=plan, status="active")
+
+    assert decision(await get_entitlements(client, user)) == (False, True, "suspended")
+
+
+async def test_a_nul_in_a_customer_path_is_422_not_a_database_error(
+    client: httpx.AsyncClient, make_token: TokenFactory
+) -> None:
+    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
+
+    suspended = await client.post(SUSPENSION.format("a%00b"), json={"reason": "x"}, headers=admin)
+    branding = await client.get("/subscriptions/api/admin/customers/a%00b/branding/", headers=admin)
+
+    assert (suspended.status_code, branding.status_code) == (422, 422)

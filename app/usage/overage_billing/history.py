@@ -11,6 +11,7 @@ from app.models import (
     BillingHistory,
     BillingHistoryArchive,
     OverageCharge,
+    Subscription,
 )
 from app.stripe_gateway.types import nested
 
@@ -18,7 +19,12 @@ logger = structlog.get_logger(__name__)
 
 
 async def record_invoice_overage(
-    session: AsyncSession, *, invoice: dict[str, Any], subscription_id: int | None, now: datetime
+    session: AsyncSession,
+    *,
+    invoice: dict[str, Any],
+    customer_id: int,
+    subscription_id: int | None,
+    now: datetime,
 ) -> None:
     """Keep the `overage` history rows of an invoice's charges in step with the invoice
     (handler, on every invoice event): a pending item that landed on this invoice links its
@@ -30,7 +36,15 @@ async def record_invoice_overage(
         + [line.get("metadata") or {} for line in nested(invoice, "lines", "data") or []]
         if isinstance(charge_id := metadata.get("overage_charge_id"), str) and charge_id.isdigit()
     }
-    charge_ids = {int(charge_id) for charge_id in named}
+    # Only the invoice's customer's charges: metadata names ids, and an id copied onto the
+    # wrong customer's item must not link (or show) someone else's charge.
+    customers_charges = select(OverageCharge.id).where(
+        OverageCharge.id.in_({int(charge_id) for charge_id in named}),
+        OverageCharge.subscription_id.in_(
+            select(Subscription.id).where(Subscription.customer_id == customer_id)
+        ),
+    )
+    charge_ids = set((await session.scalars(customers_charges)).all()) if named else set()
     if charge_ids:
         await session.execute(
             update(OverageCharge)
