@@ -126,7 +126,7 @@ class Settings(BaseSettings):
 
     # Billing history: the nightly job archives settled rows older than this many days;
     # unset, it does nothing (`billing archive-billing-records` runs it by hand).
-    ARCHIVE_AFTER_DAYS: int | None = Field(default=None, ge=1)
+    ARCHIVE_AFTER_DAYS: int | None = Field(default=None, ge=1, le=36_500)
 
     @field_validator("CORS_ALLOWED_ORIGINS", mode="before")
     @classmethod

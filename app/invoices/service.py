@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.billing_history import service as billing_history_service
 from app.billing_history.records import BillingRecord
 from app.core.clock import Clock
-from app.customers import repository as customers_repository
+from app.customers import service as customers_service
 from app.invoices import presentation, rendering, repository
 from app.invoices.branding import SellerBranding, customer_branding
 from app.invoices.branding_validation import BrandingValueError, ValidatedLogo, validate_logo
@@ -264,7 +264,7 @@ async def set_customer_branding(
 
 
 async def _customer(session: AsyncSession, dashboard_user_id: str) -> Customer:
-    customer = await customers_repository.get_by_dashboard_user_id(session, dashboard_user_id)
+    customer = await customers_service.get_by_dashboard_user_id(session, dashboard_user_id)
     if customer is None:
         raise CustomerNotFound()
     return customer
