@@ -47,10 +47,10 @@ from app.invoices.errors import (
 )
 from app.invoices.schemas import BrandingUpdate
 from app.models import Customer, CustomerBranding, InvoiceDocument
-from app.plans import repository as plans_repository
+from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import InvoiceDetails
-from app.usage import repository as usage_repository
+from app.usage import overage_billing
 
 logger = structlog.get_logger(__name__)
 
@@ -202,7 +202,7 @@ async def _render_and_store(
 
 async def _line_lookups(session: AsyncSession, invoice: InvoiceDetails) -> presentation.LineLookups:
     keys = [key for line in invoice.lines if (key := presentation.overage_line_key(line))]
-    charges = await usage_repository.list_overage_charges(
+    charges = await overage_billing.overage_charges_by_id(
         session, sorted({charge_id for charge_id, _ in keys})
     )
     terms: dict[tuple[int, str], presentation.OverageLineTerms] = {}
@@ -214,7 +214,7 @@ async def _line_lookups(session: AsyncSession, invoice: InvoiceDetails) -> prese
             Decimal(charge.agents_over), charge.rate_per_agent
         )
     return presentation.LineLookups(
-        add_on_price_ids=frozenset(await plans_repository.add_on_price_ids(session)),
+        add_on_price_ids=frozenset(await plans_service.add_on_price_ids(session)),
         overage_terms=terms,
     )
 

@@ -120,3 +120,8 @@ async def deactivate_add_on(session: AsyncSession, *, add_on_id: int) -> AddOn:
     return await update_add_on(
         session, add_on_id=add_on_id, add_on_update=AddOnUpdate(is_active=False)
     )
+
+
+async def add_on_price_ids(session: AsyncSession) -> set[str]:
+    """Every Stripe price id of every add-on (to tell add-on lines from plan lines)."""
+    return await repository.add_on_price_ids(session)

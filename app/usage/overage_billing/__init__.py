@@ -44,7 +44,7 @@ from app.usage.overage_billing.closing import (
     close_periods_for_invoice,
     close_periods_on_cancel,
 )
-from app.usage.overage_billing.history import record_invoice_overage
+from app.usage.overage_billing.history import overage_charges_by_id, record_invoice_overage
 from app.usage.overage_billing.invoicing import bill_after_event, bill_charge, bill_charges
 from app.usage.overage_billing.jobs import (
     bill_overage_adjustments,
@@ -62,6 +62,7 @@ __all__ = [
     "close_ended_usage_periods",
     "close_periods_for_invoice",
     "close_periods_on_cancel",
+    "overage_charges_by_id",
     "record_invoice_overage",
     "sweep_overage_charges",
 ]

@@ -1,5 +1,6 @@
 """The `overage` billing-history rows follow the invoice their charge is on."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from app.models import (
     Subscription,
 )
 from app.stripe_gateway.types import nested
+from app.usage import repository as usage_repository
 
 logger = structlog.get_logger(__name__)
 
@@ -83,3 +85,10 @@ async def record_invoice_overage(
                 updated_at=func.now(),
             )
         )
+
+
+async def overage_charges_by_id(
+    session: AsyncSession, charge_ids: Sequence[int]
+) -> Sequence[OverageCharge]:
+    """The charges an invoice's overage lines name (their quantities and rates)."""
+    return await usage_repository.list_overage_charges(session, charge_ids)
