@@ -25,6 +25,7 @@ from app.usage.overage_billing import (
     bill_overage_adjustments,
     bill_overage_charge,
     close_ended_usage_periods,
+    record_invoice_overage,
     sweep_overage_charges,
 )
 from app.usage.periods import add_months
@@ -685,3 +686,57 @@ async def test_an_immediate_cancel_bills_the_last_period_without_waiting_for_the
     [charge] = await _charges(session)
     assert (charge.amount, charge.status) == (250, "invoiced")
     assert _item_keys(fake_stripe) == [f"overage:{charge.id}:minutes"]
+
+
+async def test_an_invoice_paid_before_its_charge_row_existed_shows_paid_once_billed(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    subscription = await _local(session)
+    await _usage(session, subscription, minutes="2100")
+    # Stripe charges the one-off invoice the moment it is finalized, so its `paid` state
+    # exists before the charge's history row does.
+    finalize_route = next(
+        index
+        for index, route in enumerate(fake_stripe._routes)
+        if route[1].pattern.endswith("finalize")
+    )
+    method, pattern, finalize = fake_stripe._routes[finalize_route]
+
+    def finalize_and_charge(params: Any, invoice_id: str) -> Any:
+        opened = copy.deepcopy(finalize(params, invoice_id))
+        fake_stripe.pay_invoice_out_of_band(invoice_id)
+        return opened
+
+    fake_stripe._routes[finalize_route] = (method, pattern, finalize_and_charge)
+    fake_stripe.now += 10 * 86_400
+    clock.set(datetime.fromtimestamp(fake_stripe.now, UTC))
+    stripe_subscription.update(
+        status="canceled", canceled_at=fake_stripe.now, ended_at=fake_stripe.now
+    )
+    event = fake_stripe.event("customer.subscription.deleted", stripe_subscription)
+
+    assert await _deliver(client, app, event, clock) == "processed"
+
+    [charge] = await _charges(session)
+    [row] = await _overage_rows(session)
+    assert (row.status, row.stripe_invoice_id) == ("paid", charge.stripe_invoice_id)
+    assert row.number is not None and row.number.startswith("FAKE-")
+    # An older event of that invoice, processed late, does not move it back.
+    opened = copy.deepcopy(fake_stripe.invoices[charge.stripe_invoice_id or ""])
+    opened["status"] = "open"
+    async with app.state.sessionmaker.begin() as other:
+        await record_invoice_overage(
+            other,
+            invoice=opened,
+            customer_id=subscription.customer_id,
+            subscription_id=subscription.id,
+            now=clock.now(),
+        )
+    [row] = await _overage_rows(session)
+    assert row.status == "paid"

@@ -5,7 +5,16 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    SQLColumnExpression,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
@@ -18,6 +27,18 @@ from app.stripe_gateway.types import nested
 from app.usage import repository as usage_repository
 
 logger = structlog.get_logger(__name__)
+
+
+# How far an invoice has gone: draft, then open (finalized), then settled. An overage row's
+# status is written from events and from the biller's own reads, in no guaranteed order, so
+# it only ever moves forward (uncollectible may still become paid).
+_STATUS_RANK = {"pending": 0, "draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+
+
+def _forward_status(current: SQLColumnExpression[str], new: str) -> ColumnElement[str]:
+    """`new`, unless the row's status is already further along."""
+    current_rank = case(_STATUS_RANK, value=current, else_=0)
+    return case((current_rank <= _STATUS_RANK.get(new, 0), literal(new)), else_=current)
 
 
 async def record_invoice_overage(
@@ -77,11 +98,13 @@ async def record_invoice_overage(
                 )
             )
             .values(
-                status=str(invoice.get("status") or "draft"),
+                status=_forward_status(table.status, str(invoice.get("status") or "draft")),
                 stripe_invoice_id=invoice_id,
-                number=invoice.get("number"),
-                hosted_invoice_url=invoice.get("hosted_invoice_url"),
-                invoice_pdf_url=invoice.get("invoice_pdf"),
+                number=func.coalesce(invoice.get("number"), table.number),
+                hosted_invoice_url=func.coalesce(
+                    invoice.get("hosted_invoice_url"), table.hosted_invoice_url
+                ),
+                invoice_pdf_url=func.coalesce(invoice.get("invoice_pdf"), table.invoice_pdf_url),
                 updated_at=func.now(),
             )
         )

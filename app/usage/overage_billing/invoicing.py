@@ -25,6 +25,7 @@ from app.models import (
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import expandable_id, nested
 from app.usage.overage_billing.closing import ENDED_STATUSES
+from app.usage.overage_billing.history import record_invoice_overage
 
 logger = structlog.get_logger(__name__)
 
@@ -304,7 +305,7 @@ async def _settle(
             if known is not None and known.get("id") == holder
             else await gateway.retrieve_object("invoice", holder)
         ) or {"id": holder}
-    return await _mark_billed(
+    status = await _mark_billed(
         sessionmaker,
         billable,
         "invoiced" if invoice is not None else "pending_next_invoice",
@@ -312,6 +313,38 @@ async def _settle(
         {line: item.id for line, item in found.items()},
         now,
     )
+    if holder is not None:
+        await _catch_up_history_row(sessionmaker, gateway, billable, holder, now)
+    return status
+
+
+async def _catch_up_history_row(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    billable: _Billable,
+    invoice_id: str,
+    now: datetime,
+) -> None:
+    """Read the invoice again once the charge's history row exists, and bring the row up to
+    it. An event of that invoice processed while the row did not exist yet (the invoice
+    finalized or paid meanwhile) found nothing to update; without this the row would show
+    the status it was billed with until the next event. Statuses only move forward, so a
+    late, older event cannot undo this. Best effort: the invoice's next event does the same."""
+    try:
+        invoice = await gateway.retrieve_object("invoice", invoice_id)
+    except Exception as error:
+        logger.warning("overage_history_catch_up_failed", invoice=invoice_id, error=repr(error))
+        return
+    if invoice is None:
+        return
+    async with sessionmaker.begin() as session:
+        await record_invoice_overage(
+            session,
+            invoice=invoice,
+            customer_id=billable.customer_id,
+            subscription_id=billable.charge.subscription_id,
+            now=now,
+        )
 
 
 async def _one_off_invoice(
