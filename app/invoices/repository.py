@@ -1,6 +1,6 @@
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,3 +48,9 @@ async def upsert_branding(session: AsyncSession, values: dict[str, Any]) -> Cust
         execution_options={"populate_existing": True},
     )
     return rows.one()
+
+
+async def delete_branding(session: AsyncSession, *, customer_id: int) -> None:
+    await session.execute(
+        delete(CustomerBranding).where(CustomerBranding.customer_id == customer_id)
+    )

@@ -139,3 +139,15 @@ async def put_customer_branding(
     """Replaces the whole branding. PDFs stored before keep the branding they were made with."""
     row = await service.set_customer_branding(session, dashboard_user_id=customer_id, update=body)
     return BrandingResponse(branding=_branding_public(customer_id, row))
+
+
+@admin_router.delete(
+    "/customers/{customer_id}/branding/",
+    response_model=BrandingResponse,
+    summary="Remove a customer's invoice branding (back to the service's own)",
+)
+async def delete_customer_branding(
+    customer_id: DashboardUserIdPath, session: SessionDep, _: BillingAdmin
+) -> BrandingResponse:
+    await service.remove_customer_branding(session, dashboard_user_id=customer_id)
+    return BrandingResponse(branding=None)

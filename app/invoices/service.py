@@ -239,6 +239,13 @@ async def get_customer_branding(
     return await repository.get_branding(session, customer_id=customer.id)
 
 
+async def remove_customer_branding(session: AsyncSession, *, dashboard_user_id: str) -> None:
+    """Back to the service's own branding for PDFs rendered from now on (stored PDFs keep
+    theirs). Removing what is not there is not an error."""
+    customer = await _customer(session, dashboard_user_id)
+    await repository.delete_branding(session, customer_id=customer.id)
+
+
 async def set_customer_branding(
     session: AsyncSession, *, dashboard_user_id: str, update: BrandingUpdate
 ) -> CustomerBranding:

@@ -292,6 +292,32 @@ async def test_an_admin_sets_and_reads_a_customers_branding(
     assert branding["logo"]["sha256"] == hashlib.sha256(svg).hexdigest()
 
 
+async def test_removing_a_branding_brings_back_the_services_own_for_new_pdfs_only(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    admin: dict[str, str],
+) -> None:
+    customer, first, _ = await _customer_with_invoice(session, fake_stripe, "42", number="F-1")
+    later_invoice = growth_invoice(fake_stripe, customer.stripe_customer_id or "", number="F-2")
+    later = await add_invoice_entry(session, customer, later_invoice)
+    assert (await client.put(branding_path("42"), json=acme_branding(), headers=admin)).is_success
+    token = make_token("42")
+    branded = (await _download(client, token, first)).content
+
+    removed = await client.delete(branding_path("42"), headers=admin)
+    removed_again = await client.delete(branding_path("42"), headers=admin)
+    shown = await client.get(branding_path("42"), headers=admin)
+
+    assert (removed.status_code, removed.json()["branding"]) == (200, None)
+    assert removed_again.status_code == 200
+    assert shown.json()["branding"] is None
+    assert (await _download(client, token, first)).content == branded
+    new_text = pdf_text((await _download(client, token, later.id)).content)
+    assert "Call Center Billing" in new_text and "Acme White Label Ltd" not in new_text
+
+
 async def test_a_logo_of_512_kb_fits_in_the_request(
     client: httpx.AsyncClient, session: AsyncSession, admin: dict[str, str]
 ) -> None:
