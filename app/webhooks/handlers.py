@@ -23,6 +23,7 @@ from app.models import (
 )
 from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
+from app.plans import service as plans_service
 from app.stripe_gateway.client import parse_payment_method, parse_subscription
 from app.stripe_gateway.types import expandable_id, from_timestamp
 from app.subscriptions import repository as subscriptions_repository
@@ -201,7 +202,7 @@ async def _record_invoice(
     # row already stands for it (and follows its status below); a row of its own would list
     # the same money twice.
     if "overage_charge_id" not in (invoice.get("metadata") or {}):
-        add_on_prices = await plans_repository.add_on_price_ids(session)
+        add_on_prices = await plans_service.add_on_price_ids(session)
         await billing_history_service.record_invoice(
             session,
             invoice=invoice,

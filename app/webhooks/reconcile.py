@@ -31,6 +31,7 @@ from app.models import (
 )
 from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
+from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import PaymentMethodCard, SubscriptionState
 from app.subscriptions import repository as subscriptions_repository
@@ -394,19 +395,13 @@ async def _repair_invoice(
         session, object_type="invoice", object_id=str(invoice["id"]), as_of=as_of
     ):
         return False
-    add_on_prices = {
-        price
-        for add_on in await plans_repository.list_add_ons(session, active_only=False)
-        for price in (add_on.stripe_monthly_price_id, add_on.stripe_yearly_price_id)
-        if price
-    }
     await billing_history_service.record_invoice(
         session,
         invoice=invoice,
         customer_id=customer_id,
         # None keeps the subscription the row is linked to.
         subscription_id=None,
-        add_on_price_ids=add_on_prices,
+        add_on_price_ids=await plans_service.add_on_price_ids(session),
     )
     return True
 

@@ -238,18 +238,9 @@ async def _complete_on_invoice(
     if missing and not is_draft:
         return None
     for line in missing:
-        item_id = await gateway.create_invoice_item(
-            customer_id=billable.stripe_customer_id,
-            amount=line.amount,
-            currency=charge.currency,
-            description=line.description,
-            metadata=billable.metadata(line.name),
-            period=(charge.period_start, charge.period_end),
-            invoice_id=invoice_id,
-            subscription_id=None,
-            idempotency_key=f"overage:{charge.id}:{line.name}",
+        found[line.name] = await _create_item(
+            gateway, billable, line, invoice_id=invoice_id, key=f"overage:{charge.id}:{line.name}"
         )
-        found[line.name] = _StripeItem(item_id, invoice_id)
     if is_draft and (invoice.get("metadata") or {}).get("overage_charge_id") == str(charge.id):
         # Our one-off invoice: finalized once it holds the items, so Stripe charges the
         # customer's default card.
@@ -266,23 +257,36 @@ async def _add_pending_items(
     """The charge's missing lines as pending items of the subscription: Stripe puts them on
     its next invoice. Keyed `...:next`: their parameters differ from an `invoice=` attempt's
     under the plain key, and Stripe refuses a key reused with other parameters."""
+    for line in billable.lines:
+        if line.name not in found:
+            found[line.name] = await _create_item(
+                gateway,
+                billable,
+                line,
+                invoice_id=None,
+                key=f"overage:{billable.charge.id}:{line.name}:next",
+            )
+
+
+async def _create_item(
+    gateway: StripeGateway, billable: _Billable, line: _Line, *, invoice_id: str | None, key: str
+) -> _StripeItem:
+    """One line of the charge as a Stripe invoice item: on `invoice_id`, or, without one,
+    pending on the subscription (Stripe puts it on the next invoice)."""
     assert billable.stripe_customer_id is not None
     charge = billable.charge
-    for line in billable.lines:
-        if line.name in found:
-            continue
-        item_id = await gateway.create_invoice_item(
-            customer_id=billable.stripe_customer_id,
-            amount=line.amount,
-            currency=charge.currency,
-            description=line.description,
-            metadata=billable.metadata(line.name),
-            period=(charge.period_start, charge.period_end),
-            invoice_id=None,
-            subscription_id=billable.stripe_subscription_id,
-            idempotency_key=f"overage:{charge.id}:{line.name}:next",
-        )
-        found[line.name] = _StripeItem(item_id, None)
+    item_id = await gateway.create_invoice_item(
+        customer_id=billable.stripe_customer_id,
+        amount=line.amount,
+        currency=charge.currency,
+        description=line.description,
+        metadata=billable.metadata(line.name),
+        period=(charge.period_start, charge.period_end),
+        invoice_id=invoice_id,
+        subscription_id=None if invoice_id else billable.stripe_subscription_id,
+        idempotency_key=key,
+    )
+    return _StripeItem(item_id, invoice_id)
 
 
 async def _settle(
