@@ -1,7 +1,8 @@
 """The worker process: `arq app.worker.WorkerSettings`.
 
-Each job gets the settings, the clock and a session factory in its context; a job owns its
-transaction the way a request does.
+Startup builds one `JobContext` (settings, clock, session factory, Stripe gateway, Redis)
+and every job receives it through `app.jobs.context.job`; a job owns its transaction the
+way a request does. Each domain's jobs live in its `tasks.py`.
 """
 
 from typing import Any, ClassVar
@@ -17,12 +18,14 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
+from app.jobs.context import CONTEXT_KEY, JobContext
 from app.stripe_gateway.client import StripeGateway
-from app.usage.anomaly import detect_usage_anomalies
-from app.usage.overage_billing import (
+from app.usage.tasks import (
+    bill_ended_subscription_usage,
     bill_overage_adjustments,
     bill_overage_charge,
     close_ended_usage_periods,
+    detect_usage_anomalies,
     sweep_overage_charges,
 )
 from app.webhooks.reconcile import reconcile_stripe_nightly
@@ -44,11 +47,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure_logging(settings)
     engine = create_engine(settings)
-    ctx["settings"] = settings
-    ctx["clock"] = SystemClock()
     ctx["engine"] = engine
-    ctx["sessionmaker"] = create_sessionmaker(engine)
-    ctx["stripe_gateway"] = StripeGateway(settings)
+    ctx[CONTEXT_KEY] = JobContext(
+        settings=settings,
+        clock=SystemClock(),
+        sessionmaker=create_sessionmaker(engine),
+        stripe_gateway=StripeGateway(settings),
+        # arq's own connection: what the jobs enqueue follow-up work on.
+        redis=ctx["redis"],
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -56,7 +63,11 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 
 class WorkerSettings:
-    functions: ClassVar[list[Any]] = [process_stripe_event, bill_overage_charge]
+    functions: ClassVar[list[Any]] = [
+        process_stripe_event,
+        bill_overage_charge,
+        bill_ended_subscription_usage,
+    ]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
         cron(purge_expired_idempotency_keys, minute={7}, second={0}),

@@ -5,12 +5,11 @@ from fastapi import Path, Query
 from app.alerts import service
 from app.alerts.errors import AlertNotFound, InvalidAlertCursor
 from app.alerts.schemas import AlertListResponse, AlertPublic, AlertResponse
+from app.core.accounts import CustomerNotFound, TargetAccount
 from app.core.db import SessionDep
 from app.core.deps import ClockDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
-from app.usage.dependencies import TargetAccount
-from app.usage.errors import CustomerNotFound
 
 router = SlashTolerantRouter(
     tags=["alerts"], responses=error_responses(Unauthorized, CustomerNotFound)

@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts import repository
 from app.alerts.errors import AlertNotFound, InvalidAlertCursor
+from app.core.accounts import AccountReference, CustomerNotFound
 from app.models import UsageAlert
-from app.usage.dependencies import AccountReference
-from app.usage.errors import CustomerNotFound
 
 KIND_USAGE_THRESHOLD = "usage_threshold"
 KIND_OVERAGE = "overage"
+KIND_USAGE_ANOMALY = "usage_anomaly"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +153,33 @@ async def raise_usage_alerts(
     if not rows:
         return 0
     return await repository.insert_once(session, list(rows.values()))
+
+
+async def raise_usage_anomaly_alert(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    subscription_id: int,
+    day_start: datetime,
+    threshold_percent: int,
+    message: str,
+    now: datetime,
+) -> bool:
+    """A `usage_anomaly` alert for one UTC day (its `period_start` is the day's start), once
+    per subscription and day; True when this call raised it."""
+    row = {
+        "customer_id": customer_id,
+        "subscription_id": subscription_id,
+        "period_start": day_start,
+        "kind": KIND_USAGE_ANOMALY,
+        "resource": "minutes",
+        "threshold": threshold_percent,
+        "priority": "medium",
+        "action_required": False,
+        "message": message,
+        "created_at": now,
+    }
+    return await repository.insert_once(session, [row]) == 1
 
 
 async def _customer_id(session: AsyncSession, account: AccountReference) -> int | None:

@@ -1,27 +1,22 @@
 """arq jobs of billing history: the nightly archive run."""
 
-from typing import Any
-
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.billing_history.archive import archive_billing_records
-from app.core.clock import Clock
-from app.core.config import Settings
+from app.jobs.context import JobContext, job
 
 logger = structlog.get_logger(__name__)
 
 
-async def archive_billing_records_nightly(ctx: dict[str, Any]) -> int:
+@job
+async def archive_billing_records_nightly(context: JobContext) -> int:
     """Archive the settled rows older than ARCHIVE_AFTER_DAYS; nothing when it is unset.
     Returns the number of rows moved."""
-    settings: Settings = ctx["settings"]
-    if settings.ARCHIVE_AFTER_DAYS is None:
+    older_than_days = context.settings.ARCHIVE_AFTER_DAYS
+    if older_than_days is None:
         return 0
-    sessionmaker: async_sessionmaker[AsyncSession] = ctx["sessionmaker"]
-    clock: Clock = ctx["clock"]
     run = await archive_billing_records(
-        sessionmaker, clock=clock, older_than_days=settings.ARCHIVE_AFTER_DAYS
+        context.sessionmaker, clock=context.clock, older_than_days=older_than_days
     )
     assert run.after is not None
     counts = {

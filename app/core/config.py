@@ -14,12 +14,12 @@ from babel import Locale, UnknownLocaleError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.money import normalize_currency
-from app.invoices.branding_validation import (
+from app.core.branding_values import (
     BrandingValueError,
     normalize_hex_color,
     normalize_number_prefix,
 )
+from app.core.money import normalize_currency
 
 _PLACEHOLDER_MARKERS = ("change-me", "changeme", "your_", "your-", "placeholder", "example")
 

@@ -1,8 +1,9 @@
-"""Dependencies on what the app holds for its lifetime: settings and the clock."""
+"""Dependencies on what the app holds for its lifetime: settings, the clock, Redis."""
 
 import uuid
 from typing import Annotated
 
+from arq.connections import ArqRedis
 from fastapi import Depends, Request
 
 from app.core.clock import Clock
@@ -19,8 +20,15 @@ async def get_clock(request: Request) -> Clock:
     return clock
 
 
+async def get_redis(request: Request) -> ArqRedis:
+    redis: ArqRedis = request.app.state.redis
+    return redis
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+# Where jobs are enqueued after the commit that made them necessary (`app.jobs.enqueue`).
+RedisDep = Annotated[ArqRedis, Depends(get_redis)]
 
 
 async def get_attempt_token() -> str:

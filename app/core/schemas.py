@@ -83,3 +83,10 @@ class InputSchema(BaseModel):
 
 class SuccessResponse(BaseModel):
     success: Literal[True] = True
+
+
+# An id of a Stripe object as a client may send it (pm_..., sub_...): no dots, slashes or spaces
+# that could reach a Stripe URL path.
+StripeId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", min_length=3, max_length=255)
+]

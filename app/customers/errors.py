@@ -1,6 +1,2 @@
-from app.core.errors import NotFound
-
-
-class CustomerNotFound(NotFound):
-    code = "customer_not_found"
-    message = "No billing account for that customer id."
+# Defined beside AccountReference (which raises it) so every layer can name it.
+from app.core.accounts import CustomerNotFound as CustomerNotFound

@@ -4,21 +4,19 @@ An operator can then tell "the API is up but nothing processes jobs" from `/read
 """
 
 from datetime import datetime
-from typing import Any
 
 from arq.connections import ArqRedis
 
-from app.core.clock import Clock
+from app.jobs.context import JobContext, job
 
 HEARTBEAT_KEY = "billing:worker:heartbeat"
 HEARTBEAT_TTL_SECONDS = 600
 
 
-async def record_worker_heartbeat(ctx: dict[str, Any]) -> str:
-    clock: Clock = ctx["clock"]
-    redis: ArqRedis = ctx["redis"]
-    now = clock.now().isoformat()
-    await redis.set(HEARTBEAT_KEY, now, ex=HEARTBEAT_TTL_SECONDS)
+@job
+async def record_worker_heartbeat(context: JobContext) -> str:
+    now = context.clock.now().isoformat()
+    await context.redis.set(HEARTBEAT_KEY, now, ex=HEARTBEAT_TTL_SECONDS)
     return now
 
 

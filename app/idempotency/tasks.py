@@ -1,14 +1,9 @@
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from app.core.clock import Clock
 from app.idempotency import repository
+from app.jobs.context import JobContext, job
 
 
-async def purge_expired_idempotency_keys(ctx: dict[str, Any]) -> int:
+@job
+async def purge_expired_idempotency_keys(context: JobContext) -> int:
     """Drop `Idempotency-Key` records past their 24 hours; a key is free again after that."""
-    sessionmaker: async_sessionmaker[AsyncSession] = ctx["sessionmaker"]
-    clock: Clock = ctx["clock"]
-    async with sessionmaker.begin() as session:
-        return await repository.delete_expired(session, now=clock.now())
+    async with context.transaction() as session:
+        return await repository.delete_expired(session, now=context.clock.now())

@@ -5,11 +5,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from app.core.branding_values import BrandingValueError
 from app.core.config import ConfigurationError, Settings
 from app.invoices.branding_validation import (
     PNG_MEDIA_TYPE,
     SVG_MEDIA_TYPE,
-    BrandingValueError,
     ValidatedLogo,
     validate_logo,
 )

@@ -24,6 +24,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring as parse_xml
 from PIL import Image, UnidentifiedImageError
 
+from app.core.branding_values import BrandingValueError
+
 PNG_MEDIA_TYPE: Final = "image/png"
 SVG_MEDIA_TYPE: Final = "image/svg+xml"
 LOGO_MEDIA_TYPES: Final = (PNG_MEDIA_TYPE, SVG_MEDIA_TYPE)
@@ -32,8 +34,6 @@ MAX_LOGO_PIXELS_PER_SIDE: Final = 4096
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SVG_NAMESPACE = "http://www.w3.org/2000/svg"
-_HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-_NUMBER_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,19}$")
 # Elements that run code or embed another document: named in the refusal, so a designer
 # knows what to remove.
 _FORBIDDEN_ELEMENTS = {
@@ -70,10 +70,6 @@ _SAFE_DATA_URI = re.compile(r"^data:image/(?:png|jpeg|gif|webp)[;,]", re.IGNOREC
 _OUTSIDE_URL = re.compile(r"url\(\s*['\"]?\s*(?!#)", re.IGNORECASE)
 
 
-class BrandingValueError(ValueError):
-    """A branding value that cannot be used; the message says why, for the admin."""
-
-
 @dataclass(frozen=True, slots=True)
 class ValidatedLogo:
     media_type: str
@@ -83,32 +79,6 @@ class ValidatedLogo:
     @property
     def file_extension(self) -> str:
         return "png" if self.media_type == PNG_MEDIA_TYPE else "svg"
-
-
-def normalize_hex_color(value: str) -> str:
-    """`#RGB` or `#RRGGBB` (any case) as lower-case `#rrggbb`."""
-    text = value.strip()
-    if not _HEX_COLOR.match(text):
-        raise BrandingValueError(
-            f"{value!r} is not a hex colour: use #RRGGBB (or #RGB), for example #1f4e79."
-        )
-    digits = text[1:].lower()
-    if len(digits) == 3:
-        digits = "".join(digit * 2 for digit in digits)
-    return f"#{digits}"
-
-
-def normalize_number_prefix(value: str | None) -> str | None:
-    """An invoice number prefix ("ACME-"), or None for none; letters, digits and `.-_/`."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if not _NUMBER_PREFIX.match(text):
-        raise BrandingValueError(
-            "The invoice number prefix is 1 to 20 characters: letters, digits and . - _ /, "
-            "starting with a letter or digit."
-        )
-    return text
 
 
 def validate_logo(data: bytes, media_type: str) -> ValidatedLogo:

@@ -3,14 +3,13 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from app.core.schemas import InputSchema, Schema, SuccessResponse
-from app.invoices.branding_validation import (
-    LOGO_MEDIA_TYPES,
-    MAX_LOGO_BYTES,
+from app.core.branding_values import (
     BrandingValueError,
     normalize_hex_color,
     normalize_number_prefix,
 )
+from app.core.schemas import InputSchema, Schema, SuccessResponse
+from app.invoices.branding_validation import LOGO_MEDIA_TYPES, MAX_LOGO_BYTES
 
 
 def _hex_color(value: str) -> str:

@@ -29,11 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.billing_history import service as billing_history_service
 from app.billing_history.records import BillingRecord
+from app.core.branding_values import BrandingValueError
 from app.core.clock import Clock
 from app.customers import service as customers_service
 from app.invoices import presentation, rendering, repository
 from app.invoices.branding import SellerBranding, customer_branding
-from app.invoices.branding_validation import BrandingValueError, ValidatedLogo, validate_logo
+from app.invoices.branding_validation import ValidatedLogo, validate_logo
 from app.invoices.errors import (
     BillingRecordNotFound,
     CustomerNotFound,

@@ -21,6 +21,8 @@ SUBSCRIPTION_STATUSES = (
 # A customer has at most one subscription in these states (pending and incomplete included:
 # a payment in flight holds the slot).
 LIVE_STATUSES = ("pending", "incomplete", "trialing", "active", "past_due", "unpaid", "paused")
+# A subscription in these states has ended for good: no renewal invoice will come.
+ENDED_STATUSES = ("canceled", "incomplete_expired")
 
 
 def _sql_list(values: tuple[str, ...]) -> str:

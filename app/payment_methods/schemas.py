@@ -2,8 +2,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.schemas import InputSchema, SuccessResponse
-from app.subscriptions.schemas import StripeId
+from app.core.schemas import InputSchema, StripeId, SuccessResponse
 
 
 class PaymentMethodPublic(BaseModel):

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
 from app.core.errors import AppError, InvalidRequest
+from app.jobs.enqueue import BILL_ENDED_SUBSCRIPTION_USAGE, enqueue_job
 from app.models import Customer, Subscription, SubscriptionPlan
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.errors import PaymentDeclined
@@ -29,7 +31,6 @@ from app.subscriptions import catalog, repository
 from app.subscriptions.errors import ActionNotAllowed, SubscriptionNotFound
 from app.subscriptions.schemas import ManageRequest
 from app.subscriptions.stripe_sync import apply_stripe_state
-from app.usage import overage_billing
 
 ChangeTiming = Literal["now", "period_end"]
 CHANGEABLE_STATUSES = {"trialing", "active", "past_due"}
@@ -299,7 +300,7 @@ async def cancel(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
-    clock: Clock,
+    redis: ArqRedis,
     customer: Customer,
     at_period_end: bool,
     attempt: str,
@@ -327,26 +328,17 @@ async def cancel(
         )
     await _record(sessionmaker, subscription.id, state)
     if not at_period_end:
-        await _bill_last_period(sessionmaker, gateway, clock, subscription.id)
-    return ChangeOutcome(subscription.id)
-
-
-async def _bill_last_period(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    gateway: StripeGateway,
-    clock: Clock,
-    subscription_id: int,
-) -> None:
-    """An immediate cancel bills the last usage period's overage now, not when the
-    `customer.subscription.deleted` webhook arrives (which then finds it billed)."""
-    async with sessionmaker.begin() as session:
-        subscription = await repository.get_for_update(session, subscription_id)
-        charge_ids = await overage_billing.close_periods_on_cancel(
-            session, subscription=subscription, now=clock.now()
+        # The last usage period's overage is billed now, not when the
+        # `customer.subscription.deleted` webhook arrives (which then finds it billed). Usage
+        # sits above subscriptions, so it is asked by job name; should the enqueue fail, that
+        # webhook (or the missed-close cron) bills the period instead.
+        await enqueue_job(
+            redis,
+            BILL_ENDED_SUBSCRIPTION_USAGE,
+            subscription.id,
+            job_id=f"bill-ended-usage:{subscription.id}",
         )
-    await overage_billing.bill_charges(
-        sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_ids=charge_ids
-    )
+    return ChangeOutcome(subscription.id)
 
 
 async def reactivate(

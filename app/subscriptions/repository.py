@@ -34,6 +34,12 @@ async def get_latest_for_customer(session: AsyncSession, customer_id: int) -> Su
     )
 
 
+async def get(session: AsyncSession, subscription_id: int) -> Subscription:
+    subscription = await session.get(Subscription, subscription_id)
+    assert subscription is not None
+    return subscription
+
+
 async def get_for_update(session: AsyncSession, subscription_id: int) -> Subscription:
     subscription = await session.scalar(
         select(Subscription).where(Subscription.id == subscription_id).with_for_update()

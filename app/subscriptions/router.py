@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import Query
 
 from app.core.db import SessionDep, SessionmakerDep
-from app.core.deps import AttemptTokenDep, ClockDep, SettingsDep
+from app.core.deps import AttemptTokenDep, ClockDep, RedisDep, SettingsDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.customers.dependencies import CurrentCustomer
@@ -32,7 +32,6 @@ from app.subscriptions.schemas import (
     SubscribeRequest,
     SubscriptionResponse,
 )
-from app.subscriptions.subscribe import subscribe as subscribe_use_case
 
 router = SlashTolerantRouter(
     tags=["subscriptions"], responses=error_responses(Unauthorized, StripeUnavailable)
@@ -70,7 +69,7 @@ async def subscribe(
     the card) with Stripe.js. A declined card is a 402 with Stripe's `decline_code`; subscribe
     again with another card to pay the same invoice.
     """
-    outcome = await subscribe_use_case(
+    return await service.subscribe(
         sessionmaker=sessionmaker,
         gateway=gateway,
         clock=clock,
@@ -78,12 +77,6 @@ async def subscribe(
         customer=customer,
         subscribe_request=subscribe_request,
         attempt=attempt,
-    )
-    return SubscriptionResponse(
-        subscription=await service.describe_by_id(sessionmaker, outcome.subscription_id),
-        requires_action=outcome.client_secret is not None,
-        client_secret=outcome.client_secret,
-        client_secret_type=outcome.client_secret_type,
     )
 
 
@@ -118,25 +111,21 @@ async def manage_subscription(
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
+    redis: RedisDep,
     clock: ClockDep,
     attempt: AttemptTokenDep,
 ) -> SubscriptionResponse:
     """Actions: `upgrade` (now, prorated and charged at once), `downgrade` (at the period
     end), `change_plan` (decides which), `cancel_pending_change`, `cancel` (`at_period_end`,
     default true), `reactivate`, `add_addon` / `remove_addon` (`addon_id`, `quantity`)."""
-    outcome = await service.manage(
+    return await service.manage(
         sessionmaker=sessionmaker,
         gateway=gateway,
+        redis=redis,
         clock=clock,
         customer=customer,
         manage_request=manage_request,
         attempt=attempt,
-    )
-    return SubscriptionResponse(
-        subscription=await service.describe_by_id(sessionmaker, outcome.subscription_id),
-        requires_action=outcome.client_secret is not None,
-        client_secret=outcome.client_secret,
-        client_secret_type="payment_intent" if outcome.client_secret else None,
     )
 
 

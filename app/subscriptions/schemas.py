@@ -3,12 +3,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.core.schemas import InputSchema, SuccessResponse
+from app.core.schemas import InputSchema, StripeId, SuccessResponse
 
 BillingCycle = Literal["monthly", "yearly"]
-StripeId = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", min_length=3, max_length=255)
-]
 # The seed's dashboard sends a plan's id; its own ids looked like "plan_123", so a slug works
 # too.
 PlanReference = (

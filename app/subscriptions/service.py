@@ -2,10 +2,12 @@
 
 from datetime import datetime
 
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
-from app.models import Customer
+from app.core.config import Settings
+from app.models import Customer, Subscription
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import from_timestamp
 from app.subscriptions import catalog, changes, repository
@@ -15,8 +17,11 @@ from app.subscriptions.schemas import (
     ChangePreview,
     ManageRequest,
     PlanSummary,
+    SubscribeRequest,
     SubscriptionPublic,
+    SubscriptionResponse,
 )
+from app.subscriptions.subscribe import subscribe as subscribe_use_case
 
 
 async def get_current_subscription(session: AsyncSession, customer: Customer) -> SubscriptionPublic:
@@ -33,14 +38,78 @@ async def describe_by_id(
     sessionmaker: async_sessionmaker[AsyncSession], subscription_id: int
 ) -> SubscriptionPublic:
     async with sessionmaker() as session:
-        subscription = await repository.get_for_update(session, subscription_id)
+        subscription = await repository.get(session, subscription_id)
         return await describe_subscription(session, subscription)
+
+
+async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:
+    """The subscription, locked for the rest of the caller's transaction: what other domains
+    take before they write what depends on its state (a usage period's close)."""
+    return await repository.get_for_update(session, subscription_id)
+
+
+async def subscribe(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    settings: Settings,
+    customer: Customer,
+    subscribe_request: SubscribeRequest,
+    attempt: str,
+) -> SubscriptionResponse:
+    """Subscribe (see `app.subscriptions.subscribe`), answered with the subscription as it
+    stands afterwards."""
+    outcome = await subscribe_use_case(
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        clock=clock,
+        settings=settings,
+        customer=customer,
+        subscribe_request=subscribe_request,
+        attempt=attempt,
+    )
+    return SubscriptionResponse(
+        subscription=await describe_by_id(sessionmaker, outcome.subscription_id),
+        requires_action=outcome.client_secret is not None,
+        client_secret=outcome.client_secret,
+        client_secret_type=outcome.client_secret_type,
+    )
 
 
 async def manage(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    redis: ArqRedis,
+    clock: Clock,
+    customer: Customer,
+    manage_request: ManageRequest,
+    attempt: str,
+) -> SubscriptionResponse:
+    """One manage action, answered with the subscription as it stands afterwards."""
+    outcome = await _apply_action(
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        redis=redis,
+        clock=clock,
+        customer=customer,
+        manage_request=manage_request,
+        attempt=attempt,
+    )
+    return SubscriptionResponse(
+        subscription=await describe_by_id(sessionmaker, outcome.subscription_id),
+        requires_action=outcome.client_secret is not None,
+        client_secret=outcome.client_secret,
+        client_secret_type="payment_intent" if outcome.client_secret else None,
+    )
+
+
+async def _apply_action(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    redis: ArqRedis,
     clock: Clock,
     customer: Customer,
     manage_request: ManageRequest,
@@ -64,7 +133,7 @@ async def manage(
         return await changes.cancel(
             sessionmaker=sessionmaker,
             gateway=gateway,
-            clock=clock,
+            redis=redis,
             customer=customer,
             at_period_end=manage_request.at_period_end,
             attempt=attempt,

@@ -4,12 +4,12 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.periods import usage_period_containing
 from app.models import Subscription, SubscriptionAddOn, SubscriptionPlanChange
 from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import repository
-from app.usage.periods import usage_period_containing
 
 
 async def apply_stripe_state(

@@ -16,23 +16,18 @@ the same day insert nothing.
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
 
 import structlog
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
-from app.core.clock import Clock
-from app.models import Subscription, UsageAlert, UsageDailyTotals
+from app.alerts import service as alerts_service
+from app.usage import repository
 
 logger = structlog.get_logger(__name__)
 
 TRAILING_DAYS = 14
 ANOMALY_FACTOR = 3
 MINIMUM_DAY_MINUTES = Decimal(60)
-ALERT_KIND = "usage_anomaly"
 ALERT_THRESHOLD_PERCENT = ANOMALY_FACTOR * 100
 
 
@@ -51,45 +46,23 @@ def day_start(day: date) -> datetime:
 
 async def find_anomalous_days(session: AsyncSession, day: date) -> list[AnomalousDay]:
     """The subscriptions whose minutes on `day` are an anomaly, in one set-based query."""
-    trailing = aliased(UsageDailyTotals)
-    window_start = day - timedelta(days=TRAILING_DAYS)
-    trailing_minutes = (
-        select(func.coalesce(func.sum(trailing.minutes_used), 0))
-        .where(
-            trailing.subscription_id == UsageDailyTotals.subscription_id,
-            trailing.day >= window_start,
-            trailing.day < day,
-        )
-        .scalar_subquery()
+    rows = await repository.anomalous_days(
+        session,
+        day=day,
+        trailing_days=TRAILING_DAYS,
+        factor=ANOMALY_FACTOR,
+        minimum_minutes=MINIMUM_DAY_MINUTES,
+        subscribed_before=day_start(day - timedelta(days=TRAILING_DAYS)),
     )
-    rows = (
-        await session.execute(
-            select(
-                UsageDailyTotals.subscription_id,
-                Subscription.customer_id,
-                UsageDailyTotals.minutes_used,
-                trailing_minutes,
-            )
-            .join(Subscription, Subscription.id == UsageDailyTotals.subscription_id)
-            .where(
-                UsageDailyTotals.day == day,
-                UsageDailyTotals.minutes_used >= MINIMUM_DAY_MINUTES,
-                Subscription.created_at <= day_start(window_start),
-                # minutes > 3 x (sum / 14), without dividing: exact in numeric.
-                UsageDailyTotals.minutes_used * TRAILING_DAYS > ANOMALY_FACTOR * trailing_minutes,
-            )
-            .order_by(UsageDailyTotals.subscription_id)
-        )
-    ).all()
     return [
         AnomalousDay(
-            subscription_id=subscription_id,
-            customer_id=customer_id,
+            subscription_id=row.subscription_id,
+            customer_id=row.customer_id,
             day=day,
-            minutes=Decimal(minutes),
-            trailing_average=Decimal(trailing_sum) / TRAILING_DAYS,
+            minutes=row.minutes,
+            trailing_average=row.trailing_minutes / TRAILING_DAYS,
         )
-        for subscription_id, customer_id, minutes, trailing_sum in rows
+        for row in rows
     ]
 
 
@@ -100,30 +73,20 @@ async def record_anomaly_alerts(
     created = 0
     for found in days:
         average = found.trailing_average.quantize(Decimal("0.1"))
-        inserted = await session.scalar(
-            insert(UsageAlert)
-            .values(
-                customer_id=found.customer_id,
-                subscription_id=found.subscription_id,
-                period_start=day_start(found.day),
-                kind=ALERT_KIND,
-                resource="minutes",
-                threshold=ALERT_THRESHOLD_PERCENT,
-                priority="medium",
-                action_required=False,
-                message=(
-                    f"Call minutes on {found.day.isoformat()} ({found.minutes.normalize():f}) "
-                    f"are more than {ANOMALY_FACTOR}x the average day of the previous "
-                    f"{TRAILING_DAYS} days ({average:f})."
-                ),
-                created_at=now,
-            )
-            .on_conflict_do_nothing(
-                index_elements=["subscription_id", "period_start", "kind", "resource", "threshold"]
-            )
-            .returning(UsageAlert.id)
+        raised = await alerts_service.raise_usage_anomaly_alert(
+            session,
+            customer_id=found.customer_id,
+            subscription_id=found.subscription_id,
+            day_start=day_start(found.day),
+            threshold_percent=ALERT_THRESHOLD_PERCENT,
+            message=(
+                f"Call minutes on {found.day.isoformat()} ({found.minutes.normalize():f}) "
+                f"are more than {ANOMALY_FACTOR}x the average day of the previous "
+                f"{TRAILING_DAYS} days ({average:f})."
+            ),
+            now=now,
         )
-        if inserted is not None:
+        if raised:
             created += 1
             logger.info(
                 "usage_anomaly_alert",
@@ -134,12 +97,10 @@ async def record_anomaly_alerts(
     return created
 
 
-async def detect_usage_anomalies(ctx: dict[str, Any]) -> int:
-    """arq cron (hourly): alert on today's and yesterday's anomalous days; returns alerts
-    created."""
-    sessionmaker: async_sessionmaker[AsyncSession] = ctx["sessionmaker"]
-    clock: Clock = ctx["clock"]
-    now = clock.now()
+async def detect_usage_anomalies(
+    *, sessionmaker: async_sessionmaker[AsyncSession], now: datetime
+) -> int:
+    """Alert on today's and yesterday's anomalous days; returns alerts created."""
     today = now.astimezone(UTC).date()
     created = 0
     async with sessionmaker.begin() as session:

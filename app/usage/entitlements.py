@@ -18,11 +18,11 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.accounts import AccountReference
+from app.core.periods import usage_period_containing
 from app.subscriptions.schemas import PlanSummary
 from app.usage import repository
-from app.usage.dependencies import AccountReference
 from app.usage.errors import CustomerNotFound
-from app.usage.periods import usage_period_containing
 from app.usage.repository import AccountUsageState
 from app.usage.schemas import EntitlementAddOn, EntitlementLimits, EntitlementReason, Entitlements
 

@@ -25,11 +25,12 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts import service as alerts_service
+from app.core.accounts import AccountReference, account_reference
 from app.core.auth import Principal
 from app.core.errors import AppError
+from app.core.periods import usage_period_containing
 from app.usage import repository
 from app.usage.call_minutes import MAX_CALL_MINUTES, MAX_CALL_SECONDS, minutes_for_call
-from app.usage.dependencies import AccountReference, account_reference
 from app.usage.errors import (
     CallTooLong,
     CustomerNotFound,
@@ -39,7 +40,6 @@ from app.usage.errors import (
     UsageInFuture,
 )
 from app.usage.overage import began_in_trial
-from app.usage.periods import usage_period_containing
 from app.usage.placement import FUTURE_TOLERANCE, SubscriptionTerms, place_record
 from app.usage.repository import (
     DayDelta,

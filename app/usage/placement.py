@@ -6,7 +6,7 @@
   holds none. A timestamp held by none of the customer's subscriptions is
   `no_active_subscription`.
 - Within it, the record belongs to the monthly usage period holding its timestamp, counted
-  from the billing anchor (else the current period's start): `app.usage.periods`.
+  from the billing anchor (else the current period's start): `app.core.periods`.
 - A record is accepted until 35 days after its period closed (or the subscription ended, if
   that came first); later it is `usage_too_late`. A period already billed still takes it: the
   overage job bills the difference as an adjustment.
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.core.periods import UsagePeriod, usage_period_containing
 from app.usage.errors import NoActiveSubscription, UsageTooLate
-from app.usage.periods import UsagePeriod, usage_period_containing
 
 LATE_RECORD_WINDOW = timedelta(days=35)
 # Clocks of the telephony backend and ours disagree a little; more than this is a bug.

@@ -9,7 +9,7 @@ peak is not projected: the peak so far is the best estimate of the period's peak
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from app.usage.periods import UsagePeriod
+from app.core.periods import UsagePeriod
 
 MINIMUM_ELAPSED_FOR_PROJECTION = timedelta(days=1)
 

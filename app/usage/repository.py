@@ -14,15 +14,16 @@ but never deadlock.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app.models import OverageCharge
+from app.models import OverageCharge, Subscription, UsageDailyTotals
 from app.models.subscription import LIVE_STATUSES
 from app.usage.placement import SubscriptionTerms
 
@@ -574,3 +575,58 @@ async def list_overage_charges(
     return (
         await session.scalars(select(OverageCharge).where(OverageCharge.id.in_(charge_ids)))
     ).all()
+
+
+@dataclass(frozen=True, slots=True)
+class DayAgainstTrailing:
+    subscription_id: int
+    customer_id: int
+    minutes: Decimal
+    trailing_minutes: Decimal
+
+
+async def anomalous_days(
+    session: AsyncSession,
+    *,
+    day: date,
+    trailing_days: int,
+    factor: int,
+    minimum_minutes: Decimal,
+    subscribed_before: datetime,
+) -> list[DayAgainstTrailing]:
+    """The subscriptions whose minutes on `day` exceed `factor` times their average over the
+    `trailing_days` before it, set-based. Reads `subscriptions` for the owner and the age: a
+    read model of the usage tables, like the others here."""
+    trailing = aliased(UsageDailyTotals)
+    trailing_minutes = (
+        select(func.coalesce(func.sum(trailing.minutes_used), 0))
+        .where(
+            trailing.subscription_id == UsageDailyTotals.subscription_id,
+            trailing.day >= day - timedelta(days=trailing_days),
+            trailing.day < day,
+        )
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                UsageDailyTotals.subscription_id,
+                Subscription.customer_id,
+                UsageDailyTotals.minutes_used,
+                trailing_minutes,
+            )
+            .join(Subscription, Subscription.id == UsageDailyTotals.subscription_id)
+            .where(
+                UsageDailyTotals.day == day,
+                UsageDailyTotals.minutes_used >= minimum_minutes,
+                Subscription.created_at <= subscribed_before,
+                # minutes > factor x (sum / days), without dividing: exact in numeric.
+                UsageDailyTotals.minutes_used * trailing_days > factor * trailing_minutes,
+            )
+            .order_by(UsageDailyTotals.subscription_id)
+        )
+    ).all()
+    return [
+        DayAgainstTrailing(subscription_id, customer_id, Decimal(minutes), Decimal(trailing_sum))
+        for subscription_id, customer_id, minutes, trailing_sum in rows
+    ]

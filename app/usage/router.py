@@ -1,5 +1,6 @@
 from fastapi import Response, status
 
+from app.core.accounts import TargetAccount
 from app.core.auth import CurrentPrincipal
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, SettingsDep
@@ -7,7 +8,6 @@ from app.core.errors import ErrorBody, Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.subscriptions.errors import SubscriptionNotFound
 from app.usage import entitlements, ingestion, summary
-from app.usage.dependencies import TargetAccount
 from app.usage.errors import (
     CallTooLong,
     CustomerNotFound,

@@ -10,14 +10,14 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.accounts import AccountReference
+from app.core.periods import UsagePeriod, usage_period_containing
 from app.models.subscription import LIVE_STATUSES
 from app.subscriptions.errors import SubscriptionNotFound
 from app.usage import repository
 from app.usage.call_minutes import MINUTE_PLACES
-from app.usage.dependencies import AccountReference
 from app.usage.errors import CustomerNotFound
 from app.usage.overage import OverageAmounts, OverageTerms, began_in_trial, compute_overage
-from app.usage.periods import UsagePeriod, usage_period_containing
 from app.usage.projection import project_minutes
 from app.usage.schemas import DailyUsage, OverageSummary, UsageSummary
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.billing_history import service as billing_history_service
 from app.core.clock import Clock
+from app.jobs.context import JobContext, job
 from app.models import (
     BillingHistory,
     Customer,
@@ -526,13 +527,14 @@ async def reconcile_and_alert(
     return report
 
 
-async def reconcile_stripe_nightly(ctx: dict[str, Any]) -> int:
+@job
+async def reconcile_stripe_nightly(context: JobContext) -> int:
     """arq cron job: `reconcile_and_alert`; returns the number of differences."""
     report = await reconcile_and_alert(
-        sessionmaker=ctx["sessionmaker"],
-        gateway=ctx["stripe_gateway"],
-        clock=ctx["clock"],
-        max_attempts=ctx["settings"].WEBHOOK_MAX_ATTEMPTS,
+        sessionmaker=context.sessionmaker,
+        gateway=context.stripe_gateway,
+        clock=context.clock,
+        max_attempts=context.settings.WEBHOOK_MAX_ATTEMPTS,
     )
     return len(report.remaining)
 

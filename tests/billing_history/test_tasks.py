@@ -10,12 +10,13 @@ from app.core.config import Settings
 from app.models import BillingHistory, BillingHistoryArchive
 from tests.conftest import TEST_NOW
 from tests.factories import create_customer
+from tests.jobs import job_ctx
 
 
 def _ctx(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> dict[str, Any]:
-    return {"settings": settings, "sessionmaker": sessionmaker, "clock": clock}
+    return job_ctx(settings=settings, clock=clock, sessionmaker=sessionmaker)
 
 
 async def _add_rows(session: AsyncSession) -> None:

@@ -7,13 +7,9 @@ from decimal import Decimal
 
 import pytest
 
+from app.core.branding_values import BrandingValueError, normalize_hex_color
 from app.invoices.branding import SellerBranding
-from app.invoices.branding_validation import (
-    MAX_LOGO_BYTES,
-    BrandingValueError,
-    normalize_hex_color,
-    validate_logo,
-)
+from app.invoices.branding_validation import MAX_LOGO_BYTES, validate_logo
 from app.invoices.presentation import (
     CustomerFallback,
     LineLookups,

@@ -8,9 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import FrozenClock
+from app.core.config import Settings
 from app.models import Subscription, UsageAlert, UsageDailyTotals
-from app.usage.anomaly import detect_usage_anomalies
+from app.usage.tasks import detect_usage_anomalies
 from tests.factories import create_customer, create_plan
+from tests.jobs import job_ctx
 
 TODAY = date(2026, 11, 25)
 
@@ -46,14 +48,17 @@ def _trailing(day: date, minutes: str) -> dict[date, str]:
     return {day - timedelta(days=offset): minutes for offset in range(1, 15)}
 
 
-def _ctx(sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock) -> dict[str, Any]:
-    return {"sessionmaker": sessionmaker, "clock": clock}
+def _ctx(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> dict[str, Any]:
+    return job_ctx(settings=settings, clock=clock, sessionmaker=sessionmaker)
 
 
 async def test_a_day_above_three_times_the_trailing_average_alerts_once(
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
+    settings: Settings,
 ) -> None:
     spiking = await _subscription(session, "1")
     # Average 20 a day: 61 minutes is above 3 x 20 and above the 60-minute floor.
@@ -66,7 +71,7 @@ async def test_a_day_above_three_times_the_trailing_average_alerts_once(
     too_young = await _subscription(session, "4", age_days=5)
     await _days(session, too_young, {TODAY - timedelta(days=1): "10", TODAY: "500"})
 
-    created = [await detect_usage_anomalies(_ctx(sessionmaker, clock)) for _ in range(3)]
+    created = [await detect_usage_anomalies(_ctx(settings, sessionmaker, clock)) for _ in range(3)]
 
     assert created == [1, 0, 0]
     [alert] = (await session.scalars(select(UsageAlert))).all()
@@ -81,6 +86,7 @@ async def test_yesterdays_spike_is_found_by_the_first_run_of_today(
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
+    settings: Settings,
 ) -> None:
     subscription = await _subscription(session, "1")
     yesterday = TODAY - timedelta(days=1)
@@ -88,9 +94,9 @@ async def test_yesterdays_spike_is_found_by_the_first_run_of_today(
     await _days(session, subscription, {yesterday - timedelta(days=2): "140", yesterday: "75"})
     clock.set(datetime(2026, 11, 25, 0, 23, tzinfo=UTC))
 
-    assert await detect_usage_anomalies(_ctx(sessionmaker, clock)) == 1
+    assert await detect_usage_anomalies(_ctx(settings, sessionmaker, clock)) == 1
     clock.advance(timedelta(hours=1))
-    assert await detect_usage_anomalies(_ctx(sessionmaker, clock)) == 0
+    assert await detect_usage_anomalies(_ctx(settings, sessionmaker, clock)) == 0
 
     [alert] = (await session.scalars(select(UsageAlert))).all()
     assert alert.period_start == datetime(2026, 11, 24, tzinfo=UTC)

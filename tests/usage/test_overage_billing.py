@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
+from app.core.periods import add_months
 from app.models import (
     BillingHistory,
     OperatorAlert,
@@ -21,17 +22,18 @@ from app.models import (
     UsagePeriodTotals,
     UsageRecord,
 )
-from app.usage.overage_billing import (
+from app.usage.overage_billing import record_invoice_overage
+from app.usage.tasks import (
+    bill_ended_subscription_usage,
     bill_overage_adjustments,
     bill_overage_charge,
     close_ended_usage_periods,
-    record_invoice_overage,
     sweep_overage_charges,
 )
-from app.usage.periods import add_months
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_plan
 from tests.invoices.helpers import pdf_text
+from tests.jobs import app_job_ctx, run_queued_jobs
 from tests.stripe.fake import FakeStripe
 from tests.webhooks.helpers import post_event, run_worker
 from tests.webhooks.test_processing import SUBSCRIBE, _subscribe
@@ -81,14 +83,6 @@ def _renew(fake: FakeStripe, clock: FrozenClock, stripe_subscription: dict[str, 
     fake.now = min(item["current_period_end"] for item in stripe_subscription["items"]["data"])
     clock.set(datetime.fromtimestamp(fake.now, UTC))
     return fake.renew_subscription(stripe_subscription["id"])
-
-
-def _ctx(app: FastAPI) -> dict[str, Any]:
-    return {
-        "sessionmaker": app.state.sessionmaker,
-        "stripe_gateway": app.state.stripe_gateway,
-        "clock": app.state.clock,
-    }
 
 
 async def _charges(session: AsyncSession) -> list[OverageCharge]:
@@ -268,9 +262,9 @@ async def test_a_late_record_after_billing_is_charged_once_as_an_adjustment(
     totals.minutes_used += Decimal("10.3")
     await session.commit()
 
-    first_run = await bill_overage_adjustments(_ctx(app))
+    first_run = await bill_overage_adjustments(app_job_ctx(app))
     clock.advance(timedelta(minutes=10))
-    second_run = await bill_overage_adjustments(_ctx(app))
+    second_run = await bill_overage_adjustments(app_job_ctx(app))
 
     assert (first_run, second_run) == (1, 0)
     [first, adjustment] = await _charges(session)
@@ -413,7 +407,7 @@ async def test_a_late_record_is_priced_with_the_terms_its_period_was_closed_with
     totals.minutes_used += Decimal(10)
     await session.commit()
 
-    assert await bill_overage_adjustments(_ctx(app)) == 1
+    assert await bill_overage_adjustments(app_job_ctx(app)) == 1
 
     # Closed at 2.5 a minute over 2,000: 110 x 2.5 = 275, of which 250 charged. Priced with
     # the new plan it would have been a credit of the whole 250.
@@ -475,15 +469,15 @@ async def test_stripe_failing_leaves_the_charge_pending_and_the_sweeper_finishes
             self.jobs.append((name, charge_id, _job_id))
 
     queue = Queue()
-    assert await sweep_overage_charges({**_ctx(app), "redis": queue}) == 0  # too fresh
+    assert await sweep_overage_charges(app_job_ctx(app, redis=queue)) == 0  # too fresh
     clock.advance(timedelta(minutes=2))
-    assert await sweep_overage_charges({**_ctx(app), "redis": queue}) == 1
+    assert await sweep_overage_charges(app_job_ctx(app, redis=queue)) == 1
     [(job, queued_id, job_id)] = queue.jobs
     assert (job, queued_id) == ("bill_overage_charge", charge.id)
     assert job_id.startswith(f"overage-charge:{charge.id}:")
 
-    assert await bill_overage_charge(_ctx(app), charge.id) == "invoiced"
-    assert await bill_overage_charge(_ctx(app), charge.id) == "invoiced"
+    assert await bill_overage_charge(app_job_ctx(app), charge.id) == "invoiced"
+    assert await bill_overage_charge(app_job_ctx(app), charge.id) == "invoiced"
 
     # The lost item was found by its metadata, not created again.
     assert sorted(item["amount"] for item in fake_stripe.invoice_items.values()) == [301, 3_000]
@@ -512,7 +506,7 @@ async def test_a_charge_pending_for_hours_alerts_an_operator_once(
 
     clock.advance(timedelta(hours=7))
     for _ in range(2):
-        await sweep_overage_charges({**_ctx(app), "redis": Queue()})
+        await sweep_overage_charges(app_job_ctx(app, redis=Queue()))
 
     alerts = (await session.scalars(select(OperatorAlert))).all()
     assert [alert.kind for alert in alerts] == ["overage_charge_stuck"]
@@ -621,10 +615,10 @@ async def test_a_yearly_subscriptions_ended_monthly_period_is_billed_by_the_cron
     totals = await _usage(session, subscription, minutes="2500", agents=11)
 
     clock.set(totals.period_end + timedelta(minutes=30))
-    assert await close_ended_usage_periods(_ctx(app)) == 0  # still in its grace
+    assert await close_ended_usage_periods(app_job_ctx(app)) == 0  # still in its grace
     clock.set(totals.period_end + timedelta(hours=2))
-    assert await close_ended_usage_periods(_ctx(app)) == 1
-    assert await close_ended_usage_periods(_ctx(app)) == 0
+    assert await close_ended_usage_periods(app_job_ctx(app)) == 1
+    assert await close_ended_usage_periods(app_job_ctx(app)) == 0
 
     # The monthly allowance, not twelve of them: 500 x 2.5 = 1,250; 1 agent x 1500.
     [charge] = await _charges(session)
@@ -650,10 +644,10 @@ async def test_a_period_no_event_closed_is_billed_with_the_next_invoice_a_day_la
     totals = await _usage(session, subscription, minutes="2010")
     # The renewal's invoice.created never arrived (the endpoint was down past the draft hour).
     clock.set(totals.period_end + timedelta(hours=12))
-    assert await close_ended_usage_periods(_ctx(app)) == 0
+    assert await close_ended_usage_periods(app_job_ctx(app)) == 0
     clock.set(totals.period_end + timedelta(days=1, hours=1))
 
-    assert await close_ended_usage_periods(_ctx(app)) == 1
+    assert await close_ended_usage_periods(app_job_ctx(app)) == 1
 
     [charge] = await _charges(session)
     assert (charge.amount, charge.status) == (25, "pending_next_invoice")
@@ -683,6 +677,9 @@ async def test_an_immediate_cancel_bills_the_last_period_without_waiting_for_the
 
     assert response.status_code == 200, response.text
     assert response.json()["subscription"]["status"] == "canceled"
+    assert await run_queued_jobs(app, bill_ended_subscription_usage) == [
+        "bill_ended_subscription_usage"
+    ]
     [charge] = await _charges(session)
     assert (charge.amount, charge.status) == (250, "invoiced")
     assert _item_keys(fake_stripe) == [f"overage:{charge.id}:minutes"]

@@ -1,7 +1,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from app.usage.periods import UsagePeriod
+from app.core.periods import UsagePeriod
 from app.usage.projection import project_minutes
 from tests.usage.helpers import at
 

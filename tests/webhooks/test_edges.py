@@ -87,6 +87,7 @@ async def test_a_failed_event_redelivered_while_redis_is_down_is_swept_up(
     from app.main import create_app
     from app.webhooks.tasks import sweep_stripe_events
     from tests.conftest import make_settings
+    from tests.jobs import app_job_ctx
 
     async def broken(session: AsyncSession, context: handlers.EventContext) -> None:
         raise RuntimeError("bug")
@@ -107,9 +108,7 @@ async def test_a_failed_event_redelivered_while_redis_is_down_is_swept_up(
         clock.advance(timedelta(minutes=5))
         redis = ArqRedis.from_url(redis_url)
         try:
-            swept = await sweep_stripe_events(
-                {"sessionmaker": down.state.sessionmaker, "clock": clock, "redis": redis}
-            )
+            swept = await sweep_stripe_events(app_job_ctx(down, redis=redis))
         finally:
             await redis.aclose()
     status = await session.scalar(select(StripeEvent.status))

@@ -405,6 +405,7 @@ async def test_events_stored_while_redis_was_down_are_swept_up(
     from app.main import create_app
     from app.webhooks.tasks import sweep_stripe_events
     from tests.conftest import make_settings
+    from tests.jobs import app_job_ctx
 
     down = create_app(make_settings(database_url, "redis://127.0.0.1:1/0"), clock)
     transport = httpx.ASGITransport(app=down)
@@ -419,7 +420,7 @@ async def test_events_stored_while_redis_was_down_are_swept_up(
         redis = ArqRedis.from_url(redis_url)
         try:
             clock.advance(__import__("datetime").timedelta(minutes=1))
-            ctx = {"sessionmaker": down.state.sessionmaker, "clock": clock, "redis": redis}
+            ctx = app_job_ctx(down, redis=redis)
             assert await sweep_stripe_events(ctx) == 3
             queued = await redis.queued_jobs()
             assert sorted(job.args[0] for job in queued) == sorted(e["id"] for e in events)

@@ -23,6 +23,7 @@ from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent
 from app.webhooks.reconcile import reconcile_stripe_nightly, reconcile_with_stripe
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_plan
+from tests.jobs import app_job_ctx
 from tests.stripe.fake import FakeStripe, StripeRequest
 from tests.stripe.plugin import FAKE_STRIPE_NOW, STRIPE_API
 from tests.stripe.wire import StripeObject, decode_params, list_object
@@ -292,12 +293,7 @@ async def test_nightly_job_raises_one_alert_a_day_on_drift_and_repairs_nothing(
     clock: FrozenClock,
 ) -> None:
     stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    ctx: dict[str, Any] = {
-        "settings": settings,
-        "sessionmaker": app.state.sessionmaker,
-        "stripe_gateway": app.state.stripe_gateway,
-        "clock": clock,
-    }
+    ctx = app_job_ctx(app)
     alerts = select(OperatorAlert).where(OperatorAlert.kind == "stripe_drift")
 
     assert await reconcile_stripe_nightly(ctx) == 0

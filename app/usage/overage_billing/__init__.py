@@ -15,9 +15,9 @@ transaction is held open across a Stripe call (STYLE rule 2):
      *next* invoice, a period late.
    - `customer.subscription.deleted` (an immediate cancel sends it too): every period not
      billed yet. There is no next invoice, so these go on a one-off invoice.
-   - `close_ended_usage_periods` (cron): a yearly subscription's monthly periods once ended
-     (its renewal comes once a year), and any period nobody closed a day after it ended (an
-     event never delivered): billed with the next invoice.
+   - `close_ended_usage_periods` (cron, in `app.usage.tasks`): a yearly subscription's
+     monthly periods once ended (its renewal comes once a year), and any period nobody
+     closed a day after it ended (an event never delivered): billed with the next invoice.
    - `bill_overage_adjustments` (cron): records that arrived after their period was billed
      become an adjustment charge (sequence 1, 2, ...), billed with the next invoice.
 2. **Bill** (`bill_charge`, after the commit; Stripe only, then a short transaction). Right
@@ -46,23 +46,13 @@ from app.usage.overage_billing.closing import (
 )
 from app.usage.overage_billing.history import overage_charges_by_id, record_invoice_overage
 from app.usage.overage_billing.invoicing import bill_after_event, bill_charge, bill_charges
-from app.usage.overage_billing.jobs import (
-    bill_overage_adjustments,
-    bill_overage_charge,
-    close_ended_usage_periods,
-    sweep_overage_charges,
-)
 
 __all__ = [
     "bill_after_event",
     "bill_charge",
     "bill_charges",
-    "bill_overage_adjustments",
-    "bill_overage_charge",
-    "close_ended_usage_periods",
     "close_periods_for_invoice",
     "close_periods_on_cancel",
     "overage_charges_by_id",
     "record_invoice_overage",
-    "sweep_overage_charges",
 ]

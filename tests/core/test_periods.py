@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.usage.periods import add_months, usage_period_containing
+from app.core.periods import add_months, usage_period_containing
 
 
 def at(text: str) -> datetime:

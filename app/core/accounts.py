@@ -1,4 +1,7 @@
-"""Whose usage a request is about: the caller's own account, or the one a service names."""
+"""Whose account a request is about: the caller's own, or the one a `service` token names.
+
+Shared by every domain that acts on a customer named by a dashboard user id (usage, alerts).
+"""
 
 from dataclasses import dataclass
 from typing import Annotated
@@ -6,7 +9,12 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from app.core.auth import CurrentPrincipal, Principal
-from app.usage.errors import CustomerNotFound
+from app.core.errors import NotFound
+
+
+class CustomerNotFound(NotFound):
+    code = "customer_not_found"
+    message = "No billing account for that customer id."
 
 
 @dataclass(frozen=True, slots=True)

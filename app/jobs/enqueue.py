@@ -1,0 +1,43 @@
+"""Enqueueing jobs by name, after the commit that made them necessary.
+
+A domain that must trigger work of a higher layer (an immediate cancel bills the last
+usage period) enqueues the job by its name here instead of importing that layer. Every
+such job has a row or a state that a sweeper or cron finds again, so an enqueue that fails
+(Redis down) delays the work and never loses it: enqueueing is best effort by design.
+"""
+
+from datetime import timedelta
+from typing import Final
+
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+logger = structlog.get_logger(__name__)
+
+# The names of the jobs enqueued from outside their own domain. The functions carry the
+# same names (arq's job name is the function's name); the worker registers them.
+BILL_ENDED_SUBSCRIPTION_USAGE: Final = "bill_ended_subscription_usage"
+
+
+async def enqueue_job(
+    redis: ArqRedis,
+    name: str,
+    *args: object,
+    job_id: str,
+    defer: timedelta | None = None,
+) -> bool:
+    """True when the job was queued. A fixed `job_id` makes a repeated enqueue of the same
+    work a no-op while arq still holds the first (False then, as when Redis is down)."""
+    try:
+        if defer is None:
+            queued = await redis.enqueue_job(name, *args, _job_id=job_id)
+        else:
+            queued = await redis.enqueue_job(name, *args, _job_id=job_id, _defer_by=defer)
+    except (RedisError, OSError, TimeoutError) as error:
+        logger.warning("job_enqueue_failed", job=name, job_id=job_id, error=str(error))
+        return False
+    if queued is None:
+        logger.info("job_enqueue_refused", job=name, job_id=job_id)
+        return False
+    return True
