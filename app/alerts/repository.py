@@ -6,7 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Customer, UsageAlert
+from app.models import UsageAlert
 
 # The unique constraint that makes an alert once per period, kind, resource and threshold.
 _ONCE_PER_PERIOD = ["subscription_id", "period_start", "kind", "resource", "threshold"]
@@ -25,12 +25,6 @@ async def insert_once(session: AsyncSession, alerts: Sequence[dict[str, Any]]) -
         .returning(UsageAlert.id)
     )
     return len(rows.all())
-
-
-async def get_customer_id(session: AsyncSession, dashboard_user_id: str) -> int | None:
-    return await session.scalar(
-        select(Customer.id).where(Customer.dashboard_user_id == dashboard_user_id)
-    )
 
 
 async def list_for_customer(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts import repository
 from app.alerts.errors import AlertNotFound, InvalidAlertCursor
 from app.core.accounts import AccountReference, CustomerNotFound
+from app.customers import service as customers_service
 from app.models import UsageAlert
 
 KIND_USAGE_THRESHOLD = "usage_threshold"
@@ -183,10 +184,10 @@ async def raise_usage_anomaly_alert(
 
 
 async def _customer_id(session: AsyncSession, account: AccountReference) -> int | None:
-    customer_id = await repository.get_customer_id(session, account.dashboard_user_id)
-    if customer_id is None and account.by_service:
+    customer = await customers_service.get_by_dashboard_user_id(session, account.dashboard_user_id)
+    if customer is None and account.by_service:
         raise CustomerNotFound()
-    return customer_id
+    return customer.id if customer else None
 
 
 async def list_alerts(

@@ -1,10 +1,11 @@
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Customer, PaymentMethod
+from app.models import Customer, PaymentMethod, Subscription
+from app.models.subscription import LIVE_STATUSES
 from app.stripe_gateway.types import PaymentMethodCard
 
 
@@ -76,3 +77,19 @@ async def set_default(
 async def delete_card(session: AsyncSession, payment_method: PaymentMethod) -> None:
     await session.delete(payment_method)
     await session.flush()
+
+
+async def customer_holds_live_subscription(session: AsyncSession, customer_id: int) -> bool:
+    """Whether the customer's renewals need a card. A read of `subscriptions` (owned by the
+    subscriptions domain, which builds on this one: subscribe attaches a card here), kept to
+    one EXISTS so payment methods need not import the layer above them."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Subscription.customer_id == customer_id,
+                    Subscription.status.in_(LIVE_STATUSES),
+                )
+            )
+        )
+    )

@@ -15,7 +15,6 @@ from app.payment_methods import repository
 from app.payment_methods.errors import LastPaymentMethod
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.errors import PaymentMethodNotFound
-from app.subscriptions import repository as subscriptions_repository
 
 
 async def _attach_on_stripe(
@@ -219,12 +218,12 @@ async def detach_payment_method(
     """Remove a card. The only card of a live subscription stays: renewals would fail."""
     async with sessionmaker() as session:
         cards = await repository.list_for_customer(session, customer.id)
-        subscription = await subscriptions_repository.get_live_for_customer(session, customer.id)
+        card_required = await repository.customer_holds_live_subscription(session, customer.id)
     card = next((c for c in cards if c.stripe_payment_method_id == payment_method_id), None)
     if card is None or customer.stripe_customer_id is None:
         raise PaymentMethodNotFound()
     others = [c for c in cards if c.stripe_payment_method_id != payment_method_id]
-    if not others and subscription is not None:
+    if not others and card_required:
         raise LastPaymentMethod()
     if card.is_default and others:
         await _make_default_on_stripe(

@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.alerts import service as alerts_service
-from app.usage import repository
+from app.usage import read_models
 
 logger = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ def day_start(day: date) -> datetime:
 
 async def find_anomalous_days(session: AsyncSession, day: date) -> list[AnomalousDay]:
     """The subscriptions whose minutes on `day` are an anomaly, in one set-based query."""
-    rows = await repository.anomalous_days(
+    rows = await read_models.anomalous_days(
         session,
         day=day,
         trailing_days=TRAILING_DAYS,

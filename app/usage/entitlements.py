@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.accounts import AccountReference
 from app.core.periods import usage_period_containing
 from app.subscriptions.schemas import PlanSummary
-from app.usage import repository
+from app.usage import read_models
 from app.usage.errors import CustomerNotFound
-from app.usage.repository import AccountUsageState
+from app.usage.read_models import AccountUsageState
 from app.usage.schemas import EntitlementAddOn, EntitlementLimits, EntitlementReason, Entitlements
 
 _SUSPENDED_STATUSES: dict[str, EntitlementReason] = {
@@ -81,7 +81,7 @@ def _features(state: AccountUsageState) -> dict[str, bool]:
 async def get_entitlements(
     session: AsyncSession, *, account: AccountReference, now: datetime
 ) -> Entitlements:
-    state = await repository.get_account_usage_state(
+    state = await read_models.get_account_usage_state(
         session, dashboard_user_id=account.dashboard_user_id, now=now
     )
     if state is None and account.by_service:

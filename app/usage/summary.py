@@ -14,7 +14,7 @@ from app.core.accounts import AccountReference
 from app.core.periods import UsagePeriod, usage_period_containing
 from app.models.subscription import LIVE_STATUSES
 from app.subscriptions.errors import SubscriptionNotFound
-from app.usage import repository
+from app.usage import read_models
 from app.usage.call_minutes import MINUTE_PLACES
 from app.usage.errors import CustomerNotFound
 from app.usage.overage import OverageAmounts, OverageTerms, began_in_trial, compute_overage
@@ -42,7 +42,7 @@ async def _daily_series(
     # one (the anchor's time is rarely midnight) shows that whole day's minutes.
     first_day = period.start.astimezone(UTC).date()
     last_day = now.astimezone(UTC).date()
-    minutes_by_day = await repository.daily_minutes(
+    minutes_by_day = await read_models.daily_minutes(
         session, subscription_id=subscription_id, first_day=first_day, last_day=last_day
     )
     return [
@@ -57,7 +57,7 @@ async def usage_summary(
     """Minutes and agents of the current period against the limits (plan plus add-ons),
     overage so far and projected to the period's end (app.usage.pricing), and a daily
     series. Two indexed reads: the account's state, then the period's days."""
-    state = await repository.get_account_usage_state(
+    state = await read_models.get_account_usage_state(
         session, dashboard_user_id=account.dashboard_user_id, now=now
     )
     if state is None and account.by_service:

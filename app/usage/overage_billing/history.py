@@ -24,7 +24,7 @@ from app.models import (
     Subscription,
 )
 from app.stripe_gateway.types import nested
-from app.usage import repository as usage_repository
+from app.usage.overage_billing import repository as overage_repository
 
 logger = structlog.get_logger(__name__)
 
@@ -114,4 +114,4 @@ async def overage_charges_by_id(
     session: AsyncSession, charge_ids: Sequence[int]
 ) -> Sequence[OverageCharge]:
     """The charges an invoice's overage lines name (their quantities and rates)."""
-    return await usage_repository.list_overage_charges(session, charge_ids)
+    return await overage_repository.list_charges(session, charge_ids)
