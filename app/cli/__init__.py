@@ -1,0 +1,19 @@
+"""The `billing` command: operations on the service, and the local supervisor.
+
+Each module holds a group of commands on a sub-app; a sub-app added without a name puts its
+commands at the top level, so they stay `billing setup-packages`, not `billing catalog ...`.
+"""
+
+import typer
+
+from app.cli.archive import archive_app
+from app.cli.catalog import catalog_app
+from app.cli.dev import dev_app
+from app.cli.stripe_sync import stripe_sync_app
+from app.cli.tokens import tokens_app
+from app.cli.webhooks import webhooks_app
+
+app = typer.Typer(no_args_is_help=True, help="Operate the billing service.")
+# The order `billing --help` lists them in: running it, the catalog, access, Stripe, upkeep.
+for commands in (dev_app, catalog_app, tokens_app, stripe_sync_app, webhooks_app, archive_app):
+    app.add_typer(commands)

@@ -1,0 +1,60 @@
+"""What the command modules share: a database (and the Stripe gateway) for one run, the
+local token secret, and the way a command reports an error and stops."""
+
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.db import create_engine, create_sessionmaker
+from app.stripe_gateway.client import StripeGateway
+
+T = TypeVar("T")
+
+DATA_DIR = Path(".data")
+# A local run's token secret: random per checkout, never in the repository.
+DEV_JWT_SECRET_FILE = DATA_DIR / "dev-jwt-secret"
+
+
+def local_jwt_secret(*, create: bool) -> str | None:
+    if DEV_JWT_SECRET_FILE.exists():
+        return DEV_JWT_SECRET_FILE.read_text().strip()
+    if not create:
+        return None
+    DATA_DIR.mkdir(exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    DEV_JWT_SECRET_FILE.write_text(secret)
+    DEV_JWT_SECRET_FILE.chmod(0o600)
+    return secret
+
+
+def fail(message: str, *, exit_code: int) -> NoReturn:
+    typer.echo(message, err=True)
+    raise typer.Exit(exit_code)
+
+
+async def with_database(
+    settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
+) -> T:
+    """Run `work(sessionmaker)` on an engine that lives as long as the work."""
+    engine = create_engine(settings)
+    try:
+        return await work(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+async def with_stripe(
+    settings: Settings,
+    work: Callable[[async_sessionmaker[AsyncSession], StripeGateway], Awaitable[T]],
+) -> T:
+    """Run `work(sessionmaker, gateway)` with a database and the Stripe gateway."""
+
+    async def with_gateway(sessionmaker: async_sessionmaker[AsyncSession]) -> T:
+        return await work(sessionmaker, StripeGateway(settings))
+
+    return await with_database(settings, with_gateway)

@@ -1,0 +1,123 @@
+"""Running the service locally: the migrations, and the supervisor of the stores, the API
+and the worker."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+
+import typer
+from pydantic import SecretStr
+
+from app.cli.catalog import install_catalog, report_catalog
+from app.cli.common import DATA_DIR, local_jwt_secret
+from app.core.config import Settings, get_settings
+from app.core.migrations import upgrade_to_head
+
+DEV_DATABASE_NAME = "billing"
+
+dev_app = typer.Typer()
+
+
+@dev_app.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    upgrade_to_head(get_settings().database_url)
+    typer.echo("migrations applied")
+
+
+def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
+    """The URLs (and token secret) to run with: the configured ones, else local ones under
+    .data/: embedded PostgreSQL and Redis, and a random JWT secret."""
+    from app.core.embedded import (
+        EmbeddedPostgres,
+        EmbeddedRedis,
+        create_database,
+        database_url,
+    )
+
+    urls: dict[str, str] = {}
+    if settings.JWT_SECRET is None and settings.JWT_ALGORITHM.startswith("HS"):
+        urls["JWT_SECRET"] = local_jwt_secret(create=True) or ""
+    if settings.DATABASE_URL:
+        urls["DATABASE_URL"] = settings.DATABASE_URL
+    else:
+        postgres = stack.enter_context(EmbeddedPostgres(DATA_DIR / "postgres"))
+        server_url = postgres.start()
+        asyncio.run(create_database(server_url, DEV_DATABASE_NAME, if_missing=True))
+        urls["DATABASE_URL"] = database_url(server_url, DEV_DATABASE_NAME)
+        typer.echo(f"embedded PostgreSQL: {urls['DATABASE_URL']}")
+    if settings.REDIS_URL:
+        urls["REDIS_URL"] = settings.REDIS_URL
+    else:
+        redis = stack.enter_context(EmbeddedRedis(DATA_DIR / "redis"))
+        urls["REDIS_URL"] = redis.start()
+        typer.echo(f"embedded Redis: {urls['REDIS_URL']}")
+    return urls
+
+
+def _supervise(processes: dict[str, subprocess.Popen[bytes]]) -> int:
+    """Wait until one process exits or we are told to stop; then stop them all."""
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    exit_code = 0
+    while not stopping:
+        exited = [name for name, process in processes.items() if process.poll() is not None]
+        if exited:
+            returncode = processes[exited[0]].returncode
+            exit_code = returncode or 1
+            typer.echo(f"{exited[0]} exited ({returncode}); stopping everything", err=True)
+            break
+        time.sleep(0.2)
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return exit_code
+
+
+@dev_app.command()
+def dev() -> None:
+    """Run the service locally: stores, migrations, default catalog, API and worker.
+
+    With DATABASE_URL / REDIS_URL set it uses those servers; without, it starts an embedded
+    PostgreSQL and Redis with their data under .data/. Ctrl-C stops everything.
+    """
+    settings = get_settings()
+    with ExitStack() as stack:
+        urls = _start_stores(settings, stack)
+        settings = settings.model_copy(
+            update={**urls, "JWT_SECRET": SecretStr(urls["JWT_SECRET"])}
+            if "JWT_SECRET" in urls
+            else urls
+        )
+        upgrade_to_head(settings.database_url)
+        report_catalog(asyncio.run(install_catalog(settings)))
+        environment = {**os.environ, **urls}
+        commands = {
+            "api": [sys.executable, "-m", "uvicorn", "app.main:app", "--host", settings.HOST,
+                    "--port", str(settings.PORT)],
+            "worker": [sys.executable, "-m", "arq", "app.worker.WorkerSettings"],
+        }  # fmt: skip
+        # Own sessions: a terminal's Ctrl-C reaches only this supervisor, which then stops
+        # the children in order (and the embedded stores after them).
+        processes = {
+            name: subprocess.Popen(command, env=environment, start_new_session=True)  # noqa: S603
+            for name, command in commands.items()
+        }
+        typer.echo(f"API on http://{settings.HOST}:{settings.PORT}/docs; Ctrl-C stops")
+        exit_code = _supervise(processes)
+    raise typer.Exit(exit_code)
