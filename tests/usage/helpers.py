@@ -124,5 +124,19 @@ def counted_statements(app: FastAPI) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
+async def get_entitlements(client: httpx.AsyncClient, token: str, **params: Any) -> dict[str, Any]:
+    response = await client.get(ENTITLEMENTS, params=params, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["success"] is True
+    entitlements: dict[str, Any] = body["entitlements"]
+    return entitlements
+
+
+def decision(entitlements: dict[str, Any]) -> tuple[bool, bool, str | None]:
+    """The quota check's verdict: (call_allowed, suspended, reason)."""
+    return entitlements["call_allowed"], entitlements["suspended"], entitlements["reason"]
+
+
 def minutes_ago(minutes: float) -> str:
     return (TEST_NOW - timedelta(minutes=minutes)).isoformat()
