@@ -5,14 +5,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import FrozenClock
+from app.core.config import Settings
 from app.idempotency import repository
 from app.idempotency.middleware import IN_PROGRESS_LEASE, KEY_LIFETIME
 from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.models import IdempotencyKey
+from tests.jobs import job_ctx
 
 
-def _ctx(sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock) -> dict[str, Any]:
-    return {"sessionmaker": sessionmaker, "clock": clock}
+def _ctx(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> dict[str, Any]:
+    return job_ctx(settings=settings, clock=clock, sessionmaker=sessionmaker)
 
 
 async def _remember(
@@ -35,15 +39,18 @@ async def _remember(
 
 
 async def test_the_purge_deletes_keys_past_their_lifetime_and_keeps_fresh_ones(
-    session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+    settings: Settings,
 ) -> None:
     await _remember(sessionmaker, clock, "first-try")
     clock.advance(KEY_LIFETIME - timedelta(hours=1))
     await _remember(sessionmaker, clock, "an-hour-ago")
     clock.advance(timedelta(hours=1, seconds=1))  # "first-try" is now a second past its lifetime
 
-    purged = await purge_expired_idempotency_keys(_ctx(sessionmaker, clock))
-    purged_again = await purge_expired_idempotency_keys(_ctx(sessionmaker, clock))
+    purged = await purge_expired_idempotency_keys(_ctx(settings, sessionmaker, clock))
+    purged_again = await purge_expired_idempotency_keys(_ctx(settings, sessionmaker, clock))
 
     assert (purged, purged_again) == (1, 0)
     assert list(await session.scalars(select(IdempotencyKey.key))) == ["an-hour-ago"]
