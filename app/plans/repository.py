@@ -62,6 +62,16 @@ async def get_add_on_by_slug(session: AsyncSession, slug: str) -> AddOn | None:
     return await session.scalar(select(AddOn).where(AddOn.slug == slug))
 
 
+async def plans_by_ids(session: AsyncSession, plan_ids: set[int]) -> dict[int, SubscriptionPlan]:
+    plans = await session.scalars(select(SubscriptionPlan).where(SubscriptionPlan.id.in_(plan_ids)))
+    return {plan.id: plan for plan in plans}
+
+
+async def add_ons_by_ids(session: AsyncSession, add_on_ids: set[int]) -> dict[int, AddOn]:
+    add_ons = await session.scalars(select(AddOn).where(AddOn.id.in_(add_on_ids)))
+    return {add_on.id: add_on for add_on in add_ons}
+
+
 async def plans_by_price_ids(
     session: AsyncSession, price_ids: set[str]
 ) -> dict[str, tuple[SubscriptionPlan, str]]:

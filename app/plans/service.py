@@ -125,3 +125,38 @@ async def deactivate_add_on(session: AsyncSession, *, add_on_id: int) -> AddOn:
 async def add_on_price_ids(session: AsyncSession) -> set[str]:
     """Every Stripe price id of every add-on (to tell add-on lines from plan lines)."""
     return await repository.add_on_price_ids(session)
+
+
+# Reads for the domains built on the catalog (subscriptions, usage, Stripe sync).
+
+
+async def find_plan(session: AsyncSession, plan_id: int) -> SubscriptionPlan | None:
+    return await repository.get_plan(session, plan_id)
+
+
+async def find_plan_by_slug(session: AsyncSession, slug: str) -> SubscriptionPlan | None:
+    return await repository.get_plan_by_slug(session, slug)
+
+
+async def find_add_on(session: AsyncSession, add_on_id: int) -> AddOn | None:
+    return await repository.get_add_on(session, add_on_id)
+
+
+async def plans_by_ids(session: AsyncSession, plan_ids: set[int]) -> dict[int, SubscriptionPlan]:
+    return await repository.plans_by_ids(session, plan_ids)
+
+
+async def add_ons_by_ids(session: AsyncSession, add_on_ids: set[int]) -> dict[int, AddOn]:
+    return await repository.add_ons_by_ids(session, add_on_ids)
+
+
+async def plans_by_price_ids(
+    session: AsyncSession, price_ids: set[str]
+) -> dict[str, tuple[SubscriptionPlan, str]]:
+    """Each known Stripe price id → (its plan, its billing cycle)."""
+    return await repository.plans_by_price_ids(session, price_ids)
+
+
+async def add_ons_by_price_ids(session: AsyncSession, price_ids: set[str]) -> dict[str, AddOn]:
+    """Each known Stripe price id → its add-on."""
+    return await repository.add_ons_by_price_ids(session, price_ids)

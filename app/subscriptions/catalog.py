@@ -1,13 +1,15 @@
-"""What a subscription is made of on Stripe: the plan's and add-ons' prices for a cycle."""
+"""What a subscription is made of: its plan and add-ons from the catalog (read through the
+plans service), and their Stripe prices for a cycle."""
 
 import hashlib
 import json
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import AddOn, SubscriptionPlan
-from app.plans import repository as plans_repository
+from app.models import AddOn, SubscriptionAddOn, SubscriptionPlan
+from app.plans import service as plans_service
 from app.plans.errors import AddOnNotFound, PlanNotFound
+from app.subscriptions import repository
 from app.subscriptions.errors import AddOnQuantityInvalid, PlanNotAvailable, PlanNotSynced
 
 CYCLE_INTERVAL = {"monthly": "month", "yearly": "year"}
@@ -18,9 +20,9 @@ async def resolve_plan(session: AsyncSession, plan_reference: int | str) -> Subs
     """A plan by id, or by slug (the dashboard's older ids); 404 unknown, 409 inactive."""
     if isinstance(plan_reference, int) or plan_reference.isdigit():
         plan_id = int(plan_reference)
-        plan = await plans_repository.get_plan(session, plan_id) if plan_id < 2**63 else None
+        plan = await plans_service.find_plan(session, plan_id) if plan_id < 2**63 else None
     else:
-        plan = await plans_repository.get_plan_by_slug(session, plan_reference)
+        plan = await plans_service.find_plan_by_slug(session, plan_reference)
     if plan is None:
         raise PlanNotFound()
     if not plan.is_active:
@@ -29,7 +31,7 @@ async def resolve_plan(session: AsyncSession, plan_reference: int | str) -> Subs
 
 
 async def resolve_add_on(session: AsyncSession, add_on_id: int, quantity: int) -> AddOn:
-    add_on = await plans_repository.get_add_on(session, add_on_id)
+    add_on = await plans_service.find_add_on(session, add_on_id)
     if add_on is None or not add_on.is_active:
         raise AddOnNotFound()
     if quantity > add_on.max_quantity:
@@ -38,6 +40,19 @@ async def resolve_add_on(session: AsyncSession, add_on_id: int, quantity: int) -
             details={"max_quantity": add_on.max_quantity},
         )
     return add_on
+
+
+async def plans_by_ids(session: AsyncSession, plan_ids: set[int]) -> dict[int, SubscriptionPlan]:
+    return await plans_service.plans_by_ids(session, plan_ids)
+
+
+async def add_on_lines(
+    session: AsyncSession, subscription_id: int
+) -> list[tuple[SubscriptionAddOn, AddOn]]:
+    """The subscription's add-on lines, each with the add-on it holds, in line order."""
+    lines = await repository.list_add_on_lines(session, subscription_id)
+    add_ons = await plans_service.add_ons_by_ids(session, {line.add_on_id for line in lines})
+    return [(line, add_ons[line.add_on_id]) for line in lines]
 
 
 def price_id(row: SubscriptionPlan | AddOn, billing_cycle: str) -> str:

@@ -153,7 +153,7 @@ async def _add_on_items(
 ) -> list[tuple[str, int]]:
     return [
         (catalog.price_id(add_on, cycle), line.quantity)
-        for line, add_on in await repository.list_add_ons(session, subscription.id)
+        for line, add_on in await catalog.add_on_lines(session, subscription.id)
     ]
 
 
@@ -175,7 +175,7 @@ async def resolve_plan_change(
     """The live subscription and the plan and cycle it would move to (for a change and for
     its preview alike); 409 when that is where it is already."""
     subscription = await load_changeable(session, customer)
-    current_plan = (await repository.get_plans(session, {subscription.plan_id}))[
+    current_plan = (await catalog.plans_by_ids(session, {subscription.plan_id}))[
         subscription.plan_id
     ]
     target_plan = (

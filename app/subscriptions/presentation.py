@@ -2,7 +2,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.customers import service as customers_service
 from app.models import Subscription
-from app.subscriptions import repository
+from app.subscriptions import catalog
 from app.subscriptions.schemas import (
     PendingChange,
     PlanSummary,
@@ -17,7 +17,7 @@ async def describe_subscription(
     plan_ids = {subscription.plan_id}
     if subscription.pending_plan_id is not None:
         plan_ids.add(subscription.pending_plan_id)
-    plans = await repository.get_plans(session, plan_ids)
+    plans = await catalog.plans_by_ids(session, plan_ids)
     plan = plans[subscription.plan_id]
     customer = await customers_service.get(session, subscription.customer_id)
     pending_change = None
@@ -32,7 +32,7 @@ async def describe_subscription(
         SubscriptionAddOnPublic(
             addon_id=add_on.id, slug=add_on.slug, name=add_on.name, quantity=line.quantity
         )
-        for line, add_on in await repository.list_add_ons(session, subscription.id)
+        for line, add_on in await catalog.add_on_lines(session, subscription.id)
     ]
     return SubscriptionPublic(
         id=subscription.id,

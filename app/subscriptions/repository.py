@@ -5,10 +5,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
-    AddOn,
     Subscription,
     SubscriptionAddOn,
-    SubscriptionPlan,
     SubscriptionPlanChange,
 )
 from app.models.subscription import LIVE_STATUSES
@@ -59,16 +57,16 @@ async def get_by_stripe_id(
     return await session.scalar(query)
 
 
-async def list_add_ons(
+async def list_add_on_lines(
     session: AsyncSession, subscription_id: int
-) -> Sequence[tuple[SubscriptionAddOn, AddOn]]:
-    rows = await session.execute(
-        select(SubscriptionAddOn, AddOn)
-        .join(AddOn, AddOn.id == SubscriptionAddOn.add_on_id)
-        .where(SubscriptionAddOn.subscription_id == subscription_id)
-        .order_by(SubscriptionAddOn.id)
-    )
-    return [(row[0], row[1]) for row in rows.all()]
+) -> Sequence[SubscriptionAddOn]:
+    return (
+        await session.scalars(
+            select(SubscriptionAddOn)
+            .where(SubscriptionAddOn.subscription_id == subscription_id)
+            .order_by(SubscriptionAddOn.id)
+        )
+    ).all()
 
 
 async def get_add_on_line(
@@ -127,8 +125,3 @@ async def plan_in_force_at(
         .limit(1)
     )
     return after if after is not None else subscription.plan_id
-
-
-async def get_plans(session: AsyncSession, plan_ids: set[int]) -> dict[int, SubscriptionPlan]:
-    plans = await session.scalars(select(SubscriptionPlan).where(SubscriptionPlan.id.in_(plan_ids)))
-    return {plan.id: plan for plan in plans}

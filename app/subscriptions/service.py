@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
 from app.core.config import Settings
-from app.models import Customer, Subscription
+from app.models import AddOn, Customer, Subscription, SubscriptionAddOn
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import from_timestamp
 from app.subscriptions import catalog, changes, repository
@@ -40,6 +40,13 @@ async def describe_by_id(
     async with sessionmaker() as session:
         subscription = await repository.get(session, subscription_id)
         return await describe_subscription(session, subscription)
+
+
+async def add_on_lines(
+    session: AsyncSession, subscription_id: int
+) -> list[tuple[SubscriptionAddOn, AddOn]]:
+    """The subscription's add-on lines with the add-ons they hold."""
+    return await catalog.add_on_lines(session, subscription_id)
 
 
 async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.periods import usage_period_containing
 from app.models import Subscription, SubscriptionAddOn, SubscriptionPlanChange
-from app.plans import repository as plans_repository
+from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import repository
@@ -43,9 +43,9 @@ async def apply_stripe_state(
     subscription.stripe_schedule_id = state.schedule_id
 
     price_ids = {item.price_id for item in state.items}
-    plans = await plans_repository.plans_by_price_ids(session, price_ids)
-    add_ons = await plans_repository.add_ons_by_price_ids(session, price_ids)
-    lines = [line for line, _ in await repository.list_add_ons(session, subscription.id)]
+    plans = await plans_service.plans_by_price_ids(session, price_ids)
+    add_ons = await plans_service.add_ons_by_price_ids(session, price_ids)
+    lines = list(await repository.list_add_on_lines(session, subscription.id))
     lines_by_item = {line.stripe_subscription_item_id: line for line in lines}
     lines_by_add_on = {line.add_on_id: line for line in lines}
     item_ids = {item.id for item in state.items}

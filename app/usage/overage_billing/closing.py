@@ -19,6 +19,7 @@ from app.models import (
 from app.plans import repository as plans_repository
 from app.stripe_gateway.types import from_timestamp, nested
 from app.subscriptions import repository as subscriptions_repository
+from app.subscriptions import service as subscriptions_service
 from app.usage.overage import (
     OverageAmounts,
     OverageTerms,
@@ -47,7 +48,7 @@ async def _terms_at(
     )
     plan = await plans_repository.get_plan(session, plan_id)
     assert plan is not None
-    lines = await subscriptions_repository.list_add_ons(session, subscription.id)
+    lines = await subscriptions_service.add_on_lines(session, subscription.id)
     return overage_terms(plan, [(add_on, line.quantity) for line, add_on in lines])
 
 
