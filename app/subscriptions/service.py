@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import Clock
 from app.models import Customer
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.types import from_timestamp
+from app.stripe_gateway.fields import from_timestamp
 from app.subscriptions import catalog, changes, repository
 from app.subscriptions.errors import SubscriptionNotFound
 from app.subscriptions.presentation import describe_subscription
