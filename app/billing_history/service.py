@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.billing_history import repository
 from app.billing_history.errors import InvalidCursor
 from app.billing_history.records import BillingRecord
-from app.stripe_gateway.types import expandable_id, from_timestamp, nested
+from app.stripe_gateway.fields import expandable_id, from_timestamp, nested
 
 _MAX_ID = 2**63 - 1
 

@@ -1,4 +1,4 @@
-"""Stripe's errors as the client should see them. Mapped in one place: `client.py`."""
+"""Stripe's errors as the client should see them. Mapped in one place: `translation.py`."""
 
 from app.core.errors import AppError, Conflict, NotFound
 

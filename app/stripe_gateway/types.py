@@ -5,34 +5,11 @@ invoice's payments are `invoice_payments`, not a `payment_intent` field.
 """
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
 BillingInterval = Literal["month", "year"]
-
-
-def from_timestamp(value: object) -> datetime | None:
-    """A Stripe timestamp (Unix seconds) as an aware UTC datetime; None when absent."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return datetime.fromtimestamp(value, UTC)
-
-
-def expandable_id(value: object) -> str | None:
-    """An expandable field of a Stripe payload: the id, or the expanded object's id."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-def nested(value: object, *keys: str) -> Any:
-    """A nested field of a Stripe payload (plain dicts); None where any step is missing."""
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from app.core.clock import Clock
 from app.core.config import Settings
 from app.models import AddOn, Customer, Subscription, SubscriptionAddOn
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.types import from_timestamp
+from app.stripe_gateway.fields import from_timestamp
 from app.subscriptions import catalog, changes, repository
 from app.subscriptions.errors import SubscriptionNotFound
 from app.subscriptions.presentation import describe_subscription

@@ -24,8 +24,8 @@ from app.models import (
 from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
 from app.plans import service as plans_service
-from app.stripe_gateway.client import parse_payment_method, parse_subscription
-from app.stripe_gateway.types import expandable_id, from_timestamp
+from app.stripe_gateway.fields import expandable_id, from_timestamp
+from app.stripe_gateway.parsing import parse_payment_method, parse_subscription
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions.stripe_sync import apply_stripe_state
 from app.usage import overage_billing

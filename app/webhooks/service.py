@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
-from app.stripe_gateway.client import InvalidWebhookSignature, verify_webhook
+from app.stripe_gateway.webhook_signature import InvalidWebhookSignature, verify_webhook
 from app.webhooks import repository
 from app.webhooks.errors import InvalidWebhook
 

@@ -17,7 +17,7 @@ from app.models import (
     UsagePeriodTotals,
 )
 from app.plans import repository as plans_repository
-from app.stripe_gateway.types import from_timestamp, nested
+from app.stripe_gateway.fields import from_timestamp, nested
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage import (

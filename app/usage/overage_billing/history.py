@@ -23,7 +23,7 @@ from app.models import (
     OverageCharge,
     Subscription,
 )
-from app.stripe_gateway.types import nested
+from app.stripe_gateway.fields import nested
 from app.usage.overage_billing import repository as overage_repository
 
 logger = structlog.get_logger(__name__)

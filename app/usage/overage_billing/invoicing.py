@@ -23,7 +23,7 @@ from app.models import (
     Subscription,
 )
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.types import expandable_id, nested
+from app.stripe_gateway.fields import expandable_id, nested
 from app.usage.overage_billing.closing import ENDED_STATUSES
 from app.usage.overage_billing.history import record_invoice_overage
 

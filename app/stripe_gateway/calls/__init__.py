@@ -1,0 +1,1 @@
+"""`StripeGateway`'s calls, one module per group of Stripe resources (see `client.py`)."""

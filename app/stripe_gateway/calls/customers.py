@@ -1,0 +1,126 @@
+"""Customers, their cards and setup intents."""
+
+from app.stripe_gateway.calls.base import Params, StripeCalls, plain
+from app.stripe_gateway.fields import expandable_id, nested
+from app.stripe_gateway.parsing import parse_payment_method
+from app.stripe_gateway.translation import translated_errors
+from app.stripe_gateway.types import PaymentMethodCard
+
+
+class CustomerCalls(StripeCalls):
+    async def find_customer(self, *, dashboard_user_id: str, email: str | None) -> str | None:
+        """An existing Stripe customer of this user (made by the old module, or by us)."""
+        async with translated_errors():
+            # Search can lag writes by a minute; it is for customers made long ago. Our own
+            # creation is protected by its idempotency key instead.
+            found = plain(
+                await self._stripe.customers.search_async(
+                    {"query": f"metadata['dashboard_user_id']:'{dashboard_user_id}'", "limit": 1}
+                )
+            )
+            if found["data"]:
+                return str(found["data"][0]["id"])
+            if email:
+                by_email = plain(
+                    await self._stripe.customers.list_async({"email": email, "limit": 10})
+                )
+                for candidate in by_email["data"]:
+                    # Another user's account with the same address is not this user's.
+                    owner = nested(candidate, "metadata", "dashboard_user_id")
+                    if owner in (None, dashboard_user_id):
+                        return str(candidate["id"])
+        return None
+
+    async def create_customer(
+        self,
+        *,
+        dashboard_user_id: str,
+        email: str | None,
+        name: str | None,
+        idempotency_key: str,
+    ) -> str:
+        params: Params = {"metadata": {"dashboard_user_id": dashboard_user_id}}
+        if email:
+            params["email"] = email
+        if name:
+            params["name"] = name
+        async with translated_errors():
+            customer = plain(
+                await self._stripe.customers.create_async(params, self._options(idempotency_key))
+            )
+        return str(customer["id"])
+
+    async def tag_customer(
+        self, *, customer_id: str, dashboard_user_id: str, idempotency_key: str
+    ) -> None:
+        """Mark an adopted customer with our metadata, so the next lookup finds it by id."""
+        async with translated_errors():
+            await self._stripe.customers.update_async(
+                customer_id,
+                {"metadata": {"dashboard_user_id": dashboard_user_id}},
+                self._options(idempotency_key),
+            )
+
+    # --- payment methods ---------------------------------------------------------------
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodCard:
+        async with translated_errors():
+            payment_method = plain(
+                await self._stripe.payment_methods.retrieve_async(payment_method_id)
+            )
+        return parse_payment_method(payment_method)
+
+    async def attach_payment_method(
+        self, *, payment_method_id: str, customer_id: str, idempotency_key: str
+    ) -> PaymentMethodCard:
+        async with translated_errors():
+            payment_method = plain(
+                await self._stripe.payment_methods.attach_async(
+                    payment_method_id, {"customer": customer_id}, self._options(idempotency_key)
+                )
+            )
+        return parse_payment_method(payment_method)
+
+    async def detach_payment_method(self, *, payment_method_id: str, idempotency_key: str) -> None:
+        async with translated_errors():
+            await self._stripe.payment_methods.detach_async(
+                payment_method_id, options=self._options(idempotency_key)
+            )
+
+    async def set_default_payment_method(
+        self, *, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> None:
+        async with translated_errors():
+            await self._stripe.customers.update_async(
+                customer_id,
+                {"invoice_settings": {"default_payment_method": payment_method_id}},
+                self._options(idempotency_key),
+            )
+
+    async def list_payment_methods(self, *, customer_id: str) -> list[PaymentMethodCard]:
+        async with translated_errors():
+            page = plain(
+                await self._stripe.payment_methods.list_async(
+                    {"customer": customer_id, "type": "card", "limit": 100}
+                )
+            )
+        return [parse_payment_method(payment_method) for payment_method in page["data"]]
+
+    async def default_payment_method_id(self, *, customer_id: str) -> str | None:
+        async with translated_errors():
+            customer = plain(await self._stripe.customers.retrieve_async(customer_id))
+        return expandable_id(nested(customer, "invoice_settings", "default_payment_method"))
+
+    async def create_setup_intent(self, *, customer_id: str, idempotency_key: str) -> str:
+        async with translated_errors():
+            setup_intent = plain(
+                await self._stripe.setup_intents.create_async(
+                    {
+                        "customer": customer_id,
+                        "usage": "off_session",
+                        "payment_method_types": ["card"],
+                    },
+                    self._options(idempotency_key),
+                )
+            )
+        return str(setup_intent["client_secret"])

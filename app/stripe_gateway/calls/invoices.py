@@ -1,0 +1,139 @@
+"""Invoices: the documents' details, and the items and one-off invoices of overage."""
+
+from datetime import datetime
+from typing import Any
+
+from app.stripe_gateway.calls.base import SAAS_TAX_CODE, Params, StripeCalls, plain
+from app.stripe_gateway.invoice_details import (
+    INVOICE_DOCUMENT_EXPANSIONS,
+    parse_invoice_details,
+    tax_rate_ids,
+)
+from app.stripe_gateway.translation import translated_errors
+from app.stripe_gateway.types import InvoiceDetails
+
+
+class InvoiceCalls(StripeCalls):
+    async def retrieve_invoice_details(self, invoice_id: str) -> InvoiceDetails | None:
+        """An invoice with every line, its discounts (named by their coupons) and its taxes
+        (named by their tax rates); None if Stripe has no such invoice.
+
+        An invoice embeds only its first lines (`lines.has_more`); the rest are paged from
+        `GET /v1/invoices/{id}/lines`, 100 at a time, after the last embedded one."""
+        invoice = await self._retrieve_or_none(
+            self._stripe.invoices, invoice_id, {"expand": INVOICE_DOCUMENT_EXPANSIONS}
+        )
+        if invoice is None:
+            return None
+        embedded = invoice.get("lines") or {}
+        lines: list[dict[str, Any]] = list(embedded.get("data") or [])
+        has_more = bool(embedded.get("has_more"))
+        async with translated_errors():
+            while has_more and lines:
+                page = plain(
+                    await self._stripe.invoices.line_items.list_async(
+                        invoice_id, {"limit": 100, "starting_after": str(lines[-1]["id"])}
+                    )
+                )
+                data: list[dict[str, Any]] = page.get("data") or []
+                lines.extend(data)
+                has_more = bool(page.get("has_more")) and bool(data)
+            tax_rates = {
+                rate_id: plain(await self._stripe.tax_rates.retrieve_async(rate_id))
+                for rate_id in tax_rate_ids(invoice)
+            }
+        return parse_invoice_details(invoice, lines, tax_rates)
+
+    async def list_invoices(self, *, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's invoices in every status, newest first, as Stripe holds them."""
+        return await self._every_page(self._stripe.invoices, {"customer": customer_id})
+
+    # --- overage: invoice items and one-off invoices ---------------------------------
+
+    async def create_invoice_item(
+        self,
+        *,
+        customer_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        period: tuple[datetime, datetime],
+        invoice_id: str | None,
+        subscription_id: str | None,
+        idempotency_key: str,
+    ) -> str:
+        """An invoice item of `amount` minor units (negative: a credit); returns its id.
+
+        With `invoice_id` it goes on that invoice, which must still be a draft. Without, it
+        is pending and Stripe puts it on the subscription's (or, with no subscription, the
+        customer's) next invoice."""
+        params: Params = {
+            "customer": customer_id,
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "metadata": metadata,
+            "period": {"start": int(period[0].timestamp()), "end": int(period[1].timestamp())},
+            # As the catalog's prices: taxed on top, as software, if Stripe Tax is switched on.
+            "tax_behavior": "exclusive",
+            "tax_code": SAAS_TAX_CODE,
+        }
+        if invoice_id is not None:
+            params["invoice"] = invoice_id
+        if subscription_id is not None:
+            params["subscription"] = subscription_id
+        async with translated_errors():
+            item = plain(
+                await self._stripe.invoice_items.create_async(
+                    params, self._options(idempotency_key)
+                )
+            )
+        return str(item["id"])
+
+    async def list_invoice_items(
+        self, *, customer_id: str, created_from: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """A customer's invoice items, pending or invoiced, newest first; those created at or
+        after `created_from` when given."""
+        params: Params = {"customer": customer_id}
+        if created_from is not None:
+            params["created"] = {"gte": int(created_from.timestamp())}
+        return await self._every_page(self._stripe.invoice_items, params)
+
+    async def create_invoice(
+        self,
+        *,
+        customer_id: str,
+        description: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        """A one-off draft invoice, charged to the customer's default card once finalized;
+        returns its id. It takes none of the customer's pending items, only what is added to
+        it with `invoice=`, and Stripe leaves it a draft until `finalize_invoice`."""
+        params: Params = {
+            "customer": customer_id,
+            "collection_method": "charge_automatically",
+            "auto_advance": False,
+            "pending_invoice_items_behavior": "exclude",
+            "description": description,
+            "metadata": metadata,
+        }
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}
+        async with translated_errors():
+            invoice = plain(
+                await self._stripe.invoices.create_async(params, self._options(idempotency_key))
+            )
+        return str(invoice["id"])
+
+    async def finalize_invoice(self, *, invoice_id: str, idempotency_key: str) -> str:
+        """Finalize a draft and let Stripe collect it (auto_advance); returns its status."""
+        async with translated_errors():
+            invoice = plain(
+                await self._stripe.invoices.finalize_invoice_async(
+                    invoice_id, {"auto_advance": True}, self._options(idempotency_key)
+                )
+            )
+        return str(invoice["status"])
