@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.customers.stripe_customers import ensure_stripe_customer
+from app.customers import service as customers_service
 from app.models import Customer, PaymentMethod
 from app.payment_methods import repository
 from app.payment_methods.errors import LastPaymentMethod
@@ -161,7 +161,7 @@ async def attach_payment_method(
     set_default: bool,
     attempt: str,
 ) -> PaymentMethod:
-    stripe_customer_id = await ensure_stripe_customer(
+    stripe_customer_id = await customers_service.ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
     )
     await _attach(
@@ -260,7 +260,7 @@ async def create_setup_intent(
     Each attempt gets its own SetupIntent (one is used up when a card is confirmed with it);
     a client retry with its Idempotency-Key gets the same one back.
     """
-    stripe_customer_id = await ensure_stripe_customer(
+    stripe_customer_id = await customers_service.ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
     )
     return await gateway.create_setup_intent(

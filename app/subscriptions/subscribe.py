@@ -18,7 +18,7 @@ from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import flush_unique
 from app.core.errors import AppError
-from app.customers.stripe_customers import ensure_stripe_customer
+from app.customers import service as customers_service
 from app.models import Customer, Subscription, SubscriptionAddOn
 from app.payment_methods import service as payment_methods_service
 from app.stripe_gateway.client import StripeGateway
@@ -273,7 +273,7 @@ async def subscribe(
 
     create_sent = False
     try:
-        stripe_customer_id = await ensure_stripe_customer(
+        stripe_customer_id = await customers_service.ensure_stripe_customer(
             sessionmaker=sessionmaker, gateway=gateway, customer=customer
         )
         await payment_methods_service.attach_for_subscription(
