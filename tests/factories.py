@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,7 @@ from app.models import (
     SubscriptionAddOn,
     SubscriptionPlan,
 )
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, TokenFactory, bearer
 
 # TEST_NOW is 2026-11-25 12:00 UTC: a subscription's current period runs from November 1st to
 # December 1st (30 days, 24.5 of them elapsed), on a billing anchor of August 1st.
@@ -139,6 +140,29 @@ async def create_subscription(
         **overrides,
     }
     return await _saved(session, Subscription(**values))
+
+
+async def subscribe_through_api(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    stripe: Any,
+    *,
+    billing_cycle: str | None = None,
+) -> dict[str, Any]:
+    """User 42 subscribes to a synced plan without a trial through POST subscribe/, paying
+    with a card that succeeds; returns the subscription as the (fake) Stripe holds it."""
+    plan = await create_synced_plan(session, stripe, trial_days=0)
+    body: dict[str, Any] = {"plan_id": plan.id, "payment_method_id": "pm_card_visa"}
+    if billing_cycle is not None:
+        body["billing_cycle"] = billing_cycle
+    response = await client.post(
+        "/subscriptions/api/subscribe/", json=body, headers=bearer(make_token("42"))
+    )
+    assert response.status_code == 200, response.text
+    [stripe_subscription] = stripe.subscriptions.values()
+    subscription: dict[str, Any] = stripe_subscription
+    return subscription
 
 
 async def create_subscribed_customer(
