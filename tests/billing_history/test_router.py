@@ -52,6 +52,7 @@ def _billing_history_mounted(app: FastAPI) -> None:
 async def _add_row(
     session: AsyncSession, customer: Customer, occurred_at: datetime, **overrides: Any
 ) -> BillingHistory:
+    """A paid renewal invoice at `occurred_at`, with an invoice id of its own."""
     invoice_id = f"in_{customer.id}_{int(occurred_at.timestamp())}_{overrides.get('status', '')}"
     values: dict[str, Any] = {
         "amount_paid": 9_900,
