@@ -10,8 +10,8 @@ from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.models import Customer, Subscription, UsageAlert
 from tests.conftest import TEST_NOW, TokenFactory, bearer, make_settings
-from tests.factories import create_customer, create_plan
-from tests.usage.helpers import ALERTS, PERIOD_START, call, create_subscription, post_usage
+from tests.factories import PERIOD_START, create_customer, create_plan, create_subscription
+from tests.usage.helpers import ALERTS, call, post_usage
 
 
 @pytest_asyncio.fixture

@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from app.alerts.service import UsageChange, alerts_crossed
-from tests.usage.helpers import PERIOD_START
+from tests.factories import PERIOD_START
 
 
 def change(

@@ -4,10 +4,6 @@ example objects in today's shapes (API version 2026-10-28.endive)."""
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.models import Customer, Subscription
-from tests.factories import create_customer, create_plan
 from tests.stripe.fixtures import stripe_fixture
 
 PLAN_PRICE = "price_plan_growth_monthly"
@@ -127,24 +123,3 @@ def charge_payload(
     else:
         charge["refunds"] = {"object": "list", "data": refunds, "has_more": False}
     return charge
-
-
-async def create_subscription(session: AsyncSession, customer: Customer) -> Subscription:
-    plan = await create_plan(session, slug=f"plan-{customer.id}", name=f"Plan {customer.id}")
-    subscription = Subscription(
-        customer_id=customer.id,
-        plan_id=plan.id,
-        billing_cycle="monthly",
-        status="active",
-        stripe_subscription_id=f"sub_{customer.id}",
-    )
-    session.add(subscription)
-    await session.commit()
-    return subscription
-
-
-async def create_subscribed_customer(
-    session: AsyncSession, dashboard_user_id: str = "42"
-) -> tuple[Customer, Subscription]:
-    customer = await create_customer(session, dashboard_user_id=dashboard_user_id)
-    return customer, await create_subscription(session, customer)

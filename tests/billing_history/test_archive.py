@@ -12,17 +12,22 @@ from app.billing_history import archive, repository, service
 from app.billing_history.archive import ArchivedBatch
 from app.billing_history.records import BillingRecord
 from app.core.clock import FrozenClock
-from app.models import BillingHistory, BillingHistoryArchive, Customer, OverageCharge
+from app.models import BillingHistory, BillingHistoryArchive, Customer
 from app.usage.overage_billing import record_invoice_overage
 from tests.billing_history.payloads import (
     ADD_ON_PRICES,
     charge_payload,
-    create_subscribed_customer,
     invoice_payload,
     refund_payload,
 )
 from tests.conftest import TEST_NOW
-from tests.factories import create_customer
+from tests.factories import (
+    create_billing_row,
+    create_customer,
+    create_overage_charge,
+    create_subscribed_customer,
+    insert_billing_rows,
+)
 
 CUTOFF = TEST_NOW - timedelta(days=730)
 OLD = datetime(2023, 1, 1, tzinfo=UTC)
@@ -33,51 +38,9 @@ class SimulatedCrash(Exception):
     """The process dying between two batches."""
 
 
-async def _insert_rows(
-    session: AsyncSession,
-    customer: Customer,
-    *,
-    count: int,
-    first_occurred_at: datetime,
-    status: str = "paid",
-    prefix: str = "in_bulk_",
-) -> None:
-    """`count` invoice rows in one statement, a minute apart."""
-    await session.execute(
-        text(
-            "INSERT INTO billing_history (customer_id, type, status, amount, amount_paid,"
-            " amount_due, currency, stripe_invoice_id, number, invoice_pdf_url, occurred_at)"
-            " SELECT :customer_id, 'subscription', CAST(:status AS text), 100 * n, 100 * n,"
-            " 100 * n, 'usd', CAST(:prefix AS text) || n, 'NO-' || n,"
-            " 'https://pay.stripe.com/invoice/' || CAST(:prefix AS text) || n || '/pdf',"
-            " CAST(:first AS timestamptz) + n * interval '1 minute'"
-            " FROM generate_series(1, :count) AS n"
-        ),
-        {
-            "customer_id": customer.id,
-            "status": status,
-            "prefix": prefix,
-            "first": first_occurred_at,
-            "count": count,
-        },
-    )
-    await session.commit()
-
-
 async def _add_row(session: AsyncSession, customer: Customer, **overrides: Any) -> BillingHistory:
-    values: dict[str, Any] = {
-        "customer_id": customer.id,
-        "type": "subscription",
-        "status": "paid",
-        "amount": 9_900,
-        "currency": "usd",
-        "occurred_at": OLD,
-        **overrides,
-    }
-    row = BillingHistory(**values)
-    session.add(row)
-    await session.commit()
-    return row
+    """A paid invoice row from long ago (OLD) unless told otherwise."""
+    return await create_billing_row(session, customer, **{"occurred_at": OLD, **overrides})
 
 
 async def _ids(
@@ -131,10 +94,12 @@ async def test_ten_thousand_rows_interrupted_half_way_and_resumed_lose_and_doubl
     session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
     customer = await create_customer(session)
-    await _insert_rows(session, customer, count=10_000, first_occurred_at=OLD)
+    await insert_billing_rows(session, customer, count=10_000, first_occurred_at=OLD)
     # Rows the rule leaves: recent ones, and old ones Stripe may still change.
-    await _insert_rows(session, customer, count=100, first_occurred_at=RECENT, prefix="in_new_")
-    await _insert_rows(
+    await insert_billing_rows(
+        session, customer, count=100, first_occurred_at=RECENT, prefix="in_new_"
+    )
+    await insert_billing_rows(
         session, customer, count=100, first_occurred_at=OLD, status="open", prefix="in_open_"
     )
     all_ids = await _ids(session, BillingHistory)
@@ -174,7 +139,7 @@ async def test_a_batch_rolled_back_moves_nothing(
     session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
     customer = await create_customer(session)
-    await _insert_rows(session, customer, count=50, first_occurred_at=OLD)
+    await insert_billing_rows(session, customer, count=50, first_occurred_at=OLD)
 
     async with sessionmaker() as batch_session:
         moved = await archive.archive_one_batch(
@@ -222,8 +187,10 @@ async def test_a_dry_run_counts_and_moves_nothing(
     session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
     customer = await create_customer(session)
-    await _insert_rows(session, customer, count=30, first_occurred_at=OLD)
-    await _insert_rows(session, customer, count=5, first_occurred_at=RECENT, prefix="in_new_")
+    await insert_billing_rows(session, customer, count=30, first_occurred_at=OLD)
+    await insert_billing_rows(
+        session, customer, count=5, first_occurred_at=RECENT, prefix="in_new_"
+    )
 
     run = await _run(sessionmaker, clock, dry_run=True)
 
@@ -237,7 +204,7 @@ async def test_two_runs_at_once_move_each_row_once(
     session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
     customer = await create_customer(session)
-    await _insert_rows(session, customer, count=2_000, first_occurred_at=OLD)
+    await insert_billing_rows(session, customer, count=2_000, first_occurred_at=OLD)
     all_ids = await _ids(session, BillingHistory)
 
     first, second = await asyncio.gather(
@@ -253,21 +220,14 @@ async def test_the_totals_cover_the_ids_a_run_started_with(
     session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
     customer = await create_customer(session)
-    await _insert_rows(session, customer, count=10, first_occurred_at=OLD)
+    await insert_billing_rows(session, customer, count=10, first_occurred_at=OLD)
 
     def new_invoice_meanwhile(batch: ArchivedBatch) -> None:
         # As a webhook would, while the run goes on; not counted on either side.
         async def insert() -> None:
-            async with sessionmaker.begin() as other:
-                other.add(
-                    BillingHistory(
-                        customer_id=customer.id,
-                        type="subscription",
-                        status="open",
-                        amount=1,
-                        currency="usd",
-                        occurred_at=TEST_NOW,
-                    )
+            async with sessionmaker() as other:
+                await create_billing_row(
+                    other, customer, status="open", amount=1, occurred_at=TEST_NOW
                 )
 
         tasks.append(asyncio.get_running_loop().create_task(insert()))
@@ -502,24 +462,18 @@ async def test_an_archived_overage_row_follows_a_late_invoice_update(
     session: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
     customer, subscription = await create_subscribed_customer(session)
-    charge = OverageCharge(
-        subscription_id=subscription.id,
+    charge = await create_overage_charge(
+        session,
+        subscription,
         period_start=OLD,
         period_end=OLD + timedelta(days=31),
-        sequence=0,
         minutes_over=Decimal(10),
-        agents_over=0,
         minutes_amount=25,
-        agents_amount=0,
-        amount=25,
-        currency="usd",
         status="invoiced",
         stripe_invoice_id="in_old",
         created_at=OLD,
         invoiced_at=OLD,
     )
-    session.add(charge)
-    await session.flush()
     row = await _add_row(
         session,
         customer,

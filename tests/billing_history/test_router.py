@@ -11,7 +11,7 @@ from app.billing_history import archive
 from app.billing_history.router import router
 from app.models import BillingHistory, Customer
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_customer
+from tests.factories import create_billing_row, create_customer
 
 HISTORY = "/subscriptions/api/billing-history/"
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -52,24 +52,17 @@ def _billing_history_mounted(app: FastAPI) -> None:
 async def _add_row(
     session: AsyncSession, customer: Customer, occurred_at: datetime, **overrides: Any
 ) -> BillingHistory:
+    """A paid renewal invoice at `occurred_at`, with an invoice id of its own."""
     invoice_id = f"in_{customer.id}_{int(occurred_at.timestamp())}_{overrides.get('status', '')}"
     values: dict[str, Any] = {
-        "customer_id": customer.id,
-        "type": "subscription",
-        "status": "paid",
-        "amount": 9_900,
         "amount_paid": 9_900,
         "amount_due": 9_900,
-        "currency": "usd",
         "billing_reason": "subscription_cycle",
         "stripe_invoice_id": invoice_id,
         "occurred_at": occurred_at,
         **overrides,
     }
-    row = BillingHistory(**values)
-    session.add(row)
-    await session.commit()
-    return row
+    return await create_billing_row(session, customer, **values)
 
 
 async def _page(

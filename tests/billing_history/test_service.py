@@ -16,12 +16,11 @@ from tests.billing_history.payloads import (
     PERIOD_END,
     PERIOD_START,
     charge_payload,
-    create_subscribed_customer,
     invoice_line,
     invoice_payload,
     refund_payload,
 )
-from tests.factories import create_customer
+from tests.factories import create_customer, create_subscribed_customer
 
 
 def _at(timestamp: int) -> datetime:

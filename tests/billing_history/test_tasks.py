@@ -9,7 +9,7 @@ from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.models import BillingHistory, BillingHistoryArchive
 from tests.conftest import TEST_NOW
-from tests.factories import create_customer
+from tests.factories import create_billing_row, create_customer
 from tests.jobs import job_ctx
 
 
@@ -24,18 +24,9 @@ async def _add_rows(session: AsyncSession) -> None:
     for number, occurred_at in enumerate(
         [datetime(2023, 1, 1, tzinfo=UTC), TEST_NOW - timedelta(days=400)]
     ):
-        session.add(
-            BillingHistory(
-                customer_id=customer.id,
-                type="subscription",
-                status="paid",
-                amount=9_900,
-                currency="usd",
-                stripe_invoice_id=f"in_{number}",
-                occurred_at=occurred_at,
-            )
+        await create_billing_row(
+            session, customer, stripe_invoice_id=f"in_{number}", occurred_at=occurred_at
         )
-    await session.commit()
 
 
 async def _counts(session: AsyncSession) -> tuple[int | None, int | None]:

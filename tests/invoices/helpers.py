@@ -10,6 +10,7 @@ from pypdf import PdfReader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import BillingHistory, Customer
+from tests.factories import create_billing_row
 from tests.stripe.fake import FakeStripe
 
 PERIOD = (
@@ -110,9 +111,8 @@ def growth_invoice(
 async def add_invoice_entry(
     session: AsyncSession, customer: Customer, invoice: dict[str, Any], **overrides: Any
 ) -> BillingHistory:
+    """The billing-history row of a fake Stripe invoice, with its amounts, number and date."""
     values: dict[str, Any] = {
-        "customer_id": customer.id,
-        "type": "subscription",
         "status": invoice["status"],
         "amount": invoice["total"],
         "amount_paid": invoice["amount_paid"],
@@ -123,7 +123,4 @@ async def add_invoice_entry(
         "occurred_at": datetime.fromtimestamp(invoice["created"], UTC),
         **overrides,
     }
-    row = BillingHistory(**values)
-    session.add(row)
-    await session.commit()
-    return row
+    return await create_billing_row(session, customer, **values)

@@ -13,9 +13,9 @@ from app.core.config import Settings
 from app.invoices import rendering, service
 from app.invoices.branding import default_branding
 from app.invoices.errors import InvoiceNotFinal, NotYetInvoiced, StoredDocumentCorrupt
-from app.models import Customer, InvoiceDocument, OverageCharge, Subscription
+from app.models import Customer, InvoiceDocument, Subscription
 from app.stripe_gateway.client import StripeGateway
-from tests.billing_history.payloads import create_subscribed_customer
+from tests.factories import create_overage_charge, create_subscribed_customer
 from tests.invoices.helpers import add_invoice_entry, growth_invoice, pdf_text
 from tests.stripe.fake import FakeStripe
 
@@ -86,27 +86,20 @@ async def test_an_overage_entry_is_the_invoice_it_was_billed_on(
     invoice = growth_invoice(fake_stripe, stripe_customer_id)
     invoice_entry = await add_invoice_entry(session, customer, invoice)
     # The charge the invoice's overage line (charge 7, minutes) was billed from.
-    session.add(
-        OverageCharge(
-            id=7,
-            subscription_id=subscription.id,
-            period_start=datetime(2026, 10, 1, tzinfo=UTC),
-            period_end=datetime(2026, 11, 1, tzinfo=UTC),
-            sequence=0,
-            minutes_over=Decimal("333.0000"),
-            agents_over=0,
-            minutes_amount=833,
-            agents_amount=0,
-            amount=833,
-            currency="usd",
-            status="invoiced",
-            stripe_invoice_id=invoice["id"],
-            created_at=datetime(2026, 11, 1, tzinfo=UTC),
-            rate_per_minute=Decimal("2.5"),
-            rate_per_agent=Decimal("1500"),
-        )
+    await create_overage_charge(
+        session,
+        subscription,
+        id=7,
+        period_start=datetime(2026, 10, 1, tzinfo=UTC),
+        period_end=datetime(2026, 11, 1, tzinfo=UTC),
+        minutes_over=Decimal("333.0000"),
+        minutes_amount=833,
+        status="invoiced",
+        stripe_invoice_id=invoice["id"],
+        created_at=datetime(2026, 11, 1, tzinfo=UTC),
+        rate_per_minute=Decimal("2.5"),
+        rate_per_agent=Decimal("1500"),
     )
-    await session.commit()
     # Billed while the invoice was a draft: its own status stays "draft".
     overage_entry = await add_invoice_entry(
         session, customer, invoice, type="overage", status="draft", amount=833, overage_charge_id=7

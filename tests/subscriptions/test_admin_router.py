@@ -1,23 +1,35 @@
 """POST and DELETE admin/customers/{id}/suspension/: an operator suspends a customer's calls."""
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_customer, create_plan
-from tests.usage.helpers import create_subscription, decision, get_entitlements
+from tests.factories import (
+    create_customer,
+    create_plan,
+    create_subscribed_customer,
+    create_subscription,
+)
+from tests.usage.helpers import decision, get_entitlements
 
 SUSPENSION = "/subscriptions/api/admin/customers/{}/suspension/"
 
 
+@pytest.fixture
+def user(make_token: TokenFactory) -> str:
+    return make_token("42")
+
+
+@pytest.fixture
+def admin(make_token: TokenFactory) -> dict[str, str]:
+    return bearer(make_token("ops-1", roles=["billing_admin"]))
+
+
 async def test_an_operator_suspension_blocks_calls_until_it_is_lifted(
-    client: httpx.AsyncClient, session: AsyncSession, make_token: TokenFactory
+    client: httpx.AsyncClient, session: AsyncSession, user: str, admin: dict[str, str]
 ) -> None:
-    customer = await create_customer(session, dashboard_user_id="42")
-    plan = await create_plan(session)
-    await create_subscription(session, customer=customer, plan=plan, status="active")
-    user = make_token("42")
-    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
+    await create_subscribed_customer(session, dashboard_user_id="42", status="active")
 
     suspended = await client.post(
         SUSPENSION.format("42"), json={"reason": "fraud review"}, headers=admin
@@ -43,13 +55,9 @@ async def test_an_operator_suspension_blocks_calls_until_it_is_lifted(
 
 
 async def test_only_a_billing_admin_suspends_and_only_a_known_subscription(
-    client: httpx.AsyncClient, session: AsyncSession, make_token: TokenFactory
+    client: httpx.AsyncClient, session: AsyncSession, user: str, admin: dict[str, str]
 ) -> None:
-    customer = await create_customer(session, dashboard_user_id="42")
-    plan = await create_plan(session)
-    await create_subscription(session, customer=customer, plan=plan, status="active")
-    user = make_token("42")
-    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
+    await create_subscribed_customer(session, dashboard_user_id="42", status="active")
 
     by_user = await client.post(SUSPENSION.format("42"), json={"reason": "x"}, headers=bearer(user))
     unknown = await client.post(SUSPENSION.format("nobody"), json={"reason": "x"}, headers=admin)
@@ -62,13 +70,11 @@ async def test_only_a_billing_admin_suspends_and_only_a_known_subscription(
 
 
 async def test_a_suspension_belongs_to_the_account_and_outlives_a_new_subscription(
-    client: httpx.AsyncClient, session: AsyncSession, make_token: TokenFactory
+    client: httpx.AsyncClient, session: AsyncSession, user: str, admin: dict[str, str]
 ) -> None:
     customer = await create_customer(session, dashboard_user_id="42")
     plan = await create_plan(session)
     old = await create_subscription(session, customer=customer, plan=plan, status="active")
-    user = make_token("42")
-    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
     assert (
         await client.post(SUSPENSION.format("42"), json={"reason": "chargebacks"}, headers=admin)
     ).status_code == 200
@@ -81,10 +87,8 @@ async def test_a_suspension_belongs_to_the_account_and_outlives_a_new_subscripti
 
 
 async def test_a_nul_in_a_customer_path_is_422_not_a_database_error(
-    client: httpx.AsyncClient, make_token: TokenFactory
+    client: httpx.AsyncClient, admin: dict[str, str]
 ) -> None:
-    admin = bearer(make_token("ops-1", roles=["billing_admin"]))
-
     suspended = await client.post(SUSPENSION.format("a%00b"), json={"reason": "x"}, headers=admin)
     branding = await client.get("/subscriptions/api/admin/customers/a%00b/branding/", headers=admin)
 

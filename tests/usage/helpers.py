@@ -1,4 +1,4 @@
-"""Test data and calls for the usage and alerts tests."""
+"""Calls and reads for the usage and alerts tests (their rows come from tests.factories)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,68 +11,18 @@ from fastapi import FastAPI
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import (
-    AddOn,
-    Customer,
-    Subscription,
-    SubscriptionAddOn,
-    SubscriptionPlan,
-    UsageDailyTotals,
-    UsagePeriodTotals,
-)
+from app.models import UsageDailyTotals, UsagePeriodTotals
 from tests.conftest import TEST_NOW, bearer
+from tests.factories import PERIOD_START
 
 USAGE = "/subscriptions/api/usage/"
 BATCH = "/subscriptions/api/usage/batch/"
 ENTITLEMENTS = "/subscriptions/api/entitlements/"
 ALERTS = "/subscriptions/api/alerts/"
 
-# TEST_NOW is 2026-11-25 12:00 UTC: the current period runs from November 1st to December 1st
-# (30 days), 24.5 days of it elapsed.
-ANCHOR = datetime(2026, 8, 1, tzinfo=UTC)
-PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
-PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
-
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-async def create_subscription(
-    session: AsyncSession,
-    *,
-    customer: Customer,
-    plan: SubscriptionPlan,
-    status: str = "active",
-    anchor: datetime | None = ANCHOR,
-    started_at: datetime = ANCHOR,
-    **overrides: Any,
-) -> Subscription:
-    """A subscription row as the Stripe sync leaves it (built directly, no Stripe)."""
-    values: dict[str, Any] = {
-        "customer_id": customer.id,
-        "plan_id": plan.id,
-        "billing_cycle": "monthly",
-        "status": status,
-        "billing_cycle_anchor": anchor,
-        "current_period_start": PERIOD_START,
-        "current_period_end": PERIOD_END,
-        "created_at": started_at,
-        **overrides,
-    }
-    subscription = Subscription(**values)
-    session.add(subscription)
-    await session.commit()
-    return subscription
-
-
-async def add_add_on(
-    session: AsyncSession, subscription: Subscription, add_on: AddOn, quantity: int = 1
-) -> None:
-    session.add(
-        SubscriptionAddOn(subscription_id=subscription.id, add_on_id=add_on.id, quantity=quantity)
-    )
-    await session.commit()
 
 
 async def post_usage(

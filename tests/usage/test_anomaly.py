@@ -11,7 +11,7 @@ from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.models import Subscription, UsageAlert, UsageDailyTotals
 from app.usage.tasks import detect_usage_anomalies
-from tests.factories import create_customer, create_plan
+from tests.factories import create_customer, create_subscription
 from tests.jobs import job_ctx
 
 TODAY = date(2026, 11, 25)
@@ -21,17 +21,8 @@ async def _subscription(
     session: AsyncSession, dashboard_user_id: str, *, age_days: int = 60
 ) -> Subscription:
     customer = await create_customer(session, dashboard_user_id=dashboard_user_id)
-    plan = await create_plan(session, slug=f"plan-{dashboard_user_id}")
-    subscription = Subscription(
-        customer_id=customer.id,
-        plan_id=plan.id,
-        billing_cycle="monthly",
-        status="active",
-        created_at=datetime.combine(TODAY, datetime.min.time(), UTC) - timedelta(days=age_days),
-    )
-    session.add(subscription)
-    await session.commit()
-    return subscription
+    started_at = datetime.combine(TODAY, datetime.min.time(), UTC) - timedelta(days=age_days)
+    return await create_subscription(session, customer=customer, created_at=started_at)
 
 
 async def _days(

@@ -10,12 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Subscription, SubscriptionPlan, UsageAlert, UsageRecord
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_customer, create_plan
+from tests.factories import create_customer, create_plan, create_subscription
 from tests.usage.helpers import (
     BATCH,
     call,
     counted_statements,
-    create_subscription,
     daily_totals,
     period_totals,
     post_usage,

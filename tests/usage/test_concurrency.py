@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Subscription, UsageAlert, UsageRecord
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_customer, create_plan
-from tests.usage.helpers import BATCH, call, create_subscription, period_totals, post_usage
+from tests.factories import create_customer, create_plan, create_subscription
+from tests.usage.helpers import BATCH, call, period_totals, post_usage
 
 
 @pytest_asyncio.fixture

@@ -9,14 +9,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Customer, SubscriptionPlan
 from tests.conftest import TEST_NOW, TokenFactory, bearer
-from tests.factories import create_add_on, create_customer, create_plan
+from tests.factories import (
+    create_add_on,
+    create_customer,
+    create_plan,
+    create_subscription,
+    create_subscription_add_on,
+)
 from tests.usage.helpers import (
     ENTITLEMENTS,
-    add_add_on,
     at,
     call,
     counted_statements,
-    create_subscription,
     decision,
     get_entitlements,
     post_usage,
@@ -57,8 +61,8 @@ async def test_an_active_subscription_with_add_ons(
         session, slug="extra-minutes", extra_minutes=50, features={"transcripts": True}
     )
     agents = await create_add_on(session, slug="extra-agents", extra_minutes=0, extra_agents=2)
-    await add_add_on(session, subscription, minutes, quantity=3)
-    await add_add_on(session, subscription, agents)
+    await create_subscription_add_on(session, subscription, minutes, quantity=3)
+    await create_subscription_add_on(session, subscription, agents)
     await use_minutes(client, user, 40)
     await post_usage(client, user, agents_active=6)
 
@@ -131,8 +135,8 @@ async def test_a_trial_is_blocked_once_its_minutes_are_used(
         customer=customer,
         plan=plan,
         status="trialing",
-        anchor=at("2026-12-01T00:00"),
-        started_at=at("2026-11-17T00:00"),
+        billing_cycle_anchor=at("2026-12-01T00:00"),
+        created_at=at("2026-11-17T00:00"),
     )
     await use_minutes(client, user, minutes)
 

@@ -31,18 +31,13 @@ from app.usage.tasks import (
     sweep_overage_charges,
 )
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_synced_plan
+from tests.factories import create_synced_plan, subscribe_through_api
 from tests.invoices.helpers import pdf_text
 from tests.jobs import app_job_ctx, run_queued_jobs
 from tests.stripe.fake import FakeStripe
-from tests.webhooks.helpers import post_event, run_worker
-from tests.webhooks.test_processing import SUBSCRIBE, _subscribe
+from tests.webhooks.helpers import deliver, local_subscription, post_event, run_worker
 
-
-async def _local(session: AsyncSession) -> Subscription:
-    found = await session.scalar(select(Subscription).execution_options(populate_existing=True))
-    assert found is not None
-    return found
+SUBSCRIBE = "/subscriptions/api/subscribe/"
 
 
 async def _usage(
@@ -73,9 +68,7 @@ async def _usage(
 async def _deliver(
     client: httpx.AsyncClient, app: FastAPI, event: dict[str, Any], clock: FrozenClock
 ) -> str:
-    response = await post_event(client, event, timestamp=int(clock.now().timestamp()))
-    assert response.status_code == 200, response.text
-    return (await run_worker(app, event["id"])).outcome
+    return await deliver(client, app, event, timestamp=int(clock.now().timestamp()))
 
 
 def _renew(fake: FakeStripe, clock: FrozenClock, stripe_subscription: dict[str, Any]) -> Any:
@@ -107,8 +100,8 @@ async def test_invoice_created_three_times_adds_the_items_once_to_that_draft(
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     totals = await _usage(session, subscription, minutes="2120.5", agents=12)
     draft = _renew(fake_stripe, clock, stripe_subscription)
     plan_total = draft["total"]
@@ -185,8 +178,8 @@ async def test_an_invoice_finalized_before_the_items_got_on_it_bills_them_with_t
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2040")
     draft = _renew(fake_stripe, clock, stripe_subscription)
     plan_total = draft["total"]
@@ -234,8 +227,8 @@ async def test_a_late_record_after_billing_is_charged_once_as_an_adjustment(
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     totals = await _usage(session, subscription, minutes="2120.5", agents=12)
     draft = _renew(fake_stripe, clock, stripe_subscription)
     assert await _deliver(client, app, fake_stripe.event("invoice.created", draft), clock) == (
@@ -293,8 +286,8 @@ async def test_the_plan_in_force_at_the_close_prices_the_whole_period(
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="5200")
     bigger = await create_synced_plan(
         session,
@@ -331,8 +324,8 @@ async def test_a_downgrade_applied_at_the_renewal_does_not_price_the_period_it_c
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2100")
     smaller = await create_synced_plan(
         session,
@@ -348,7 +341,7 @@ async def test_a_downgrade_applied_at_the_renewal_does_not_price_the_period_it_c
     draft = _renew(fake_stripe, clock, stripe_subscription)
     updated = fake_stripe.event("customer.subscription.updated", stripe_subscription)
     assert await _deliver(client, app, updated, clock) == "processed"
-    assert (await _local(session)).plan_id == smaller.id
+    assert (await local_subscription(session)).plan_id == smaller.id
 
     assert await _deliver(client, app, fake_stripe.event("invoice.created", draft), clock) == (
         "processed"
@@ -367,8 +360,8 @@ async def test_a_late_record_is_priced_with_the_terms_its_period_was_closed_with
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     totals = await _usage(session, subscription, minutes="2100")
     draft = _renew(fake_stripe, clock, stripe_subscription)
     assert await _deliver(client, app, fake_stripe.event("invoice.created", draft), clock) == (
@@ -423,8 +416,8 @@ async def test_a_proration_invoice_closes_no_period(
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     totals = await _usage(session, subscription, minutes="2500")
     # An upgrade invoiced at once: proration lines only, the period goes on.
     invoice = copy.deepcopy(fake_stripe.invoices[stripe_subscription["latest_invoice"]])
@@ -448,8 +441,8 @@ async def test_stripe_failing_leaves_the_charge_pending_and_the_sweeper_finishes
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2120.5", agents=12)
     draft = _renew(fake_stripe, clock, stripe_subscription)
     # Stripe creates the first item and the answer is lost; the second gets a 500.
@@ -493,8 +486,8 @@ async def test_a_charge_pending_for_hours_alerts_an_operator_once(
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2100")
     draft = _renew(fake_stripe, clock, stripe_subscription)
     fake_stripe.fail_next("POST", "/v1/invoiceitems", status=500, times=10)
@@ -520,8 +513,8 @@ async def test_a_canceled_subscription_has_its_last_period_billed_on_a_one_off_i
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2100")
     # Canceled at once, ten days into the period.
     fake_stripe.now += 10 * 86_400
@@ -590,7 +583,7 @@ async def test_a_monthly_subscription_leaves_pending_items_to_its_renewals(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    await _subscribe(client, make_token, session, fake_stripe)
+    await subscribe_through_api(client, make_token, session, fake_stripe)
 
     [create] = fake_stripe.calls("POST", "/v1/subscriptions")
     assert "pending_invoice_item_interval" not in create.params
@@ -604,14 +597,12 @@ async def test_a_yearly_subscriptions_ended_monthly_period_is_billed_by_the_cron
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
-    body = {"plan_id": plan.id, "payment_method_id": "pm_card_visa", "billing_cycle": "yearly"}
-    response = await client.post(SUBSCRIBE, json=body, headers=bearer(make_token("42")))
-    assert response.status_code == 200, response.text
-    [stripe_subscription] = fake_stripe.subscriptions.values()
+    stripe_subscription = await subscribe_through_api(
+        client, make_token, session, fake_stripe, billing_cycle="yearly"
+    )
     # Set before this service did so at creation: the cron sets it.
     stripe_subscription["pending_invoice_item_interval"] = None
-    subscription = await _local(session)
+    subscription = await local_subscription(session)
     totals = await _usage(session, subscription, minutes="2500", agents=11)
 
     clock.set(totals.period_end + timedelta(minutes=30))
@@ -639,8 +630,8 @@ async def test_a_period_no_event_closed_is_billed_with_the_next_invoice_a_day_la
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     totals = await _usage(session, subscription, minutes="2010")
     # The renewal's invoice.created never arrived (the endpoint was down past the draft hour).
     clock.set(totals.period_end + timedelta(hours=12))
@@ -665,8 +656,8 @@ async def test_an_immediate_cancel_bills_the_last_period_without_waiting_for_the
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2100")
 
     response = await client.post(
@@ -693,8 +684,8 @@ async def test_an_invoice_paid_before_its_charge_row_existed_shows_paid_once_bil
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
-    subscription = await _local(session)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
     await _usage(session, subscription, minutes="2100")
     # Stripe charges the one-off invoice the moment it is finalized, so its `paid` state
     # exists before the charge's history row does.

@@ -11,13 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Subscription, SubscriptionPlan, UsagePeriodTotals, UsageRecord
 from tests.conftest import TEST_NOW, TokenFactory, bearer
-from tests.factories import create_customer, create_plan
+from tests.factories import create_customer, create_plan, create_subscription
 from tests.usage.helpers import (
     USAGE,
     at,
     call,
     counted_statements,
-    create_subscription,
     daily_totals,
     period_totals,
     post_usage,

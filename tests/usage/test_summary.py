@@ -7,8 +7,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Subscription, SubscriptionPlan
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_add_on, create_customer, create_plan
-from tests.usage.helpers import USAGE, add_add_on, at, call, create_subscription, post_usage
+from tests.factories import (
+    create_add_on,
+    create_customer,
+    create_plan,
+    create_subscription,
+    create_subscription_add_on,
+)
+from tests.usage.helpers import USAGE, at, call, post_usage
 
 
 @pytest_asyncio.fixture
@@ -47,8 +53,8 @@ async def test_summary_with_add_ons_and_overage_to_the_cent(
 ) -> None:
     minutes = await create_add_on(session, slug="extra-minutes", extra_minutes=500)
     agents = await create_add_on(session, slug="extra-agents", extra_minutes=0, extra_agents=1)
-    await add_add_on(session, subscription, minutes, quantity=2)
-    await add_add_on(session, subscription, agents, quantity=2)
+    await create_subscription_add_on(session, subscription, minutes, quantity=2)
+    await create_subscription_add_on(session, subscription, agents, quantity=2)
     for body in (
         call("a", "1000.25", timestamp="2026-11-03T10:00Z"),
         call("b", 1000, timestamp="2026-11-10T10:00Z"),
@@ -143,8 +149,8 @@ async def test_a_trial_accrues_no_overage(
         customer=customer,
         plan=plan,
         status="trialing",
-        anchor=at("2026-11-29T00:00"),
-        started_at=at("2026-11-15T00:00"),
+        billing_cycle_anchor=at("2026-11-29T00:00"),
+        created_at=at("2026-11-15T00:00"),
         trial_end=at("2026-11-29T00:00"),
     )
     for n in range(2):
@@ -168,8 +174,8 @@ async def test_a_yearly_subscription_has_monthly_periods(
         customer=customer,
         plan=plan,
         billing_cycle="yearly",
-        anchor=at("2026-03-15T06:00"),
-        started_at=at("2026-03-15T06:00"),
+        billing_cycle_anchor=at("2026-03-15T06:00"),
+        created_at=at("2026-03-15T06:00"),
         current_period_start=at("2026-03-15T06:00"),
         current_period_end=at("2027-03-15T06:00"),
     )

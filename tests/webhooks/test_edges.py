@@ -16,15 +16,19 @@ from app.webhooks import handlers
 from app.webhooks import repository as webhook_repository
 from app.webhooks.samples import signature_header
 from tests.conftest import TokenFactory
+from tests.factories import create_synced_plan, subscribe_through_api
 from tests.stripe.fake import FakeStripe
-from tests.webhooks.helpers import SECRET, WEBHOOK, post_event, run_worker
-from tests.webhooks.test_processing import _event_at, _local_subscription, _subscribe
-
-
-async def _deliver(client: httpx.AsyncClient, app: FastAPI, event: dict[str, Any]) -> str:
-    r = await post_event(client, event)
-    assert r.status_code == 200, r.text
-    return (await run_worker(app, event["id"])).outcome
+from tests.webhooks.helpers import (
+    SECRET,
+    WEBHOOK,
+    deliver,
+    event_at,
+    local_subscription,
+    post_event,
+    run_worker,
+    schedule_payload,
+    setup_intent_payload,
+)
 
 
 # --- unsigned header values that 500 ---------------------------------------------
@@ -124,13 +128,13 @@ async def test_same_second_events_of_one_object_keep_both_effects(
     fake_stripe: FakeStripe,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sub = await _subscribe(client, make_token, session, fake_stripe)
+    sub = await subscribe_through_api(client, make_token, session, fake_stripe)
     invoice = copy.deepcopy(fake_stripe.invoices[sub["latest_invoice"]])
     invoice.update(status="open", attempt_count=1, hosted_invoice_url="https://i/1")
     fake_stripe.invoices[invoice["id"]].update(status="open", attempt_count=1)
     t = fake_stripe.now + 5
-    action = _event_at(fake_stripe, "invoice.payment_action_required", invoice, t)
-    failed = _event_at(fake_stripe, "invoice.payment_failed", invoice, t)
+    action = event_at(fake_stripe, "invoice.payment_action_required", invoice, t)
+    failed = event_at(fake_stripe, "invoice.payment_failed", invoice, t)
     for e in (action, failed):
         assert (await post_event(client, e)).status_code == 200
 
@@ -160,17 +164,17 @@ async def test_a_late_payment_failed_after_paid_does_not_count(
     fake_stripe: FakeStripe,
     clock: Any,
 ) -> None:
-    sub = await _subscribe(client, make_token, session, fake_stripe)
+    sub = await subscribe_through_api(client, make_token, session, fake_stripe)
     clock.advance(timedelta(seconds=60))  # the worker runs after the events were created
     invoice = copy.deepcopy(fake_stripe.invoices[sub["latest_invoice"]])
     failed_state = {**copy.deepcopy(invoice), "status": "open", "attempt_count": 1}
     paid_state = {**copy.deepcopy(invoice), "status": "paid", "attempt_count": 2}
     fake_stripe.invoices[invoice["id"]].update(status="paid", attempt_count=2)  # Stripe now
-    paid = _event_at(fake_stripe, "invoice.paid", paid_state, fake_stripe.now + 6)
-    failed = _event_at(fake_stripe, "invoice.payment_failed", failed_state, fake_stripe.now + 5)
-    assert await _deliver(client, app, paid) == "processed"
-    assert await _deliver(client, app, failed) == "processed"  # arrives late
-    assert (await _local_subscription(session)).failed_payment_attempts == 0
+    paid = event_at(fake_stripe, "invoice.paid", paid_state, fake_stripe.now + 6)
+    failed = event_at(fake_stripe, "invoice.payment_failed", failed_state, fake_stripe.now + 5)
+    assert await deliver(client, app, paid) == "processed"
+    assert await deliver(client, app, failed) == "processed"  # arrives late
+    assert (await local_subscription(session)).failed_payment_attempts == 0
 
 
 # --- a late invoice.paid of an older invoice resets the counter of a failing one ---
@@ -181,16 +185,16 @@ async def test_a_late_paid_of_an_older_invoice_keeps_the_newer_failure(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    sub = await _subscribe(client, make_token, session, fake_stripe)
+    sub = await subscribe_through_api(client, make_token, session, fake_stripe)
     month1 = copy.deepcopy(fake_stripe.invoices[sub["latest_invoice"]])
     month1.update(status="paid")
     month2 = copy.deepcopy(month1)
     month2.update(id="in_month2", status="open", attempt_count=1, created=month1["created"] + 100)
-    failed2 = _event_at(fake_stripe, "invoice.payment_failed", month2, fake_stripe.now + 100)
-    paid1 = _event_at(fake_stripe, "invoice.paid", month1, fake_stripe.now + 5)
-    assert await _deliver(client, app, failed2) == "processed"
-    assert await _deliver(client, app, paid1) == "processed"  # Stripe's retry, days late
-    assert (await _local_subscription(session)).failed_payment_attempts == 1
+    failed2 = event_at(fake_stripe, "invoice.payment_failed", month2, fake_stripe.now + 100)
+    paid1 = event_at(fake_stripe, "invoice.paid", month1, fake_stripe.now + 5)
+    assert await deliver(client, app, failed2) == "processed"
+    assert await deliver(client, app, paid1) == "processed"  # Stripe's retry, days late
+    assert (await local_subscription(session)).failed_payment_attempts == 1
 
 
 # --- schedule released (Stripe nulls `subscription`) leaves the pending change ----
@@ -201,41 +205,20 @@ async def test_a_released_schedule_clears_the_pending_change(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    from tests.factories import create_synced_plan
-
-    sub = await _subscribe(client, make_token, session, fake_stripe)
+    sub = await subscribe_through_api(client, make_token, session, fake_stripe)
     cheaper = await create_synced_plan(session, fake_stripe, slug="cheaper", monthly_price=900)
-    item = sub["items"]["data"][0]
-    schedule = {
-        "id": "sub_sched_1",
-        "object": "subscription_schedule",
-        "status": "active",
-        "subscription": sub["id"],
-        "released_subscription": None,
-        "phases": [
-            {
-                "start_date": item["current_period_start"],
-                "end_date": item["current_period_end"],
-                "items": [{"price": item["price"]["id"], "quantity": 1}],
-            },
-            {
-                "start_date": item["current_period_end"],
-                "end_date": None,
-                "items": [{"price": cheaper.stripe_monthly_price_id, "quantity": 1}],
-            },
-        ],
-    }
-    ev = _event_at(fake_stripe, "subscription_schedule.updated", schedule, fake_stripe.now + 4)
-    assert await _deliver(client, app, ev) == "processed"
+    schedule = schedule_payload(sub, cheaper.stripe_monthly_price_id)
+    ev = event_at(fake_stripe, "subscription_schedule.updated", schedule, fake_stripe.now + 4)
+    assert await deliver(client, app, ev) == "processed"
     released = {
         **copy.deepcopy(schedule),
         "status": "released",
         "subscription": None,
         "released_subscription": sub["id"],
     }
-    ev = _event_at(fake_stripe, "subscription_schedule.released", released, fake_stripe.now + 5)
-    assert await _deliver(client, app, ev) == "processed"
-    assert (await _local_subscription(session)).pending_plan_id is None
+    ev = event_at(fake_stripe, "subscription_schedule.released", released, fake_stripe.now + 5)
+    assert await deliver(client, app, ev) == "processed"
+    assert (await local_subscription(session)).pending_plan_id is None
 
 
 # --- setup_intent.succeeded marks a default only locally ---------------------------
@@ -249,15 +232,9 @@ async def test_a_first_card_from_a_setup_intent_is_the_default_on_stripe_too(
     session.add(Customer(dashboard_user_id="9", stripe_customer_id=customer["id"]))
     await session.commit()
     fake_stripe.add_payment_method("pm_si", customer=customer["id"], last4="0005")
-    seti = {
-        "id": "seti_1",
-        "object": "setup_intent",
-        "status": "succeeded",
-        "customer": customer["id"],
-        "payment_method": "pm_si",
-    }
-    ev = _event_at(fake_stripe, "setup_intent.succeeded", seti, fake_stripe.now + 4)
-    assert await _deliver(client, app, ev) == "processed"
+    seti = setup_intent_payload(customer["id"], "pm_si")
+    ev = event_at(fake_stripe, "setup_intent.succeeded", seti, fake_stripe.now + 4)
+    assert await deliver(client, app, ev) == "processed"
     local_default = await session.scalar(
         select(PaymentMethod.stripe_payment_method_id).where(PaymentMethod.is_default.is_(True))
     )
@@ -276,15 +253,11 @@ async def test_a_tie_is_settled_from_stripe_even_when_our_clock_lags(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    sub = await _subscribe(client, make_token, session, fake_stripe)
+    sub = await subscribe_through_api(client, make_token, session, fake_stripe)
     second = fake_stripe.now + 10  # local (frozen) clock is 10 s behind Stripe's `created`
     old = {**copy.deepcopy(sub), "status": "active"}
     new = {**copy.deepcopy(sub), "status": "past_due"}
     sub["status"] = "past_due"  # what Stripe holds
-    await _deliver(
-        client, app, _event_at(fake_stripe, "customer.subscription.updated", old, second)
-    )
-    await _deliver(
-        client, app, _event_at(fake_stripe, "customer.subscription.updated", new, second)
-    )
-    assert (await _local_subscription(session)).status == "past_due"
+    await deliver(client, app, event_at(fake_stripe, "customer.subscription.updated", old, second))
+    await deliver(client, app, event_at(fake_stripe, "customer.subscription.updated", new, second))
+    assert (await local_subscription(session)).status == "past_due"

@@ -1,29 +1,23 @@
 """The effects of the remaining event types."""
 
 import copy
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Notification, PaymentMethod, Subscription
+from app.models import Notification, PaymentMethod
 from tests.conftest import TokenFactory
+from tests.factories import create_synced_plan, subscribe_through_api
 from tests.stripe.fake import FakeStripe
-from tests.webhooks.helpers import post_event, run_worker
-from tests.webhooks.test_processing import _event_at, _subscribe
-
-
-async def _deliver(client: httpx.AsyncClient, app: FastAPI, event: dict[str, Any]) -> str:
-    assert (await post_event(client, event)).status_code == 200
-    return (await run_worker(app, event["id"])).outcome
-
-
-async def _subscription(session: AsyncSession) -> Subscription:
-    found = await session.scalar(select(Subscription).execution_options(populate_existing=True))
-    assert found is not None
-    return found
+from tests.webhooks.helpers import (
+    deliver,
+    event_at,
+    local_subscription,
+    schedule_payload,
+    setup_intent_payload,
+)
 
 
 async def test_trial_reminders_only_for_a_trial_still_ahead(
@@ -33,17 +27,17 @@ async def test_trial_reminders_only_for_a_trial_still_ahead(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     ended_early = copy.deepcopy(stripe_subscription)
     ended_early["trial_end"] = fake_stripe.now - 60
     ahead = copy.deepcopy(stripe_subscription)
     ahead["trial_end"] = fake_stripe.now + 3 * 86_400
 
     for state, offset in ((ended_early, 1), (ahead, 2)):
-        event = _event_at(
+        event = event_at(
             fake_stripe, "customer.subscription.trial_will_end", state, fake_stripe.now + offset
         )
-        assert await _deliver(client, app, event) == "processed"
+        assert await deliver(client, app, event) == "processed"
 
     kinds = (await session.scalars(select(Notification.kind))).all()
     assert kinds == ["trial_will_end"]
@@ -56,12 +50,12 @@ async def test_payment_action_required_leaves_a_notice_with_the_invoice_link(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     invoice = copy.deepcopy(fake_stripe.invoices[stripe_subscription["latest_invoice"]])
     invoice.update(status="open", hosted_invoice_url="https://invoice.stripe.test/i/1")
-    event = _event_at(fake_stripe, "invoice.payment_action_required", invoice, fake_stripe.now + 3)
+    event = event_at(fake_stripe, "invoice.payment_action_required", invoice, fake_stripe.now + 3)
 
-    assert await _deliver(client, app, event) == "processed"
+    assert await deliver(client, app, event) == "processed"
 
     notice = await session.scalar(select(Notification))
     assert notice is not None and notice.kind == "payment_action_required"
@@ -75,40 +69,20 @@ async def test_schedule_events_show_and_clear_the_pending_change(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    from tests.factories import create_synced_plan
-
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     cheaper = await create_synced_plan(session, fake_stripe, slug="cheaper", monthly_price=900)
-    item = stripe_subscription["items"]["data"][0]
-    schedule = {
-        "id": "sub_sched_1",
-        "object": "subscription_schedule",
-        "status": "active",
-        "subscription": stripe_subscription["id"],
-        "phases": [
-            {
-                "start_date": item["current_period_start"],
-                "end_date": item["current_period_end"],
-                "items": [{"price": item["price"]["id"], "quantity": 1}],
-            },
-            {
-                "start_date": item["current_period_end"],
-                "end_date": None,
-                "items": [{"price": cheaper.stripe_monthly_price_id, "quantity": 1}],
-            },
-        ],
-    }
-    updated = _event_at(fake_stripe, "subscription_schedule.updated", schedule, fake_stripe.now + 4)
-    assert await _deliver(client, app, updated) == "processed"
-    subscription = await _subscription(session)
+    schedule = schedule_payload(stripe_subscription, cheaper.stripe_monthly_price_id)
+    updated = event_at(fake_stripe, "subscription_schedule.updated", schedule, fake_stripe.now + 4)
+    assert await deliver(client, app, updated) == "processed"
+    subscription = await local_subscription(session)
     assert subscription.pending_plan_id == cheaper.id
     assert subscription.stripe_schedule_id == "sub_sched_1"
 
     released = copy.deepcopy(schedule)
     released["status"] = "released"
-    event = _event_at(fake_stripe, "subscription_schedule.released", released, fake_stripe.now + 5)
-    assert await _deliver(client, app, event) == "processed"
-    subscription = await _subscription(session)
+    event = event_at(fake_stripe, "subscription_schedule.released", released, fake_stripe.now + 5)
+    assert await deliver(client, app, event) == "processed"
+    subscription = await local_subscription(session)
     assert subscription.pending_plan_id is None and subscription.stripe_schedule_id is None
 
 
@@ -119,19 +93,13 @@ async def test_a_card_added_through_a_setup_intent_is_mirrored(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    await _subscribe(client, make_token, session, fake_stripe)
+    await subscribe_through_api(client, make_token, session, fake_stripe)
     [customer] = fake_stripe.customers.values()
     fake_stripe.add_payment_method("pm_from_setup", customer=customer["id"], last4="0005")
-    setup_intent = {
-        "id": "seti_1",
-        "object": "setup_intent",
-        "status": "succeeded",
-        "customer": customer["id"],
-        "payment_method": "pm_from_setup",
-    }
-    event = _event_at(fake_stripe, "setup_intent.succeeded", setup_intent, fake_stripe.now + 4)
+    setup_intent = setup_intent_payload(customer["id"], "pm_from_setup")
+    event = event_at(fake_stripe, "setup_intent.succeeded", setup_intent, fake_stripe.now + 4)
 
-    assert await _deliver(client, app, event) == "processed"
+    assert await deliver(client, app, event) == "processed"
 
     assert (
         await session.scalar(
@@ -150,7 +118,7 @@ async def test_every_invoice_event_records_the_invoice_once(
 ) -> None:
     from app.models import BillingHistory
 
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     invoice = copy.deepcopy(fake_stripe.invoices[stripe_subscription["latest_invoice"]])
     steps = [
         ("invoice.created", "draft"),
@@ -159,8 +127,8 @@ async def test_every_invoice_event_records_the_invoice_once(
     ]
     for offset, (event_type, status) in enumerate(steps, start=1):
         invoice["status"] = status
-        event = _event_at(fake_stripe, event_type, copy.deepcopy(invoice), fake_stripe.now + offset)
-        assert await _deliver(client, app, event) == "processed"
+        event = event_at(fake_stripe, event_type, copy.deepcopy(invoice), fake_stripe.now + offset)
+        assert await deliver(client, app, event) == "processed"
         rows = (
             await session.scalars(select(BillingHistory).execution_options(populate_existing=True))
         ).all()
@@ -174,29 +142,17 @@ async def test_a_canceled_or_completed_schedule_clears_the_pending_change(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    from tests.factories import create_synced_plan
-
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     cheaper = await create_synced_plan(session, fake_stripe, slug="cheaper", monthly_price=900)
-    item = stripe_subscription["items"]["data"][0]
     for offset, ending in enumerate(("canceled", "completed")):
-        schedule = {
-            "id": f"sub_sched_{ending}",
-            "object": "subscription_schedule",
-            "status": "active",
-            "subscription": stripe_subscription["id"],
-            "phases": [
-                {"start_date": item["current_period_start"], "end_date": item["current_period_end"],
-                 "items": [{"price": item["price"]["id"], "quantity": 1}]},
-                {"start_date": item["current_period_end"], "end_date": None,
-                 "items": [{"price": cheaper.stripe_monthly_price_id, "quantity": 1}]},
-            ],
-        }  # fmt: skip
+        schedule = schedule_payload(
+            stripe_subscription, cheaper.stripe_monthly_price_id, schedule_id=f"sub_sched_{ending}"
+        )
         base = fake_stripe.now + 10 * (offset + 1)
-        updated = _event_at(fake_stripe, "subscription_schedule.updated", schedule, base)
-        assert await _deliver(client, app, updated) == "processed"
-        assert (await _subscription(session)).pending_plan_id == cheaper.id
+        updated = event_at(fake_stripe, "subscription_schedule.updated", schedule, base)
+        assert await deliver(client, app, updated) == "processed"
+        assert (await local_subscription(session)).pending_plan_id == cheaper.id
         ended = {**copy.deepcopy(schedule), "status": ending}
-        event = _event_at(fake_stripe, f"subscription_schedule.{ending}", ended, base + 1)
-        assert await _deliver(client, app, event) == "processed"
-        assert (await _subscription(session)).pending_plan_id is None
+        event = event_at(fake_stripe, f"subscription_schedule.{ending}", ended, base + 1)
+        assert await deliver(client, app, event) == "processed"
+        assert (await local_subscription(session)).pending_plan_id is None

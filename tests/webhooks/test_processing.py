@@ -20,50 +20,18 @@ from app.models import (
     OperatorAlert,
     PaymentMethod,
     StripeEvent,
-    Subscription,
 )
 from app.webhooks import handlers
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_synced_plan
+from tests.factories import subscribe_through_api
 from tests.stripe.fake import FakeStripe
-from tests.webhooks.helpers import post_event, run_worker
-
-SUBSCRIBE = "/subscriptions/api/subscribe/"
-
-
-async def _subscribe(
-    client: httpx.AsyncClient, make_token: TokenFactory, session: AsyncSession, fake: FakeStripe
-) -> dict[str, Any]:
-    plan = await create_synced_plan(session, fake, trial_days=0)
-    response = await client.post(
-        SUBSCRIBE,
-        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
-        headers=bearer(make_token("42")),
-    )
-    assert response.status_code == 200, response.text
-    [stripe_subscription] = fake.subscriptions.values()
-    return stripe_subscription
-
-
-async def _deliver(client: httpx.AsyncClient, app: FastAPI, event: dict[str, Any]) -> str:
-    response = await post_event(client, event)
-    assert response.status_code == 200, response.text
-    return (await run_worker(app, event["id"])).outcome
-
-
-async def _local_subscription(session: AsyncSession) -> Subscription:
-    query = select(Subscription).execution_options(populate_existing=True)
-    subscription = await session.scalar(query)
-    assert subscription is not None
-    return subscription
-
-
-def _event_at(
-    fake: FakeStripe, event_type: str, obj: dict[str, Any], created: int
-) -> dict[str, Any]:
-    event = fake.event(event_type, obj)
-    event["created"] = created
-    return event
+from tests.webhooks.helpers import (
+    deliver,
+    event_at,
+    local_subscription,
+    post_event,
+    run_worker,
+)
 
 
 async def test_subscription_updated_applies_status_periods_and_cancellation(
@@ -73,16 +41,16 @@ async def test_subscription_updated_applies_status_periods_and_cancellation(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     stripe_subscription["status"] = "past_due"
     stripe_subscription["cancel_at_period_end"] = True
-    event = _event_at(
+    event = event_at(
         fake_stripe, "customer.subscription.updated", stripe_subscription, fake_stripe.now + 5
     )
 
-    assert await _deliver(client, app, event) == "processed"
+    assert await deliver(client, app, event) == "processed"
 
-    subscription = await _local_subscription(session)
+    subscription = await local_subscription(session)
     assert subscription.status == "past_due"
     assert subscription.cancel_at_period_end is True
 
@@ -94,9 +62,9 @@ async def test_the_same_event_processed_ten_times_at_once_takes_effect_once(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     stripe_subscription["trial_end"] = fake_stripe.now + 3 * 86_400
-    event = _event_at(
+    event = event_at(
         fake_stripe,
         "customer.subscription.trial_will_end",
         stripe_subscription,
@@ -120,25 +88,23 @@ async def test_an_older_event_never_overwrites_newer_state(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     start = fake_stripe.now
-    created = _event_at(
+    created = event_at(
         fake_stripe, "customer.subscription.created", copy.deepcopy(stripe_subscription), start + 1
     )
     stripe_subscription["status"] = "canceled"
     stripe_subscription["canceled_at"] = start + 3
-    deleted = _event_at(
-        fake_stripe, "customer.subscription.deleted", stripe_subscription, start + 3
-    )
+    deleted = event_at(fake_stripe, "customer.subscription.deleted", stripe_subscription, start + 3)
     stale = copy.deepcopy(deleted)
     stale.update(id="evt_stale_update", type="customer.subscription.updated", created=start + 2)
     stale["data"]["object"]["status"] = "active"
 
     # Stripe delivers in no order: deleted first, then the older created and updated.
     for event in (deleted, created, stale):
-        assert await _deliver(client, app, event) == "processed"
+        assert await deliver(client, app, event) == "processed"
 
-    assert (await _local_subscription(session)).status == "canceled"
+    assert (await local_subscription(session)).status == "canceled"
 
 
 async def test_events_in_the_same_second_are_settled_from_stripe(
@@ -148,7 +114,7 @@ async def test_events_in_the_same_second_are_settled_from_stripe(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     second = fake_stripe.now + 10
     later_state = copy.deepcopy(stripe_subscription)
     later_state["status"] = "past_due"
@@ -156,12 +122,12 @@ async def test_events_in_the_same_second_are_settled_from_stripe(
     earlier_state["status"] = "active"
     stripe_subscription["status"] = "past_due"  # what Stripe holds now
 
-    first = _event_at(fake_stripe, "customer.subscription.updated", later_state, second)
-    tie = _event_at(fake_stripe, "customer.subscription.updated", earlier_state, second)
-    await _deliver(client, app, first)
-    await _deliver(client, app, tie)
+    first = event_at(fake_stripe, "customer.subscription.updated", later_state, second)
+    tie = event_at(fake_stripe, "customer.subscription.updated", earlier_state, second)
+    await deliver(client, app, first)
+    await deliver(client, app, tie)
 
-    assert (await _local_subscription(session)).status == "past_due"
+    assert (await local_subscription(session)).status == "past_due"
     assert fake_stripe.calls("GET", f"/v1/subscriptions/{stripe_subscription['id']}")
 
 
@@ -172,7 +138,7 @@ async def test_thirty_shuffled_events_end_like_in_order_delivery(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     rng = random.Random(20261125)
     events = []
     for step in range(30):
@@ -180,7 +146,7 @@ async def test_thirty_shuffled_events_end_like_in_order_delivery(
         state["status"] = rng.choice(["active", "past_due", "unpaid"])
         state["cancel_at_period_end"] = rng.choice([True, False])
         events.append(
-            _event_at(
+            event_at(
                 fake_stripe, "customer.subscription.updated", state, fake_stripe.now + 10 + step
             )
         )
@@ -191,9 +157,9 @@ async def test_thirty_shuffled_events_end_like_in_order_delivery(
     rng.shuffle(events)
 
     for event in events:
-        assert await _deliver(client, app, event) == "processed"
+        assert await deliver(client, app, event) == "processed"
 
-    subscription = await _local_subscription(session)
+    subscription = await local_subscription(session)
     assert (subscription.status, subscription.cancel_at_period_end) == (
         final["status"],
         final["cancel_at_period_end"],
@@ -296,7 +262,7 @@ async def test_unknown_types_are_stored_and_ignored(
     client: httpx.AsyncClient, app: FastAPI, fake_stripe: FakeStripe
 ) -> None:
     event = fake_stripe.event("product.created", {"id": "prod_1", "object": "product"})
-    assert await _deliver(client, app, event) == "ignored"
+    assert await deliver(client, app, event) == "ignored"
 
 
 async def test_invoice_events_fill_billing_history_and_the_attempt_counter(
@@ -306,18 +272,18 @@ async def test_invoice_events_fill_billing_history_and_the_attempt_counter(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     invoice = copy.deepcopy(fake_stripe.invoices[stripe_subscription["latest_invoice"]])
     invoice.update(status="open", attempt_count=2)
-    failed = _event_at(fake_stripe, "invoice.payment_failed", invoice, fake_stripe.now + 5)
-    assert await _deliver(client, app, failed) == "processed"
-    assert (await _local_subscription(session)).failed_payment_attempts == 2
+    failed = event_at(fake_stripe, "invoice.payment_failed", invoice, fake_stripe.now + 5)
+    assert await deliver(client, app, failed) == "processed"
+    assert (await local_subscription(session)).failed_payment_attempts == 2
 
     invoice.update(status="paid", attempt_count=3)
-    paid = _event_at(fake_stripe, "invoice.paid", invoice, fake_stripe.now + 6)
-    assert await _deliver(client, app, paid) == "processed"
+    paid = event_at(fake_stripe, "invoice.paid", invoice, fake_stripe.now + 6)
+    assert await deliver(client, app, paid) == "processed"
 
-    assert (await _local_subscription(session)).failed_payment_attempts == 0
+    assert (await local_subscription(session)).failed_payment_attempts == 0
     rows = (
         await session.scalars(select(BillingHistory).execution_options(populate_existing=True))
     ).all()
@@ -333,20 +299,20 @@ async def test_payment_method_events_keep_the_mirror_true(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    await _subscribe(client, make_token, session, fake_stripe)
+    await subscribe_through_api(client, make_token, session, fake_stripe)
     [customer] = fake_stripe.customers.values()
     card = fake_stripe.add_payment_method(
         "pm_added_elsewhere", customer=customer["id"], last4="1881"
     )
-    attached = _event_at(fake_stripe, "payment_method.attached", card, fake_stripe.now + 5)
-    assert await _deliver(client, app, attached) == "processed"
+    attached = event_at(fake_stripe, "payment_method.attached", card, fake_stripe.now + 5)
+    assert await deliver(client, app, attached) == "processed"
     last4s = set((await session.scalars(select(PaymentMethod.last4))).all())
     assert last4s == {"4242", "1881"}
 
     detached_card = copy.deepcopy(card)
     detached_card["customer"] = None
-    detached = _event_at(fake_stripe, "payment_method.detached", detached_card, fake_stripe.now + 6)
-    assert await _deliver(client, app, detached) == "processed"
+    detached = event_at(fake_stripe, "payment_method.detached", detached_card, fake_stripe.now + 6)
+    assert await deliver(client, app, detached) == "processed"
     assert set((await session.scalars(select(PaymentMethod.stripe_payment_method_id))).all()) == {
         "pm_card_visa"
     }
@@ -359,7 +325,7 @@ async def test_disputes_raise_one_operator_alert_and_refunds_add_history(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    await _subscribe(client, make_token, session, fake_stripe)
+    await subscribe_through_api(client, make_token, session, fake_stripe)
     [customer] = fake_stripe.customers.values()
     dispute = {
         "id": "dp_1",
@@ -369,8 +335,8 @@ async def test_disputes_raise_one_operator_alert_and_refunds_add_history(
         "currency": "usd",
         "reason": "fraudulent",
     }
-    event = _event_at(fake_stripe, "charge.dispute.created", dispute, fake_stripe.now + 5)
-    assert await _deliver(client, app, event) == "processed"
+    event = event_at(fake_stripe, "charge.dispute.created", dispute, fake_stripe.now + 5)
+    assert await deliver(client, app, event) == "processed"
     assert (await post_event(client, event)).json()["duplicate"] is True
     assert await session.scalar(select(func.count()).select_from(OperatorAlert)) == 1
 
@@ -384,8 +350,8 @@ async def test_disputes_raise_one_operator_alert_and_refunds_add_history(
         "refunded": False,
         "created": fake_stripe.now,
     }
-    refunded = _event_at(fake_stripe, "charge.refunded", charge, fake_stripe.now + 6)
-    assert await _deliver(client, app, refunded) == "processed"
+    refunded = event_at(fake_stripe, "charge.refunded", charge, fake_stripe.now + 6)
+    assert await deliver(client, app, refunded) == "processed"
     refunds = (
         await session.scalars(select(BillingHistory).where(BillingHistory.type == "refund"))
     ).all()

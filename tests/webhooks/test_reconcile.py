@@ -19,18 +19,15 @@ from app.billing_history import service as billing_history_service
 from app.cli import app as cli
 from app.core.clock import FrozenClock
 from app.core.config import Settings
-from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent, Subscription
+from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent
 from app.webhooks.reconcile import reconcile_stripe_nightly, reconcile_with_stripe
-from tests.conftest import TokenFactory, bearer
-from tests.factories import create_synced_plan
+from tests.conftest import TokenFactory
+from tests.factories import subscribe_through_api
 from tests.jobs import app_job_ctx
 from tests.stripe.fake import FakeStripe, StripeRequest
 from tests.stripe.plugin import FAKE_STRIPE_NOW, STRIPE_API
 from tests.stripe.wire import StripeObject, decode_params, list_object
-from tests.webhooks.helpers import post_event, run_worker
-
-SUBSCRIBE = "/subscriptions/api/subscribe/"
-
+from tests.webhooks.helpers import local_subscription, post_event, run_worker
 
 # --- the fake's missing list endpoints -------------------------------------------------
 
@@ -103,27 +100,6 @@ def environment(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings
     return settings
 
 
-async def _subscribe(
-    client: httpx.AsyncClient, make_token: TokenFactory, session: AsyncSession, fake: FakeStripe
-) -> StripeObject:
-    plan = await create_synced_plan(session, fake, trial_days=0)
-    response = await client.post(
-        SUBSCRIBE,
-        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
-        headers=bearer(make_token("42")),
-    )
-    assert response.status_code == 200, response.text
-    [stripe_subscription] = fake.subscriptions.values()
-    return stripe_subscription
-
-
-async def _local_subscription(session: AsyncSession) -> Subscription:
-    query = select(Subscription).execution_options(populate_existing=True)
-    subscription = await session.scalar(query)
-    assert subscription is not None
-    return subscription
-
-
 async def _cards(session: AsyncSession) -> list[tuple[str, bool]]:
     query = (
         select(PaymentMethod)
@@ -143,7 +119,7 @@ async def test_reconcile_prints_drift_and_fix_repairs_status_and_a_missing_defau
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     stripe_subscription["status"] = "past_due"
     customer_id = stripe_subscription["customer"]
     fake_stripe.add_payment_method(
@@ -177,14 +153,14 @@ async def test_reconcile_prints_drift_and_fix_repairs_status_and_a_missing_defau
     [events_request] = fake_stripe.calls("GET", "/v1/events")
     since = int(datetime(2026, 11, 20, tzinfo=UTC).timestamp())
     assert events_request.params["created"] == {"gte": str(since)}
-    assert (await _local_subscription(session)).status == "active"
+    assert (await local_subscription(session)).status == "active"
 
     fixed = await invoke("reconcile", "--fix")
 
     assert fixed.exit_code == 0, fixed.output
     assert "repaired: 2 objects" in fixed.output
     assert fixed.output.splitlines()[-1] == "drift remaining: none"
-    assert (await _local_subscription(session)).status == "past_due"
+    assert (await local_subscription(session)).status == "past_due"
     assert await _cards(session) == [("pm_card_mastercard", True), ("pm_card_visa", False)]
 
     again = await invoke("reconcile")
@@ -202,7 +178,7 @@ async def test_catch_up_stores_and_processes_an_event_that_was_never_delivered(
     stripe_event_log: list[StripeObject],
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     too_old = fake_stripe.event("customer.subscription.updated", stripe_subscription)
     too_old["created"] = fake_stripe.now - 3_600
     delivered = fake_stripe.event("customer.subscription.updated", stripe_subscription)
@@ -233,7 +209,7 @@ async def test_catch_up_stores_and_processes_an_event_that_was_never_delivered(
     assert (report.catch_up.listed, report.catch_up.stored) == (2, 1)
     assert report.catch_up.outcomes == {"processed": 1}
     assert report.remaining == []
-    assert (await _local_subscription(session)).status == "past_due"
+    assert (await local_subscription(session)).status == "past_due"
     stored = await session.scalar(
         select(StripeEvent).where(StripeEvent.stripe_event_id == missed["id"])
     )
@@ -253,10 +229,10 @@ async def test_an_invoice_recorded_in_an_older_state_is_repaired_from_stripe(
     fake_stripe: FakeStripe,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     invoice = fake_stripe.invoices[stripe_subscription["latest_invoice"]]
     assert invoice["status"] == "paid"
-    local = await _local_subscription(session)
+    local = await local_subscription(session)
     await billing_history_service.record_invoice(
         session,
         invoice={**copy.deepcopy(invoice), "status": "open"},
@@ -292,7 +268,7 @@ async def test_nightly_job_raises_one_alert_a_day_on_drift_and_repairs_nothing(
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    stripe_subscription = await _subscribe(client, make_token, session, fake_stripe)
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
     ctx = app_job_ctx(app)
     alerts = select(OperatorAlert).where(OperatorAlert.kind == "stripe_drift")
 
@@ -314,4 +290,4 @@ async def test_nightly_job_raises_one_alert_a_day_on_drift_and_repairs_nothing(
             "stripe": "true",
         }
     ]
-    assert (await _local_subscription(session)).cancel_at_period_end is False
+    assert (await local_subscription(session)).cancel_at_period_end is False
