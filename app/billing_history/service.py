@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.billing_history import repository
 from app.billing_history.errors import InvalidCursor
 from app.billing_history.records import BillingRecord
-from app.stripe_gateway.fields import expandable_id, from_timestamp, nested
+from app.stripe_gateway.types import ChargeState, InvoiceState
 
 _MAX_ID = 2**63 - 1
 
@@ -27,7 +27,7 @@ class BillingHistoryPage:
 async def record_invoice(
     session: AsyncSession,
     *,
-    invoice: dict[str, Any],
+    invoice: InvoiceState,
     customer_id: int,
     subscription_id: int | None,
     add_on_price_ids: set[str],
@@ -59,20 +59,20 @@ async def record_invoice(
         "subscription_id": subscription_id,
         "type": _invoice_type(invoice, add_on_price_ids),
         # Since basil there is no `paid` flag: status "paid" is the one signal of payment.
-        "status": str(invoice["status"]),
-        "amount": _minor_units(invoice.get("total")),
-        "amount_paid": _minor_units(invoice.get("amount_paid")),
-        "amount_due": _minor_units(invoice.get("amount_due")),
-        "currency": str(invoice["currency"]).lower(),
-        "description": invoice.get("description"),
-        "billing_reason": invoice.get("billing_reason"),
+        "status": str(invoice.status),
+        "amount": invoice.total,
+        "amount_paid": invoice.amount_paid,
+        "amount_due": invoice.amount_due,
+        "currency": invoice.currency.lower(),
+        "description": invoice.description,
+        "billing_reason": invoice.billing_reason,
         "period_start": period_start,
         "period_end": period_end,
-        "stripe_invoice_id": str(invoice["id"]),
-        "number": invoice.get("number"),
-        "hosted_invoice_url": invoice.get("hosted_invoice_url"),
-        "invoice_pdf_url": invoice.get("invoice_pdf"),
-        "occurred_at": _required_time(invoice.get("created")),
+        "stripe_invoice_id": invoice.id,
+        "number": invoice.number,
+        "hosted_invoice_url": invoice.hosted_invoice_url,
+        "invoice_pdf_url": invoice.invoice_pdf_url,
+        "occurred_at": _required_time(invoice.created),
     }
     row = await repository.upsert_invoice_row(session, values)
     archived = await repository.update_archived_invoice_row(session, values)
@@ -108,7 +108,7 @@ async def _keep_archived_row(
 async def record_charge_refunds(
     session: AsyncSession,
     *,
-    charge: dict[str, Any],
+    charge: ChargeState,
     customer_id: int,
     refunded_at: datetime | None = None,
 ) -> list[BillingRecord]:
@@ -126,10 +126,9 @@ async def record_charge_refunds(
     Itemized rows replace the running total, and a running total is not written beside
     them: either way the customer's refunds would be counted twice.
     """
-    charge_id = str(charge["id"])
+    charge_id = charge.id
     running_total_key = f"{charge_id}:refunds"
-    # `invoice` left the charge in basil; an older payload, or an expanded one, still names it.
-    invoice_id = expandable_id(charge.get("invoice"))
+    invoice_id = charge.invoice_id
     subscription_id = (
         await repository.get_invoice_subscription_id(session, stripe_invoice_id=invoice_id)
         if invoice_id
@@ -143,26 +142,25 @@ async def record_charge_refunds(
         "stripe_invoice_id": invoice_id,
     }
 
-    refunds: list[dict[str, Any]] = nested(charge, "refunds", "data") or []
-    if refunds:
+    if charge.refunds:
         rows = [
             await _record_refund_row(
                 session,
                 {
                     **shared,
-                    "status": _refund_status(refund.get("status")),
-                    "amount": abs(_minor_units(refund.get("amount"))),
-                    "currency": str(refund.get("currency") or charge["currency"]).lower(),
-                    "stripe_refund_id": str(refund["id"]),
-                    "occurred_at": _required_time(refund.get("created")),
+                    "status": _refund_status(refund.status),
+                    "amount": abs(refund.amount),
+                    "currency": (refund.currency or charge.currency).lower(),
+                    "stripe_refund_id": refund.id,
+                    "occurred_at": _required_time(refund.created),
                 },
             )
-            for refund in refunds
+            for refund in charge.refunds
         ]
         await repository.delete_refund_row(session, stripe_refund_id=running_total_key)
         return rows
 
-    amount_refunded = _minor_units(charge.get("amount_refunded"))
+    amount_refunded = charge.amount_refunded
     if amount_refunded == 0:
         # Nothing refunded (any more: a failed refund gives its amount back to the charge).
         await repository.delete_refund_row(session, stripe_refund_id=running_total_key)
@@ -177,9 +175,9 @@ async def record_charge_refunds(
             **shared,
             "status": "refunded",
             "amount": abs(amount_refunded),
-            "currency": str(charge["currency"]).lower(),
+            "currency": charge.currency.lower(),
             "stripe_refund_id": running_total_key,
-            "occurred_at": refunded_at or _required_time(charge.get("created")),
+            "occurred_at": refunded_at or _required_time(charge.created),
         },
     )
     return [row]
@@ -239,60 +237,38 @@ async def list_billing_history(
     return BillingHistoryPage(rows=page, next_cursor=_encode_cursor(page[-1]) if has_more else None)
 
 
-def _invoice_type(invoice: dict[str, Any], add_on_price_ids: set[str]) -> str:
-    if (invoice.get("metadata") or {}).get("billing_type") == "overage":
+def _invoice_type(invoice: InvoiceState, add_on_price_ids: set[str]) -> str:
+    if invoice.metadata.get("billing_type") == "overage":
         return "overage"
-    lines = _lines(invoice)
-    if invoice.get("billing_reason") == "subscription_update" or any(
-        nested(line, "parent", "subscription_item_details", "proration") for line in lines
-    ):
+    lines = invoice.lines
+    if invoice.billing_reason == "subscription_update" or any(line.proration for line in lines):
         return "proration"
-    if lines and all(_price_id(line) in add_on_price_ids for line in lines):
+    if lines and all(line.price_id in add_on_price_ids for line in lines):
         return "add_on"
     return "subscription"
 
 
-def _invoice_period(invoice: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+def _invoice_period(invoice: InvoiceState) -> tuple[datetime | None, datetime | None]:
     # The lines, not the invoice: a subscription invoice's own period_start/period_end is
     # the window its pending items were collected in (the previous period for a renewal),
     # while the lines say which period is billed.
-    periods = [line.get("period") or {} for line in _lines(invoice)]
-    starts = [period["start"] for period in periods if period.get("start") is not None]
-    ends = [period["end"] for period in periods if period.get("end") is not None]
-    start = min(starts) if starts else invoice.get("period_start")
-    end = max(ends) if ends else invoice.get("period_end")
-    return from_timestamp(start), from_timestamp(end)
+    starts = [line.period_start for line in invoice.lines if line.period_start is not None]
+    ends = [line.period_end for line in invoice.lines if line.period_end is not None]
+    start = min(starts) if starts else invoice.period_start
+    end = max(ends) if ends else invoice.period_end
+    return start, end
 
 
-def _lines(invoice: dict[str, Any]) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = nested(invoice, "lines", "data") or []
-    return lines
-
-
-def _price_id(line: dict[str, Any]) -> str | None:
-    return expandable_id(nested(line, "pricing", "price_details", "price"))
-
-
-def _refund_status(status: object) -> str:
+def _refund_status(status: str | None) -> str:
     # "refunded" once the money is on its way back; a refund that is pending, failed or
     # canceled shows as such, so the customer is not told of money that never came.
     return "refunded" if status in (None, "succeeded") else str(status)
 
 
-def _minor_units(value: object) -> int:
-    # Stripe's amounts are integers of the minor unit. Anything else is a payload we misread,
-    # and rounding it would put a made-up amount on the customer's record.
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"Not an amount in minor units: {value!r}")
-    return value
-
-
-def _required_time(timestamp: object) -> datetime:
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-        raise ValueError(f"Not a Unix timestamp: {timestamp!r}")
-    return datetime.fromtimestamp(timestamp, UTC)
+def _required_time(moment: datetime | None) -> datetime:
+    if moment is None:
+        raise ValueError("Not a Unix timestamp: the time is missing")
+    return moment
 
 
 # The cursor is opaque to clients but not secret: a forged one only pages the caller's own

@@ -10,7 +10,7 @@ card already mirrored are found by their Stripe ids.
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,7 @@ from app.models.subscription import LIVE_STATUSES
 from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.types import PaymentMethodCard, SubscriptionState
+from app.stripe_gateway.types import CustomerState, PaymentMethodCard, SubscriptionState
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions.stripe_sync import apply_stripe_state
 from app.webhooks import reconcile
@@ -61,27 +61,7 @@ class _NoMatch:
     nobody: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _StripeCustomer:
-    id: str
-    dashboard_user_id: str | None
-    email: str | None
-    name: str | None
-    default_payment_method: str | None
-
-    @classmethod
-    def parse(cls, customer: dict[str, Any]) -> "_StripeCustomer":
-        default = (customer.get("invoice_settings") or {}).get("default_payment_method")
-        return cls(
-            id=str(customer["id"]),
-            dashboard_user_id=(customer.get("metadata") or {}).get("dashboard_user_id") or None,
-            email=customer.get("email") or None,
-            name=customer.get("name") or None,
-            default_payment_method=default.get("id") if isinstance(default, dict) else default,
-        )
-
-
-async def _match(session: AsyncSession, stripe_customer: _StripeCustomer) -> _Match | _NoMatch:
+async def _match(session: AsyncSession, stripe_customer: CustomerState) -> _Match | _NoMatch:
     """The account a Stripe customer belongs to, or why it has none."""
     linked = await session.scalar(
         select(Customer).where(Customer.stripe_customer_id == stripe_customer.id)
@@ -142,7 +122,7 @@ async def _match(session: AsyncSession, stripe_customer: _StripeCustomer) -> _Ma
 
 
 async def _link(
-    session: AsyncSession, stripe_customer: _StripeCustomer, match: _Match, report: ImportReport
+    session: AsyncSession, stripe_customer: CustomerState, match: _Match, report: ImportReport
 ) -> Customer | None:
     created = False
     if match.how == "metadata":
@@ -289,7 +269,7 @@ async def _import_customer(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     clock: Clock,
-    stripe_customer: _StripeCustomer,
+    stripe_customer: CustomerState,
     report: ImportReport,
 ) -> None:
     async with sessionmaker() as session:
@@ -305,7 +285,9 @@ async def _import_customer(
         if customer is None:
             return
         await _adopt_subscription(session, customer, subscriptions, fetched_at, report)
-        await _adopt_cards(session, customer, cards, stripe_customer.default_payment_method, report)
+        await _adopt_cards(
+            session, customer, cards, stripe_customer.default_payment_method_id, report
+        )
 
 
 async def import_from_stripe(
@@ -319,7 +301,7 @@ async def import_from_stripe(
             sessionmaker=sessionmaker,
             gateway=gateway,
             clock=clock,
-            stripe_customer=_StripeCustomer.parse(customer),
+            stripe_customer=customer,
             report=report,
         )
     return report

@@ -37,9 +37,26 @@ def text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def integer(value: object) -> int | None:
+    """A whole-number field; None when absent (a bool is no number here)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def minor_units(value: object) -> int:
+    """An amount in minor units that a record is written from: 0 where Stripe has none.
+
+    Stripe's amounts are integers of the minor unit. Anything else is a payload we misread,
+    and rounding it would put a made-up amount on the customer's record."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"Not an amount in minor units: {value!r}")
+    return value
+
+
 def amount_or_zero(value: object) -> int:
     """An amount in minor units, 0 where Stripe has none (what a document prints)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return integer(value) or 0
 
 
 def decimal(value: Any) -> Decimal | None:

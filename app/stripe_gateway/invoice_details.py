@@ -8,6 +8,7 @@ from app.stripe_gateway.fields import (
     decimal,
     expandable_id,
     from_timestamp,
+    integer,
     metadata,
     nested,
     text,
@@ -57,12 +58,11 @@ def _invoice_line(line: Mapping[str, Any]) -> InvoiceLineDetails:
         or nested(parent, "invoice_item_details", "proration")
     )
     period = line.get("period") or {}
-    quantity = line.get("quantity")
     return InvoiceLineDetails(
         id=str(line["id"]),
         description=text(line.get("description")),
         amount=amount_or_zero(line.get("amount")),
-        quantity=quantity if isinstance(quantity, int) and not isinstance(quantity, bool) else None,
+        quantity=integer(line.get("quantity")),
         unit_amount=decimal(nested(line, "pricing", "unit_amount_decimal")),
         price_id=expandable_id(nested(line, "pricing", "price_details", "price")),
         proration=proration,
@@ -87,10 +87,9 @@ def _tax_amount(
     entry: Mapping[str, Any], rates: Mapping[str, Mapping[str, Any]]
 ) -> InvoiceTaxAmount:
     rate = rates.get(str(nested(entry, "tax_rate_details", "tax_rate") or ""), {})
-    taxable = entry.get("taxable_amount")
     return InvoiceTaxAmount(
         amount=amount_or_zero(entry.get("amount")),
-        taxable_amount=taxable if isinstance(taxable, int) else None,
+        taxable_amount=integer(entry.get("taxable_amount")),
         inclusive=entry.get("tax_behavior") == "inclusive",
         display_name=text(rate.get("display_name")),
         percentage=decimal(rate.get("percentage")),

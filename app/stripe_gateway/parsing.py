@@ -7,15 +7,32 @@ the typed value on.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.stripe_gateway.fields import expandable_id, from_timestamp, metadata, nested
+from app.stripe_gateway.fields import (
+    expandable_id,
+    from_timestamp,
+    integer,
+    metadata,
+    minor_units,
+    nested,
+    text,
+)
 from app.stripe_gateway.types import (
     AccountState,
+    ChargeState,
+    CustomerState,
+    DisputeState,
+    InvoiceItemState,
+    InvoiceLineState,
     InvoicePaymentOutcome,
     InvoicePreview,
+    InvoiceState,
     PaymentMethodCard,
     PriceState,
     ProductState,
+    RefundState,
     ScheduleState,
+    SetupIntentState,
+    StripeEventEnvelope,
     SubscriptionItemState,
     SubscriptionState,
     WebhookEndpointState,
@@ -61,6 +78,9 @@ def parse_subscription(subscription: StripeDict) -> SubscriptionState:
         has_pending_update=subscription.get("pending_update") is not None,
         metadata=metadata(subscription.get("metadata")),
         billing_cycle_anchor=from_timestamp(subscription.get("billing_cycle_anchor")),
+        pending_invoice_item_interval=nested(
+            subscription, "pending_invoice_item_interval", "interval"
+        ),
     )
 
 
@@ -102,6 +122,7 @@ def parse_product(product: StripeDict) -> ProductState:
 def parse_schedule(schedule: StripeDict) -> ScheduleState:
     phases = schedule.get("phases") or []
     current = phases[0] if phases else {}
+    following = phases[1] if len(phases) > 1 else {}
     return ScheduleState(
         id=schedule["id"],
         status=schedule.get("status") or "",
@@ -112,7 +133,164 @@ def parse_schedule(schedule: StripeDict) -> ScheduleState:
             (expandable_id(item.get("price")) or "", int(item.get("quantity") or 1))
             for item in current.get("items") or []
         ),
+        # A released schedule no longer names its subscription: Stripe moves the id to
+        # `released_subscription`.
+        subscription_id=expandable_id(
+            schedule.get("subscription") or schedule.get("released_subscription")
+        ),
+        current_phase_end=from_timestamp(current.get("end_date")),
+        next_phase_price_ids=tuple(
+            expandable_id(item.get("price")) or "" for item in following.get("items") or []
+        ),
     )
+
+
+def _invoice_line(line: StripeDict) -> InvoiceLineState:
+    item_details = nested(line, "parent", "subscription_item_details")
+    return InvoiceLineState(
+        price_id=expandable_id(nested(line, "pricing", "price_details", "price")),
+        for_subscription_item=isinstance(item_details, Mapping),
+        proration=bool(nested(item_details, "proration")),
+        period_start=from_timestamp(nested(line, "period", "start")),
+        period_end=from_timestamp(nested(line, "period", "end")),
+        metadata=metadata(line.get("metadata")),
+    )
+
+
+def parse_invoice(invoice: StripeDict) -> InvoiceState:
+    """An invoice object (a webhook payload's, or one fetched or listed) as our type; raises
+    ValueError for an amount that is not whole minor units."""
+    return InvoiceState(
+        id=str(invoice["id"]),
+        customer_id=expandable_id(invoice.get("customer")),
+        subscription_id=expandable_id(
+            nested(invoice, "parent", "subscription_details", "subscription")
+        ),
+        status=text(invoice.get("status")),
+        billing_reason=text(invoice.get("billing_reason")),
+        currency=text(invoice.get("currency")) or "",
+        total=minor_units(invoice.get("total")),
+        amount_paid=minor_units(invoice.get("amount_paid")),
+        amount_due=minor_units(invoice.get("amount_due")),
+        number=text(invoice.get("number")),
+        description=text(invoice.get("description")),
+        hosted_invoice_url=text(invoice.get("hosted_invoice_url")),
+        invoice_pdf_url=text(invoice.get("invoice_pdf")),
+        created=from_timestamp(invoice.get("created")),
+        period_start=from_timestamp(invoice.get("period_start")),
+        period_end=from_timestamp(invoice.get("period_end")),
+        attempt_count=integer(invoice.get("attempt_count")),
+        metadata=metadata(invoice.get("metadata")),
+        lines=tuple(_invoice_line(line) for line in nested(invoice, "lines", "data") or []),
+    )
+
+
+def parse_invoice_item(item: StripeDict) -> InvoiceItemState:
+    return InvoiceItemState(
+        id=str(item["id"]),
+        invoice_id=expandable_id(item.get("invoice")),
+        metadata=metadata(item.get("metadata")),
+    )
+
+
+def _refund(refund: StripeDict) -> RefundState:
+    return RefundState(
+        id=str(refund["id"]),
+        amount=minor_units(refund.get("amount")),
+        currency=text(refund.get("currency")),
+        status=text(refund.get("status")),
+        created=from_timestamp(refund.get("created")),
+    )
+
+
+def parse_charge(charge: StripeDict) -> ChargeState:
+    """A charge object as our type; raises ValueError for an amount that is not whole minor
+    units."""
+    return ChargeState(
+        id=str(charge["id"]),
+        customer_id=expandable_id(charge.get("customer")),
+        currency=text(charge.get("currency")) or "",
+        amount_refunded=minor_units(charge.get("amount_refunded")),
+        created=from_timestamp(charge.get("created")),
+        invoice_id=expandable_id(charge.get("invoice")),
+        refunds=tuple(_refund(refund) for refund in nested(charge, "refunds", "data") or []),
+    )
+
+
+def parse_dispute(dispute: StripeDict) -> DisputeState:
+    return DisputeState(
+        id=str(dispute["id"]),
+        charge_id=expandable_id(dispute.get("charge")),
+        amount=integer(dispute.get("amount")),
+        currency=text(dispute.get("currency")),
+        reason=text(dispute.get("reason")),
+    )
+
+
+def parse_customer(customer: StripeDict) -> CustomerState:
+    return CustomerState(
+        id=str(customer["id"]),
+        dashboard_user_id=text(nested(customer, "metadata", "dashboard_user_id")),
+        email=text(customer.get("email")),
+        name=text(customer.get("name")),
+        default_payment_method_id=expandable_id(
+            nested(customer, "invoice_settings", "default_payment_method")
+        ),
+    )
+
+
+def parse_setup_intent(setup_intent: StripeDict) -> SetupIntentState:
+    payment_method = _expanded(setup_intent.get("payment_method"))
+    return SetupIntentState(
+        id=str(setup_intent["id"]),
+        customer_id=expandable_id(setup_intent.get("customer")),
+        payment_method_id=expandable_id(setup_intent.get("payment_method")),
+        payment_method=parse_payment_method(payment_method) if payment_method is not None else None,
+    )
+
+
+class NotAStripeEvent(ValueError):
+    """A body (signed, or listed by Stripe) that is not shaped like an event."""
+
+
+# Stripe's `created` of any event we could be sent: from 2011 to well past our lifetime.
+_CREATED_RANGE = (1_300_000_000, 10_000_000_000)
+
+
+def parse_event(event: dict[str, Any]) -> StripeEventEnvelope:
+    """An event as stored: its id, type, time, version and object; raises NotAStripeEvent
+    for anything not shaped like one."""
+    data_object = nested(event, "data", "object")
+    created = integer(event.get("created"))
+    event_id = text(event.get("id"))
+    event_type = text(event.get("type"))
+    if (
+        event_id is None
+        or event_type is None
+        or not isinstance(data_object, Mapping)
+        or created is None
+        or not _CREATED_RANGE[0] <= created <= _CREATED_RANGE[1]
+    ):
+        raise NotAStripeEvent("The body is not a Stripe event.")
+    moment = from_timestamp(created)
+    assert moment is not None
+    return StripeEventEnvelope(
+        id=event_id,
+        type=event_type,
+        created=moment,
+        api_version=text(event.get("api_version")),
+        livemode=event.get("livemode") is True,
+        object_type=text(data_object.get("object")),
+        object_id=text(data_object.get("id")),
+        payload=event,
+    )
+
+
+def event_object(payload: StripeDict | None) -> dict[str, Any] | None:
+    """The object a stored event carries (`data.object`), as Stripe sent it; None once the
+    payload is purged."""
+    found = nested(payload, "data", "object")
+    return found if isinstance(found, dict) else None
 
 
 def parse_invoice_preview(invoice: StripeDict) -> InvoicePreview:

@@ -7,7 +7,7 @@ invoice's payments are `invoice_payments`, not a `payment_intent` field.
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 BillingInterval = Literal["month", "year"]
 
@@ -42,6 +42,8 @@ class SubscriptionState:
     has_pending_update: bool
     metadata: dict[str, str] = field(default_factory=dict)
     billing_cycle_anchor: datetime | None = None
+    # How often Stripe invoices the subscription's pending items ("month"); None: at renewals.
+    pending_invoice_item_interval: str | None = None
 
     def item_for_price(self, price_ids: set[str]) -> SubscriptionItemState | None:
         return next((item for item in self.items if item.price_id in price_ids), None)
@@ -114,6 +116,11 @@ class ScheduleState:
     # (start, end) of each phase, as Stripe holds them.
     phase_bounds: tuple[tuple[int, int | None], ...]
     current_phase_items: tuple[tuple[str, int], ...]
+    # The subscription it changes; once released, the one it released.
+    subscription_id: str | None
+    current_phase_end: datetime | None
+    # The prices of the phase after the current one (none without one).
+    next_phase_price_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,3 +234,121 @@ class InvoiceDetails:
     lines: tuple[InvoiceLineDetails, ...]
     description: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLineState:
+    """One line of an invoice, as the billing rules read it."""
+
+    price_id: str | None
+    # Billed for a subscription item (the plan or an add-on), not for an invoice item.
+    for_subscription_item: bool
+    # A subscription item's proration (`parent.subscription_item_details.proration`).
+    proration: bool
+    period_start: datetime | None
+    period_end: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceState:
+    """An invoice as Stripe holds it: a webhook's, one fetched, or one listed. Its `lines` are
+    those the object embeds (the first page: `lines.has_more` may say there are more)."""
+
+    id: str
+    customer_id: str | None = None
+    # `parent.subscription_details.subscription`: the subscription it bills, if any.
+    subscription_id: str | None = None
+    status: str | None = None
+    billing_reason: str | None = None
+    currency: str = ""
+    total: int = 0
+    amount_paid: int = 0
+    amount_due: int = 0
+    number: str | None = None
+    description: str | None = None
+    hosted_invoice_url: str | None = None
+    invoice_pdf_url: str | None = None
+    created: datetime | None = None
+    # The invoice's own period: for a subscription's invoice, the window its pending items
+    # were collected in (the lines say which period is billed).
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    attempt_count: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    lines: tuple[InvoiceLineState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceItemState:
+    id: str
+    # The invoice holding it; None while it is pending.
+    invoice_id: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    id: str
+    amount: int
+    currency: str | None
+    status: str | None
+    created: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeState:
+    id: str
+    customer_id: str | None
+    currency: str
+    amount_refunded: int
+    created: datetime | None
+    # `invoice` left the charge in basil; an older payload, or an expanded one, still names it.
+    invoice_id: str | None
+    # Only on a charge fetched with `expand=["refunds"]`: webhook payloads no longer carry
+    # them (since 2022-11-15).
+    refunds: tuple[RefundState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeState:
+    id: str
+    charge_id: str | None
+    amount: int | None
+    currency: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    id: str
+    # Our own mark (metadata), on the customers this service or the old module created.
+    dashboard_user_id: str | None
+    email: str | None
+    name: str | None
+    default_payment_method_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetupIntentState:
+    id: str
+    customer_id: str | None
+    payment_method_id: str | None
+    # The card itself when the payload carries it expanded.
+    payment_method: PaymentMethodCard | None
+
+
+@dataclass(frozen=True, slots=True)
+class StripeEventEnvelope:
+    """A Stripe event, delivered or listed: what is stored beside its payload."""
+
+    id: str
+    type: str
+    created: datetime
+    api_version: str | None
+    livemode: bool
+    # The `object` and `id` of `data.object`.
+    object_type: str | None
+    object_id: str | None
+    # The event exactly as Stripe sent it, stored as JSON.
+    payload: dict[str, Any]

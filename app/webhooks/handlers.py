@@ -24,8 +24,17 @@ from app.models import (
 from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
 from app.plans import service as plans_service
-from app.stripe_gateway.fields import expandable_id, from_timestamp
-from app.stripe_gateway.parsing import parse_payment_method, parse_subscription
+from app.stripe_gateway.parsing import (
+    parse_charge,
+    parse_customer,
+    parse_dispute,
+    parse_invoice,
+    parse_payment_method,
+    parse_schedule,
+    parse_setup_intent,
+    parse_subscription,
+)
+from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions.stripe_sync import apply_stripe_state
 from app.usage import overage_billing
@@ -34,16 +43,25 @@ logger = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class RelatedObjects:
+    """What a handler needs beyond its event's object, read from Stripe before the
+    transaction: for a setup intent, the card it set up and the customer's default card."""
+
+    payment_method: PaymentMethodCard | None = None
+    default_payment_method_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventContext:
     event_id: str
     event_type: str
-    # The object to apply: the payload's, or a fresh copy fetched from Stripe.
+    # The object to apply, as Stripe sent it (the payload's, or a fresh copy fetched from
+    # Stripe): each handler parses it into our type.
     obj: dict[str, Any]
     # When Stripe created the event (what a refund row is dated by).
     occurred_at: datetime
     now: datetime
-    # Extra objects fetched before the transaction (a setup intent's payment method).
-    related: dict[str, dict[str, Any]]
+    related: RelatedObjects
 
 
 Handler = Callable[[AsyncSession, EventContext], Awaitable[None]]
@@ -59,15 +77,15 @@ async def _customer_by_stripe_id(
     )
 
 
-async def _our_subscription(session: AsyncSession, obj: dict[str, Any]) -> Subscription | None:
+async def _our_subscription(session: AsyncSession, state: SubscriptionState) -> Subscription | None:
     subscription = await subscriptions_repository.get_by_stripe_id(
-        session, obj["id"], for_update=True
+        session, state.id, for_update=True
     )
     if subscription is not None:
         return subscription
     # Created by a subscribe whose answer we never recorded: its reservation id is in the
     # metadata.
-    reservation = (obj.get("metadata") or {}).get("billing_subscription_id")
+    reservation = state.metadata.get("billing_subscription_id")
     if reservation and reservation.isdigit():
         return await session.scalar(
             select(Subscription)
@@ -104,16 +122,20 @@ async def _notify(
 # --- subscriptions ---------------------------------------------------------------------
 
 
+async def _apply_subscription(
+    session: AsyncSession, state: SubscriptionState, context: EventContext
+) -> None:
+    subscription = await _our_subscription(session, state)
+    if subscription is None:
+        logger.info("webhook_subscription_not_ours", stripe_id=state.id)
+        return
+    await apply_stripe_state(session, subscription, state, observed_at=context.occurred_at)
+
+
 async def subscription_changed(session: AsyncSession, context: EventContext) -> None:
     """created / updated / deleted: status, plan (from the price), periods (from the items),
     cancellation, trial end and the pending schedule, all as Stripe holds them."""
-    subscription = await _our_subscription(session, context.obj)
-    if subscription is None:
-        logger.info("webhook_subscription_not_ours", stripe_id=context.obj.get("id"))
-        return
-    await apply_stripe_state(
-        session, subscription, parse_subscription(context.obj), observed_at=context.occurred_at
-    )
+    await _apply_subscription(session, parse_subscription(context.obj), context)
 
 
 async def subscription_deleted(session: AsyncSession, context: EventContext) -> None:
@@ -121,9 +143,10 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
     overage of every period not billed yet, closed now. No renewal invoice will come to carry
     it: processing bills it on a one-off invoice after this transaction
     (`app.usage.overage_billing`)."""
-    await subscription_changed(session, context)
+    state = parse_subscription(context.obj)
+    await _apply_subscription(session, state, context)
     subscription = await subscriptions_repository.get_by_stripe_id(
-        session, context.obj["id"], for_update=True
+        session, state.id, for_update=True
     )
     if subscription is not None:
         await overage_billing.close_periods_on_cancel(
@@ -132,8 +155,9 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
 
 
 async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
-    subscription = await _our_subscription(session, context.obj)
-    trial_end = from_timestamp(context.obj.get("trial_end"))
+    state = parse_subscription(context.obj)
+    subscription = await _our_subscription(session, state)
+    trial_end = state.trial_end
     # Stripe also sends this when a trial is ended early: remind only of a trial still ahead.
     if subscription is None or trial_end is None or trial_end <= context.now:
         return
@@ -149,59 +173,50 @@ async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
 
 async def schedule_changed(session: AsyncSession, context: EventContext) -> None:
     """The pending plan change of manage/: phase two of an active schedule, or none."""
-    # A released schedule no longer names its subscription: Stripe moves the id to
-    # `released_subscription`.
-    stripe_subscription_id = expandable_id(
-        context.obj.get("subscription") or context.obj.get("released_subscription")
-    )
-    if not stripe_subscription_id:
+    schedule = parse_schedule(context.obj)
+    if not schedule.subscription_id:
         return
     subscription = await subscriptions_repository.get_by_stripe_id(
-        session, stripe_subscription_id, for_update=True
+        session, schedule.subscription_id, for_update=True
     )
     if subscription is None:
         return
-    phases = context.obj.get("phases") or []
-    if context.obj.get("status") not in ("active", "not_started") or len(phases) < 2:
+    if schedule.status not in ("active", "not_started") or len(schedule.phase_bounds) < 2:
         subscription.pending_plan_id = None
         subscription.pending_billing_cycle = None
         subscription.pending_change_at = None
         subscription.stripe_schedule_id = None
         return
-    next_prices = {expandable_id(item.get("price")) or "" for item in phases[1].get("items") or []}
-    plans = await plans_repository.plans_by_price_ids(session, next_prices)
+    plans = await plans_repository.plans_by_price_ids(session, set(schedule.next_phase_price_ids))
     if not plans:
         return
     plan, cycle = next(iter(plans.values()))
-    subscription.stripe_schedule_id = context.obj["id"]
+    subscription.stripe_schedule_id = schedule.id
     subscription.pending_plan_id = plan.id
     subscription.pending_billing_cycle = cycle
-    subscription.pending_change_at = from_timestamp(phases[0].get("end_date"))
+    subscription.pending_change_at = schedule.current_phase_end
 
 
 # --- invoices --------------------------------------------------------------------------
 
 
 async def _record_invoice(
-    session: AsyncSession, context: EventContext
+    session: AsyncSession, invoice: InvoiceState, context: EventContext
 ) -> tuple[Customer | None, Subscription | None]:
-    invoice = context.obj
-    customer = await _customer_by_stripe_id(session, expandable_id(invoice.get("customer")))
+    customer = await _customer_by_stripe_id(session, invoice.customer_id)
     if customer is None:
         return None, None
-    parent = (invoice.get("parent") or {}).get("subscription_details") or {}
-    stripe_subscription_id = expandable_id(parent.get("subscription"))
     subscription = (
         await subscriptions_repository.get_by_stripe_id(
-            session, stripe_subscription_id, for_update=True
+            session, invoice.subscription_id, for_update=True
         )
-        if stripe_subscription_id
+        if invoice.subscription_id
         else None
     )
     # Our own one-off invoice of an ended subscription's overage: the charge's `overage`
     # row already stands for it (and follows its status below); a row of its own would list
     # the same money twice.
-    if "overage_charge_id" not in (invoice.get("metadata") or {}):
+    if "overage_charge_id" not in invoice.metadata:
         add_on_prices = await plans_service.add_on_price_ids(session)
         await billing_history_service.record_invoice(
             session,
@@ -223,32 +238,34 @@ async def _record_invoice(
 
 async def invoice_recorded(session: AsyncSession, context: EventContext) -> None:
     """invoice.finalized: the billing-history row."""
-    await _record_invoice(session, context)
+    await _record_invoice(session, parse_invoice(context.obj), context)
 
 
 async def invoice_created(session: AsyncSession, context: EventContext) -> None:
     """invoice.created: the billing-history row, and, for a renewal (or a change that starts
     a new period), the usage periods it closes: their overage charges are written here and
     added to this draft by processing right after the commit (no Stripe call in a handler)."""
-    _, subscription = await _record_invoice(session, context)
+    invoice = parse_invoice(context.obj)
+    _, subscription = await _record_invoice(session, invoice, context)
     if subscription is not None:
         await overage_billing.close_periods_for_invoice(
-            session, subscription=subscription, invoice=context.obj, now=context.now
+            session, subscription=subscription, invoice=invoice, now=context.now
         )
 
 
 async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
     """invoice.paid / invoice.payment_succeeded: history row, and the failed-attempt counter
     and grace period reset."""
-    _, subscription = await _record_invoice(session, context)
+    invoice = parse_invoice(context.obj)
+    _, subscription = await _record_invoice(session, invoice, context)
     if subscription is None:
         return
     # A late delivery for an older invoice must not clear the count of a newer one failing.
     newer_unpaid = await billing_history_service.has_newer_open_invoice(
         session,
         subscription_id=subscription.id,
-        stripe_invoice_id=context.obj["id"],
-        created=from_timestamp(context.obj.get("created")),
+        stripe_invoice_id=invoice.id,
+        created=invoice.created,
     )
     if not newer_unpaid:
         subscription.failed_payment_attempts = 0
@@ -258,31 +275,30 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
 async def invoice_payment_failed(session: AsyncSession, context: EventContext) -> None:
     """The attempt count is Stripe's (`attempt_count`), so a redelivery cannot count twice.
     Dunning starts its grace period here."""
-    _, subscription = await _record_invoice(session, context)
-    attempts = context.obj.get("attempt_count")
+    invoice = parse_invoice(context.obj)
+    _, subscription = await _record_invoice(session, invoice, context)
+    attempts = invoice.attempt_count
     # The invoice as applied may be paid by now (a late delivery settled from Stripe): only an
     # invoice still open counts against the customer.
-    if context.obj.get("status") != "open":
+    if invoice.status != "open":
         return
-    if subscription is not None and isinstance(attempts, int):
+    if subscription is not None and attempts is not None:
         subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)
 
 
 async def invoice_action_required(session: AsyncSession, context: EventContext) -> None:
     """The customer must authenticate (3-D Secure): a notice with the hosted invoice link.
     No retry: retrying without the customer does nothing."""
-    customer, _ = await _record_invoice(session, context)
+    invoice = parse_invoice(context.obj)
+    customer, _ = await _record_invoice(session, invoice, context)
     if customer is None:
         return
     await _notify(
         session,
         customer_id=customer.id,
         kind="payment_action_required",
-        dedupe_key=f"payment_action_required:{context.obj['id']}",
-        payload={
-            "invoice": context.obj["id"],
-            "hosted_invoice_url": context.obj.get("hosted_invoice_url"),
-        },
+        dedupe_key=f"payment_action_required:{invoice.id}",
+        payload={"invoice": invoice.id, "hosted_invoice_url": invoice.hosted_invoice_url},
         now=context.now,
     )
 
@@ -300,22 +316,22 @@ async def payment_method_attached(session: AsyncSession, context: EventContext) 
 
 async def payment_method_detached(session: AsyncSession, context: EventContext) -> None:
     await session.execute(
-        delete(PaymentMethod).where(PaymentMethod.stripe_payment_method_id == context.obj["id"])
+        delete(PaymentMethod).where(
+            PaymentMethod.stripe_payment_method_id == parse_payment_method(context.obj).id
+        )
     )
 
 
 async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -> None:
     """A card added through a SetupIntent: mirror it, and mirror Stripe's default card (set
     to this one beforehand when the customer had none: a first card must be chargeable)."""
-    payment_method = context.related.get("payment_method")
-    customer = await _customer_by_stripe_id(session, expandable_id(context.obj.get("customer")))
-    if payment_method is None or customer is None:
+    setup_intent = parse_setup_intent(context.obj)
+    card = context.related.payment_method
+    customer = await _customer_by_stripe_id(session, setup_intent.customer_id)
+    if card is None or customer is None:
         return
-    card = parse_payment_method(payment_method)
     await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
-    stripe_default = expandable_id(
-        (context.related.get("customer") or {}).get("default_payment_method")
-    )
+    stripe_default = context.related.default_payment_method_id
     if stripe_default:
         await payment_methods_repository.set_default(
             session, customer_id=customer.id, stripe_payment_method_id=stripe_default
@@ -326,43 +342,44 @@ async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -
 
 
 async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
-    customer = await _customer_by_stripe_id(session, expandable_id(context.obj.get("customer")))
+    charge = parse_charge(context.obj)
+    customer = await _customer_by_stripe_id(session, charge.customer_id)
     if customer is None:
         return
     await billing_history_service.record_charge_refunds(
-        session, charge=context.obj, customer_id=customer.id, refunded_at=context.occurred_at
+        session, charge=charge, customer_id=customer.id, refunded_at=context.occurred_at
     )
 
 
 async def dispute_created(session: AsyncSession, context: EventContext) -> None:
-    dispute = context.obj
-    charge_id = expandable_id(dispute.get("charge"))
+    dispute = parse_dispute(context.obj)
+    charge_id = dispute.charge_id
     await session.execute(
         insert(OperatorAlert)
         .values(
             kind="charge_dispute",
             severity="high",
-            message=f"Charge {charge_id} disputed: {dispute.get('reason')}",
+            message=f"Charge {charge_id} disputed: {dispute.reason}",
             details={
-                "dispute": dispute.get("id"),
+                "dispute": dispute.id,
                 "charge": charge_id,
-                "amount": dispute.get("amount"),
-                "currency": dispute.get("currency"),
-                "reason": dispute.get("reason"),
+                "amount": dispute.amount,
+                "currency": dispute.currency,
+                "reason": dispute.reason,
             },
-            dedupe_key=f"dispute:{dispute.get('id')}",
+            dedupe_key=f"dispute:{dispute.id}",
             created_at=context.now,
         )
         .on_conflict_do_nothing(index_elements=[OperatorAlert.dedupe_key])
     )
-    logger.warning("charge_disputed", dispute=dispute.get("id"), charge=charge_id)
+    logger.warning("charge_disputed", dispute=dispute.id, charge=charge_id)
 
 
 async def customer_deleted(session: AsyncSession, context: EventContext) -> None:
     await session.execute(
         update(Customer)
         .where(
-            Customer.stripe_customer_id == context.obj["id"],
+            Customer.stripe_customer_id == parse_customer(context.obj).id,
             Customer.stripe_customer_deleted_at.is_(None),
         )
         .values(stripe_customer_deleted_at=context.now)

@@ -25,9 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import Clock
 from app.models import StripeEvent
 from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
+from app.stripe_gateway.parsing import (
+    event_object,
+    parse_invoice,
+    parse_setup_intent,
+    parse_subscription,
+)
 from app.usage import overage_billing
 from app.webhooks import repository
-from app.webhooks.handlers import HANDLERS, EventContext
+from app.webhooks.handlers import HANDLERS, EventContext, RelatedObjects
 
 logger = structlog.get_logger(__name__)
 
@@ -82,7 +88,7 @@ async def _claim(
             return ProcessingResult("ignored", event.attempts)
         event.attempts += 1
         event.next_attempt_at = now + ATTEMPT_LEASE
-        payload_object = ((event.payload or {}).get("data") or {}).get("object")
+        payload_object = event_object(event.payload)
         return _Claimed(
             event_type=event.type,
             object_type=event.object_type,
@@ -102,27 +108,28 @@ async def _fresh_object(gateway: StripeGateway, claimed: _Claimed) -> dict[str, 
 
 async def _related_objects(
     gateway: StripeGateway, event_type: str, obj: dict[str, Any], event_id: str
-) -> dict[str, dict[str, Any]]:
+) -> RelatedObjects:
     """What a handler needs beyond the event's object, fetched (or written) on Stripe before
     its transaction opens."""
     if event_type != "setup_intent.succeeded":
-        return {}
-    payment_method = obj.get("payment_method")
-    if isinstance(payment_method, str):
-        payment_method = await gateway.retrieve_object("payment_method", payment_method)
-    customer_id = obj.get("customer")
-    if not isinstance(payment_method, dict) or not isinstance(customer_id, str):
-        return {}
+        return RelatedObjects()
+    setup_intent = parse_setup_intent(obj)
+    card = setup_intent.payment_method
+    if card is None and setup_intent.payment_method_id is not None:
+        card = await gateway.find_payment_method(setup_intent.payment_method_id)
+    customer_id = setup_intent.customer_id
+    if card is None or customer_id is None:
+        return RelatedObjects()
     default = await gateway.default_payment_method_id(customer_id=customer_id)
     if default is None:
         # The customer's first card: make it the one invoices charge, on Stripe first.
         await gateway.set_default_payment_method(
             customer_id=customer_id,
-            payment_method_id=payment_method["id"],
+            payment_method_id=card.id,
             idempotency_key=f"setup-intent-default:{event_id}",
         )
-        default = payment_method["id"]
-    return {"payment_method": payment_method, "customer": {"default_payment_method": default}}
+        default = card.id
+    return RelatedObjects(payment_method=card, default_payment_method_id=default)
 
 
 async def _after_commit(
@@ -136,8 +143,17 @@ async def _after_commit(
     handler cannot call Stripe): the overage charges a renewal or a cancellation closed go
     onto their invoice now, while a renewal is still a draft. Best effort: what fails here
     stays pending in the database for its sweeper, and the event counts as processed."""
+    if event_type == "invoice.created":
+        closed_subscription_id = parse_invoice(obj).subscription_id
+    elif event_type == "customer.subscription.deleted":
+        closed_subscription_id = parse_subscription(obj).id
+    else:
+        return
     await overage_billing.bill_after_event(
-        sessionmaker=sessionmaker, gateway=gateway, clock=clock, event_type=event_type, obj=obj
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        clock=clock,
+        stripe_subscription_id=closed_subscription_id,
     )
 
 
@@ -191,7 +207,7 @@ async def _apply(
     *,
     read_watermark: datetime | None,
     as_of: datetime,
-    related: dict[str, dict[str, Any]],
+    related: RelatedObjects,
     now: datetime,
 ) -> None:
     """Apply `obj` if the object's watermark is still the one read before deciding (compare

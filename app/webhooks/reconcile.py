@@ -34,7 +34,7 @@ from app.payment_methods import repository as payment_methods_repository
 from app.plans import repository as plans_repository
 from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.types import PaymentMethodCard, SubscriptionState
+from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions.stripe_sync import apply_stripe_state
 from app.webhooks import repository
@@ -83,7 +83,7 @@ class DriftCheck:
     drifts: list[Drift] = field(default_factory=list)
     subscriptions: list[SubscriptionState] = field(default_factory=list)
     # (local customer id, Stripe's invoice)
-    invoices: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    invoices: list[tuple[int, InvoiceState]] = field(default_factory=list)
     cards: list[_CustomerCards] = field(default_factory=list)
 
 
@@ -119,7 +119,7 @@ async def catch_up_events(
     async with sessionmaker.begin() as session:
         for event in events:
             if await repository.insert_event_if_new(session, _event_row(event, clock.now())):
-                stored.append(event["id"])
+                stored.append(event.id)
     outcomes: Counter[str] = Counter()
     for stripe_event_id in stored:
         result = await process_event(
@@ -257,7 +257,7 @@ async def _invoice_drift(
         by_customer[str(stripe_customer_id)].append(row)
     for stripe_customer_id, history in by_customer.items():
         invoices = {
-            invoice["id"]: invoice
+            invoice.id: invoice
             for invoice in await gateway.list_invoices(customer_id=stripe_customer_id)
         }
         for row in history:
@@ -267,13 +267,13 @@ async def _invoice_drift(
                 check.drifts.append(Drift(name, "exists", "yes", "no"))
                 continue
             found: list[Drift] = []
-            _compare(found, name, "status", row.status, invoice.get("status"))
+            _compare(found, name, "status", row.status, invoice.status)
             _compare(
                 found,
                 name,
                 "amount",
                 f"{row.amount} {row.currency}",
-                f"{invoice.get('total')} {invoice.get('currency')}",
+                f"{invoice.total} {invoice.currency}",
             )
             if found:
                 check.drifts.extend(found)
@@ -390,11 +390,9 @@ async def _repair_subscription(
 
 
 async def _repair_invoice(
-    session: AsyncSession, customer_id: int, invoice: dict[str, Any], as_of: datetime
+    session: AsyncSession, customer_id: int, invoice: InvoiceState, as_of: datetime
 ) -> bool:
-    if not await claim_watermark(
-        session, object_type="invoice", object_id=str(invoice["id"]), as_of=as_of
-    ):
+    if not await claim_watermark(session, object_type="invoice", object_id=invoice.id, as_of=as_of):
         return False
     await billing_history_service.record_invoice(
         session,

@@ -13,6 +13,7 @@ from app.billing_history.archive import ArchivedBatch
 from app.billing_history.records import BillingRecord
 from app.core.clock import FrozenClock
 from app.models import BillingHistory, BillingHistoryArchive, Customer
+from app.stripe_gateway.parsing import parse_charge, parse_invoice
 from app.usage.overage_billing import record_invoice_overage
 from tests.billing_history.payloads import (
     ADD_ON_PRICES,
@@ -300,7 +301,9 @@ async def _archived_invoice(
     customer, subscription = await create_subscribed_customer(session)
     row = await service.record_invoice(
         session,
-        invoice=invoice_payload("in_old", status="paid", created=int(OLD.timestamp())),
+        invoice=parse_invoice(
+            invoice_payload("in_old", status="paid", created=int(OLD.timestamp()))
+        ),
         customer_id=customer.id,
         subscription_id=subscription.id,
         add_on_price_ids=ADD_ON_PRICES,
@@ -317,8 +320,10 @@ async def test_a_late_update_of_an_archived_invoice_is_applied_in_the_archive(
 
     late = await service.record_invoice(
         session,
-        invoice=invoice_payload(
-            "in_old", status="paid", number="ACME-LATE", created=int(OLD.timestamp())
+        invoice=parse_invoice(
+            invoice_payload(
+                "in_old", status="paid", number="ACME-LATE", created=int(OLD.timestamp())
+            )
         ),
         customer_id=customer.id,
         subscription_id=None,
@@ -339,7 +344,7 @@ async def test_an_invoice_update_waiting_on_its_archive_batch_lands_in_the_archi
     invoice = invoice_payload("in_race", status="paid", created=int(OLD.timestamp()))
     row = await service.record_invoice(
         session,
-        invoice=invoice,
+        invoice=parse_invoice(invoice),
         customer_id=customer.id,
         subscription_id=subscription.id,
         add_on_price_ids=ADD_ON_PRICES,
@@ -350,7 +355,7 @@ async def test_an_invoice_update_waiting_on_its_archive_batch_lands_in_the_archi
         async with sessionmaker() as webhook_session:
             record = await service.record_invoice(
                 webhook_session,
-                invoice={**invoice, "number": "ACME-LATE"},
+                invoice=parse_invoice({**invoice, "number": "ACME-LATE"}),
                 customer_id=customer.id,
                 subscription_id=subscription.id,
                 add_on_price_ids=ADD_ON_PRICES,
@@ -381,7 +386,7 @@ async def test_a_batch_skips_a_row_a_delivery_holds_and_it_stays_hot(
     invoice = invoice_payload("in_held", status="paid", created=int(OLD.timestamp()))
     row = await service.record_invoice(
         session,
-        invoice=invoice,
+        invoice=parse_invoice(invoice),
         customer_id=customer.id,
         subscription_id=subscription.id,
         add_on_price_ids=ADD_ON_PRICES,
@@ -391,7 +396,7 @@ async def test_a_batch_skips_a_row_a_delivery_holds_and_it_stays_hot(
     async with sessionmaker() as webhook_session:
         await service.record_invoice(
             webhook_session,
-            invoice=invoice,
+            invoice=parse_invoice(invoice),
             customer_id=customer.id,
             subscription_id=subscription.id,
             add_on_price_ids=ADD_ON_PRICES,
@@ -414,13 +419,17 @@ async def test_a_late_refund_update_and_a_refund_linked_to_an_archived_invoice(
         refunds=[refund_payload("re_old", amount=9_900, created=old)],
         invoice="in_old",
     )
-    [refund] = await service.record_charge_refunds(session, charge=charge, customer_id=customer.id)
+    [refund] = await service.record_charge_refunds(
+        session, charge=parse_charge(charge), customer_id=customer.id
+    )
     await session.commit()
     assert refund.subscription_id == subscription_id  # read from the archived invoice row
     await _run(sessionmaker, clock)
 
     charge["refunds"]["data"][0]["status"] = "failed"
-    [late] = await service.record_charge_refunds(session, charge=charge, customer_id=customer.id)
+    [late] = await service.record_charge_refunds(
+        session, charge=parse_charge(charge), customer_id=customer.id
+    )
     await session.commit()
 
     assert late.archived and late.id == refund.id and late.status == "failed"
@@ -437,7 +446,7 @@ async def test_itemized_refunds_replace_an_archived_running_total(
     customer = await create_customer(session)
     await service.record_charge_refunds(
         session,
-        charge=charge_payload(amount_refunded=9_900),
+        charge=parse_charge(charge_payload(amount_refunded=9_900)),
         customer_id=customer.id,
         refunded_at=OLD,
     )
@@ -448,7 +457,9 @@ async def test_itemized_refunds_replace_an_archived_running_total(
         amount_refunded=9_900,
         refunds=[refund_payload("re_itemized", amount=9_900, created=int(OLD.timestamp()))],
     )
-    await service.record_charge_refunds(session, charge=charge, customer_id=customer.id)
+    await service.record_charge_refunds(
+        session, charge=parse_charge(charge), customer_id=customer.id
+    )
     await session.commit()
 
     refund_ids = select(func.count()).where(BillingHistoryArchive.type == "refund")
@@ -487,7 +498,9 @@ async def test_an_archived_overage_row_follows_a_late_invoice_update(
 
     await record_invoice_overage(
         session,
-        invoice={"id": "in_old", "status": "paid", "number": "ACME-9", "metadata": {}},
+        invoice=parse_invoice(
+            {"id": "in_old", "status": "paid", "number": "ACME-9", "metadata": {}}
+        ),
         customer_id=customer.id,
         subscription_id=subscription.id,
         now=clock.now(),

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.billing_history import service
 from app.billing_history.records import BillingRecord
 from app.models import BillingHistory
+from app.stripe_gateway.parsing import parse_charge, parse_invoice
 from tests.billing_history.payloads import (
     ADD_ON_PRICE,
     ADD_ON_PRICES,
@@ -37,7 +38,7 @@ async def _record(
 ) -> BillingRecord:
     return await service.record_invoice(
         session,
-        invoice=invoice,
+        invoice=parse_invoice(invoice),
         customer_id=customer_id,
         subscription_id=subscription_id,
         add_on_price_ids=ADD_ON_PRICES,
@@ -254,7 +255,9 @@ async def test_itemized_refunds_are_one_row_each_and_follow_their_status(
     second = refund_payload("re_2", amount=500, created=CREATED + 120, status="pending")
     charge = charge_payload(amount_refunded=1_500, refunds=[first, second])
 
-    rows = await service.record_charge_refunds(session, charge=charge, customer_id=customer.id)
+    rows = await service.record_charge_refunds(
+        session, charge=parse_charge(charge), customer_id=customer.id
+    )
     await session.commit()
 
     assert [(r.stripe_refund_id, r.status, r.amount) for r in rows] == [
@@ -267,7 +270,9 @@ async def test_itemized_refunds_are_one_row_each_and_follow_their_status(
     assert [r.occurred_at for r in rows] == [_at(CREATED + 60), _at(CREATED + 120)]
 
     second["status"] = "succeeded"
-    await service.record_charge_refunds(session, charge=charge, customer_id=customer.id)
+    await service.record_charge_refunds(
+        session, charge=parse_charge(charge), customer_id=customer.id
+    )
     await session.commit()
 
     assert [(r.stripe_refund_id, r.status) for r in await _rows(session)] == [
@@ -284,13 +289,13 @@ async def test_a_charge_without_its_refunds_keeps_one_running_total(
 
     [partial] = await service.record_charge_refunds(
         session,
-        charge=charge_payload(amount_refunded=1_000),
+        charge=parse_charge(charge_payload(amount_refunded=1_000)),
         customer_id=customer.id,
         refunded_at=refunded_at,
     )
     await session.commit()
     [full] = await service.record_charge_refunds(
-        session, charge=charge_payload(amount_refunded=9_900), customer_id=customer.id
+        session, charge=parse_charge(charge_payload(amount_refunded=9_900)), customer_id=customer.id
     )
     await session.commit()
 
@@ -314,7 +319,9 @@ async def test_a_refund_is_linked_to_the_invoice_its_charge_names(
         invoice={"id": "in_refunded", "object": "invoice"},
     )
 
-    [refund] = await service.record_charge_refunds(session, charge=charge, customer_id=customer.id)
+    [refund] = await service.record_charge_refunds(
+        session, charge=parse_charge(charge), customer_id=customer.id
+    )
     # The invoice's row is keyed apart from the refund that names the same invoice.
     await _record(session, invoice, customer.id, subscription.id)
     await session.commit()
@@ -331,13 +338,15 @@ async def test_itemized_refunds_replace_the_running_total_and_are_not_counted_tw
 ) -> None:
     customer, _ = await create_subscribed_customer(session)
     await service.record_charge_refunds(
-        session, charge=charge_payload(amount_refunded=1_000), customer_id=customer.id
+        session, charge=parse_charge(charge_payload(amount_refunded=1_000)), customer_id=customer.id
     )
     itemized = charge_payload(amount_refunded=1_000, refunds=[refund_payload("re_1", amount=1_000)])
 
-    await service.record_charge_refunds(session, charge=itemized, customer_id=customer.id)
+    await service.record_charge_refunds(
+        session, charge=parse_charge(itemized), customer_id=customer.id
+    )
     later_running_total = await service.record_charge_refunds(
-        session, charge=charge_payload(amount_refunded=1_000), customer_id=customer.id
+        session, charge=parse_charge(charge_payload(amount_refunded=1_000)), customer_id=customer.id
     )
     await session.commit()
 
@@ -351,10 +360,15 @@ async def test_a_charge_with_nothing_refunded_writes_no_row(session: AsyncSessio
     unlisted = charge_payload("ch_test_2", amount_refunded=0)
 
     assert (
-        await service.record_charge_refunds(session, charge=untouched, customer_id=customer.id)
+        await service.record_charge_refunds(
+            session, charge=parse_charge(untouched), customer_id=customer.id
+        )
         == []
     )
     assert (
-        await service.record_charge_refunds(session, charge=unlisted, customer_id=customer.id) == []
+        await service.record_charge_refunds(
+            session, charge=parse_charge(unlisted), customer_id=customer.id
+        )
+        == []
     )
     assert await _rows(session) == []

@@ -6,7 +6,6 @@ from decimal import Decimal
 import pytest
 import stripe
 
-from app.core.config import Settings
 from app.stripe_gateway.client import SAAS_TAX_CODE, StripeGateway
 from app.stripe_gateway.errors import (
     PaymentDeclined,
@@ -15,40 +14,12 @@ from app.stripe_gateway.errors import (
     StripeUnavailable,
 )
 from tests.stripe.fake import FakeStripe, StripeRequest
-from tests.stripe.plugin import fake_stripe  # noqa: F401
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 GOOD_CARD = "pm_card_visa"
 DECLINED_CARD = "pm_card_chargeDeclined"
 INSUFFICIENT_FUNDS_CARD = "pm_card_chargeDeclinedInsufficientFunds"
 SCA_CARD = "pm_card_authenticationRequired"
-
-
-@pytest.fixture
-def gateway() -> StripeGateway:
-    settings = Settings(
-        _env_file=None,
-        ENVIRONMENT="test",
-        STRIPE_SECRET_KEY="sk_test_123",
-        STRIPE_LIVE_MODE=False,
-        STRIPE_API_BASE=None,
-        STRIPE_AUTOMATIC_TAX=False,
-        STRIPE_MAX_NETWORK_RETRIES=0,
-    )
-    return StripeGateway(settings)
-
-
-@pytest.fixture
-def fake(fake_stripe: FakeStripe) -> FakeStripe:  # noqa: F811 - the imported fixture
-    """The fake with a catalog: a monthly Pro price (2900), a yearly one, a Business (9900)."""
-    fake_stripe.add_product(id="plan_pro", name="Pro")
-    fake_stripe.add_product(id="plan_business", name="Business")
-    fake_stripe.add_price(id="price_pro_month", product="plan_pro", unit_amount=2900)
-    fake_stripe.add_price(
-        id="price_pro_year", product="plan_pro", unit_amount=29000, interval="year"
-    )
-    fake_stripe.add_price(id="price_business_month", product="plan_business", unit_amount=9900)
-    return fake_stripe
 
 
 def only(requests: list[StripeRequest]) -> StripeRequest:

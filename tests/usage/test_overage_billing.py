@@ -22,6 +22,7 @@ from app.models import (
     UsagePeriodTotals,
     UsageRecord,
 )
+from app.stripe_gateway.parsing import parse_invoice
 from app.usage.overage_billing import record_invoice_overage
 from app.usage.tasks import (
     bill_ended_subscription_usage,
@@ -721,7 +722,7 @@ async def test_an_invoice_paid_before_its_charge_row_existed_shows_paid_once_bil
     async with app.state.sessionmaker.begin() as other:
         await record_invoice_overage(
             other,
-            invoice=opened,
+            invoice=parse_invoice(opened),
             customer_id=subscription.customer_id,
             subscription_id=subscription.id,
             now=clock.now(),

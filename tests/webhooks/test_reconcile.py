@@ -20,6 +20,7 @@ from app.cli import app as cli
 from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent
+from app.stripe_gateway.parsing import parse_invoice
 from app.webhooks.reconcile import reconcile_stripe_nightly, reconcile_with_stripe
 from tests.conftest import TokenFactory
 from tests.factories import subscribe_through_api
@@ -235,7 +236,7 @@ async def test_an_invoice_recorded_in_an_older_state_is_repaired_from_stripe(
     local = await local_subscription(session)
     await billing_history_service.record_invoice(
         session,
-        invoice={**copy.deepcopy(invoice), "status": "open"},
+        invoice=parse_invoice({**copy.deepcopy(invoice), "status": "open"}),
         customer_id=local.customer_id,
         subscription_id=local.id,
         add_on_price_ids=set(),

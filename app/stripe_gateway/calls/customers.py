@@ -70,6 +70,13 @@ class CustomerCalls(StripeCalls):
             )
         return parse_payment_method(payment_method)
 
+    async def find_payment_method(self, payment_method_id: str) -> PaymentMethodCard | None:
+        """A payment method as Stripe holds it now; None if Stripe has no such one."""
+        payment_method = await self._retrieve_or_none(
+            self._stripe.payment_methods, payment_method_id
+        )
+        return parse_payment_method(payment_method) if payment_method is not None else None
+
     async def attach_payment_method(
         self, *, payment_method_id: str, customer_id: str, idempotency_key: str
     ) -> PaymentMethodCard:

@@ -7,11 +7,19 @@ from typing import Any
 from app.stripe_gateway.calls.base import Params, StripeCalls, plain
 from app.stripe_gateway.parsing import (
     parse_account,
+    parse_customer,
+    parse_event,
     parse_subscription,
     parse_webhook_endpoint,
 )
 from app.stripe_gateway.translation import translated_errors
-from app.stripe_gateway.types import AccountState, SubscriptionState, WebhookEndpointState
+from app.stripe_gateway.types import (
+    AccountState,
+    CustomerState,
+    StripeEventEnvelope,
+    SubscriptionState,
+    WebhookEndpointState,
+)
 
 # Objects a webhook may be about, and how to fetch each afresh.
 _RETRIEVABLE = {
@@ -34,19 +42,24 @@ class EventCalls(StripeCalls):
             return None
         return await self._retrieve_or_none(getattr(self._stripe, service_name), object_id)
 
-    async def list_events(self, *, created_from: datetime | None) -> list[dict[str, Any]]:
+    async def list_events(self, *, created_from: datetime | None) -> list[StripeEventEnvelope]:
         """Stripe's events created at or after `created_from` (Stripe keeps 30 days), oldest
         first. Each is rendered in the API version it was created with, not the pinned one."""
         params: Params = {}
         if created_from is not None:
             params["created"] = {"gte": int(created_from.timestamp())}
-        newest_first = await self._every_page(self._stripe.events, params)
+        newest_first = [
+            parse_event(event) for event in await self._every_page(self._stripe.events, params)
+        ]
         # Reversed, then a stable sort: events of the same second keep Stripe's order.
-        return sorted(reversed(newest_first), key=lambda event: int(event.get("created") or 0))
+        return sorted(reversed(newest_first), key=lambda event: event.created)
 
-    async def list_customers(self) -> list[dict[str, Any]]:
+    async def list_customers(self) -> list[CustomerState]:
         """Every customer of the account, newest first (deleted ones are not listed)."""
-        return await self._every_page(self._stripe.customers, {})
+        return [
+            parse_customer(customer)
+            for customer in await self._every_page(self._stripe.customers, {})
+        ]
 
     async def list_subscriptions(
         self, *, customer_id: str | None = None

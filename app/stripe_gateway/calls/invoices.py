@@ -9,8 +9,9 @@ from app.stripe_gateway.invoice_details import (
     parse_invoice_details,
     tax_rate_ids,
 )
+from app.stripe_gateway.parsing import parse_invoice, parse_invoice_item
 from app.stripe_gateway.translation import translated_errors
-from app.stripe_gateway.types import InvoiceDetails
+from app.stripe_gateway.types import InvoiceDetails, InvoiceItemState, InvoiceState
 
 
 class InvoiceCalls(StripeCalls):
@@ -44,9 +45,17 @@ class InvoiceCalls(StripeCalls):
             }
         return parse_invoice_details(invoice, lines, tax_rates)
 
-    async def list_invoices(self, *, customer_id: str) -> list[dict[str, Any]]:
+    async def find_invoice(self, invoice_id: str) -> InvoiceState | None:
+        """An invoice as Stripe holds it now; None if Stripe has no such invoice."""
+        invoice = await self._retrieve_or_none(self._stripe.invoices, invoice_id)
+        return parse_invoice(invoice) if invoice is not None else None
+
+    async def list_invoices(self, *, customer_id: str) -> list[InvoiceState]:
         """A customer's invoices in every status, newest first, as Stripe holds them."""
-        return await self._every_page(self._stripe.invoices, {"customer": customer_id})
+        return [
+            parse_invoice(invoice)
+            for invoice in await self._every_page(self._stripe.invoices, {"customer": customer_id})
+        ]
 
     # --- overage: invoice items and one-off invoices ---------------------------------
 
@@ -93,13 +102,16 @@ class InvoiceCalls(StripeCalls):
 
     async def list_invoice_items(
         self, *, customer_id: str, created_from: datetime | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[InvoiceItemState]:
         """A customer's invoice items, pending or invoiced, newest first; those created at or
         after `created_from` when given."""
         params: Params = {"customer": customer_id}
         if created_from is not None:
             params["created"] = {"gte": int(created_from.timestamp())}
-        return await self._every_page(self._stripe.invoice_items, params)
+        return [
+            parse_invoice_item(item)
+            for item in await self._every_page(self._stripe.invoice_items, params)
+        ]
 
     async def create_invoice(
         self,

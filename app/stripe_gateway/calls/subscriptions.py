@@ -72,6 +72,11 @@ class SubscriptionCalls(StripeCalls):
             )
         return parse_subscription(subscription)
 
+    async def find_subscription(self, subscription_id: str) -> SubscriptionState | None:
+        """A subscription as Stripe holds it now, nothing expanded; None if Stripe has none."""
+        subscription = await self._retrieve_or_none(self._stripe.subscriptions, subscription_id)
+        return parse_subscription(subscription) if subscription is not None else None
+
     async def find_subscription_by_metadata(
         self, *, customer_id: str, key: str, value: str
     ) -> SubscriptionState | None:

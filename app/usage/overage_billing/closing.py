@@ -4,7 +4,6 @@ transaction). See the package docstring for who closes what.
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 import structlog
 from sqlalchemy import ColumnElement, select, true
@@ -17,7 +16,7 @@ from app.models import (
     UsagePeriodTotals,
 )
 from app.plans import repository as plans_repository
-from app.stripe_gateway.fields import from_timestamp, nested
+from app.stripe_gateway.types import InvoiceState
 from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage import (
@@ -201,37 +200,35 @@ async def close_periods(
     return created
 
 
-def _period_boundary(invoice: dict[str, Any]) -> datetime | None:
+def _period_boundary(invoice: InvoiceState) -> datetime | None:
     """Where the billing period this invoice opens starts: the earliest start of its plan and
     add-on lines that are not prorations. A proration-only invoice (an upgrade mid-period)
     opens no period and closes none."""
-    starts = []
-    for line in nested(invoice, "lines", "data") or []:
-        details = nested(line, "parent", "subscription_item_details")
-        start = nested(line, "period", "start")
-        if isinstance(details, dict) and not details.get("proration") and isinstance(start, int):
-            starts.append(start)
-    if not starts and invoice.get("billing_reason") == "subscription_cycle":
+    starts = [
+        line.period_start
+        for line in invoice.lines
+        if line.for_subscription_item and not line.proration and line.period_start is not None
+    ]
+    if not starts and invoice.billing_reason == "subscription_cycle":
         # Lines cut to the payload's first page: a renewal's own period ends where the next
         # one starts.
-        end = invoice.get("period_end")
-        starts = [end] if isinstance(end, int) else []
-    return _timestamp(min(starts)) if starts else None
+        starts = [invoice.period_end] if invoice.period_end is not None else []
+    return min(starts) if starts else None
 
 
 async def close_periods_for_invoice(
-    session: AsyncSession, *, subscription: Subscription, invoice: dict[str, Any], now: datetime
+    session: AsyncSession, *, subscription: Subscription, invoice: InvoiceState, now: datetime
 ) -> list[int]:
     """`invoice.created` (handler): close the usage periods before the period this invoice
     opens, their charges aimed at this invoice while it is a draft."""
-    if invoice.get("billing_reason") not in CLOSING_BILLING_REASONS:
+    if invoice.billing_reason not in CLOSING_BILLING_REASONS:
         return []
     boundary = _period_boundary(invoice)
     if boundary is None:
         return []
     # Already finalized (an update invoiced at once): nothing can be added to it; the charge
     # names no invoice and is billed with the next one.
-    target = str(invoice["id"]) if invoice.get("status") == "draft" else None
+    target = invoice.id if invoice.status == "draft" else None
     return await close_periods(
         session,
         subscription,
@@ -303,9 +300,3 @@ async def adjust_billed_periods(
         totals.overage_billed_at = now
     await session.flush()
     return created
-
-
-def _timestamp(value: int) -> datetime:
-    moment = from_timestamp(value)
-    assert moment is not None
-    return moment

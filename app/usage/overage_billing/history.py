@@ -2,7 +2,6 @@
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import structlog
 from sqlalchemy import (
@@ -23,7 +22,7 @@ from app.models import (
     OverageCharge,
     Subscription,
 )
-from app.stripe_gateway.fields import nested
+from app.stripe_gateway.types import InvoiceState
 from app.usage.overage_billing import repository as overage_repository
 
 logger = structlog.get_logger(__name__)
@@ -44,7 +43,7 @@ def _forward_status(current: SQLColumnExpression[str], new: str) -> ColumnElemen
 async def record_invoice_overage(
     session: AsyncSession,
     *,
-    invoice: dict[str, Any],
+    invoice: InvoiceState,
     customer_id: int,
     subscription_id: int | None,
     now: datetime,
@@ -52,12 +51,11 @@ async def record_invoice_overage(
     """Keep the `overage` history rows of an invoice's charges in step with the invoice
     (handler, on every invoice event): a pending item that landed on this invoice links its
     charge to it, and each row takes the invoice's status, number and link."""
-    invoice_id = str(invoice["id"])
+    invoice_id = invoice.id
     named = {
         charge_id
-        for metadata in [invoice.get("metadata") or {}]
-        + [line.get("metadata") or {} for line in nested(invoice, "lines", "data") or []]
-        if isinstance(charge_id := metadata.get("overage_charge_id"), str) and charge_id.isdigit()
+        for metadata in [invoice.metadata, *(line.metadata for line in invoice.lines)]
+        if (charge_id := metadata.get("overage_charge_id")) is not None and charge_id.isdigit()
     }
     # Only the invoice's customer's charges: metadata names ids, and an id copied onto the
     # wrong customer's item must not link (or show) someone else's charge.
@@ -98,13 +96,13 @@ async def record_invoice_overage(
                 )
             )
             .values(
-                status=_forward_status(table.status, str(invoice.get("status") or "draft")),
+                status=_forward_status(table.status, invoice.status or "draft"),
                 stripe_invoice_id=invoice_id,
-                number=func.coalesce(invoice.get("number"), table.number),
+                number=func.coalesce(invoice.number, table.number),
                 hosted_invoice_url=func.coalesce(
-                    invoice.get("hosted_invoice_url"), table.hosted_invoice_url
+                    invoice.hosted_invoice_url, table.hosted_invoice_url
                 ),
-                invoice_pdf_url=func.coalesce(invoice.get("invoice_pdf"), table.invoice_pdf_url),
+                invoice_pdf_url=func.coalesce(invoice.invoice_pdf_url, table.invoice_pdf_url),
                 updated_at=func.now(),
             )
         )

@@ -2,13 +2,13 @@
 only, then a short transaction). See the package docstring for where a charge goes.
 """
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import structlog
 from sqlalchemy import select, text, update
@@ -23,7 +23,7 @@ from app.models import (
     Subscription,
 )
 from app.stripe_gateway.client import StripeGateway
-from app.stripe_gateway.fields import expandable_id, nested
+from app.stripe_gateway.types import InvoiceState
 from app.usage.overage_billing.closing import ENDED_STATUSES
 from app.usage.overage_billing.history import record_invoice_overage
 
@@ -127,11 +127,9 @@ async def _find_items(gateway: StripeGateway, billable: _Billable) -> dict[str, 
     for item in await gateway.list_invoice_items(
         customer_id=billable.stripe_customer_id, created_from=charge.created_at - ITEM_LOOKBACK
     ):
-        metadata = item.get("metadata") or {}
+        metadata = item.metadata
         if metadata.get("overage_charge_id") == str(charge.id) and metadata.get("overage_line"):
-            found[str(metadata["overage_line"])] = _StripeItem(
-                str(item["id"]), expandable_id(item.get("invoice"))
-            )
+            found[metadata["overage_line"]] = _StripeItem(item.id, item.invoice_id)
     return found
 
 
@@ -224,30 +222,30 @@ async def _bill_charge_locked(
 
 async def _complete_on_invoice(
     gateway: StripeGateway, billable: _Billable, invoice_id: str, found: dict[str, _StripeItem]
-) -> dict[str, Any] | None:
+) -> InvoiceState | None:
     """Put the charge's missing lines on this invoice while it is a draft (and finalize it
     when it is our one-off invoice); returns the invoice, or None when lines are missing and
     it no longer takes items."""
     assert billable.stripe_customer_id is not None
     charge = billable.charge
-    invoice = await gateway.retrieve_object("invoice", invoice_id)
+    invoice = await gateway.find_invoice(invoice_id)
     if invoice is None:
         return None
     missing = [line for line in billable.lines if line.name not in found]
-    is_draft = invoice.get("status") == "draft"
+    is_draft = invoice.status == "draft"
     if missing and not is_draft:
         return None
     for line in missing:
         found[line.name] = await _create_item(
             gateway, billable, line, invoice_id=invoice_id, key=f"overage:{charge.id}:{line.name}"
         )
-    if is_draft and (invoice.get("metadata") or {}).get("overage_charge_id") == str(charge.id):
+    if is_draft and invoice.metadata.get("overage_charge_id") == str(charge.id):
         # Our one-off invoice: finalized once it holds the items, so Stripe charges the
         # customer's default card.
         status = await gateway.finalize_invoice(
             invoice_id=invoice_id, idempotency_key=f"overage-finalize:{charge.id}"
         )
-        invoice = {**invoice, "status": status}
+        invoice = dataclasses.replace(invoice, status=status)
     return invoice
 
 
@@ -294,7 +292,7 @@ async def _settle(
     gateway: StripeGateway,
     billable: _Billable,
     found: dict[str, _StripeItem],
-    known: dict[str, Any] | None,
+    known: InvoiceState | None,
     now: datetime,
 ) -> str:
     """Complete the row from where its items are: all on one invoice → `invoiced` (with that
@@ -302,13 +300,13 @@ async def _settle(
     invoice → `pending_next_invoice`, linked when that invoice's events arrive."""
     holders = {item.invoice_id for item in found.values()}
     holder = holders.pop() if len(holders) == 1 else None
-    invoice: dict[str, Any] | None = None
+    invoice: InvoiceState | None = None
     if holder is not None:
         invoice = (
             known
-            if known is not None and known.get("id") == holder
-            else await gateway.retrieve_object("invoice", holder)
-        ) or {"id": holder}
+            if known is not None and known.id == holder
+            else await gateway.find_invoice(holder)
+        ) or InvoiceState(id=holder)
     status = await _mark_billed(
         sessionmaker,
         billable,
@@ -335,7 +333,7 @@ async def _catch_up_history_row(
     the status it was billed with until the next event. Statuses only move forward, so a
     late, older event cannot undo this. Best effort: the invoice's next event does the same."""
     try:
-        invoice = await gateway.retrieve_object("invoice", invoice_id)
+        invoice = await gateway.find_invoice(invoice_id)
     except Exception as error:
         logger.warning("overage_history_catch_up_failed", invoice=invoice_id, error=repr(error))
         return
@@ -392,8 +390,8 @@ async def _ensure_monthly_pending_invoicing(
     at creation, or switched to yearly later, gets it here, so its pending items are invoiced
     next month rather than at the yearly renewal."""
     assert billable.stripe_subscription_id is not None
-    subscription = await gateway.retrieve_object("subscription", billable.stripe_subscription_id)
-    if subscription is None or subscription.get("pending_invoice_item_interval"):
+    subscription = await gateway.find_subscription(billable.stripe_subscription_id)
+    if subscription is None or subscription.pending_invoice_item_interval:
         return
     await gateway.update_subscription(
         subscription_id=billable.stripe_subscription_id,
@@ -407,7 +405,7 @@ async def _mark_billed(
     sessionmaker: async_sessionmaker[AsyncSession],
     billable: _Billable,
     status: str,
-    invoice: dict[str, Any] | None,
+    invoice: InvoiceState | None,
     items: dict[str, str],
     now: datetime,
 ) -> str:
@@ -420,7 +418,7 @@ async def _mark_billed(
         if locked.status != "pending":
             return locked.status
         locked.status = status
-        locked.stripe_invoice_id = str(invoice["id"]) if invoice else None
+        locked.stripe_invoice_id = invoice.id if invoice else None
         locked.stripe_invoice_item_ids = json.dumps(items, sort_keys=True)
         locked.invoiced_at = now
         await session.execute(
@@ -430,7 +428,7 @@ async def _mark_billed(
                 subscription_id=charge.subscription_id,
                 type="overage",
                 # The invoice's status while on one; `pending` until the next invoice takes it.
-                status=str(invoice.get("status")) if invoice else "pending",
+                status=str(invoice.status) if invoice else "pending",
                 amount=charge.amount,
                 currency=charge.currency,
                 description=f"{billable.title}, {billable.period}",
@@ -439,9 +437,9 @@ async def _mark_billed(
                 period_end=charge.period_end,
                 stripe_invoice_id=locked.stripe_invoice_id,
                 overage_charge_id=charge.id,
-                number=invoice.get("number") if invoice else None,
-                hosted_invoice_url=invoice.get("hosted_invoice_url") if invoice else None,
-                invoice_pdf_url=invoice.get("invoice_pdf") if invoice else None,
+                number=invoice.number if invoice else None,
+                hosted_invoice_url=invoice.hosted_invoice_url if invoice else None,
+                invoice_pdf_url=invoice.invoice_pdf_url if invoice else None,
                 occurred_at=now,
             )
             .on_conflict_do_nothing(index_elements=["overage_charge_id"])
@@ -451,7 +449,7 @@ async def _mark_billed(
         charge_id=charge.id,
         status=status,
         amount=charge.amount,
-        invoice=invoice.get("id") if invoice else None,
+        invoice=invoice.id if invoice else None,
     )
     return status
 
@@ -479,19 +477,11 @@ async def bill_after_event(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     clock: Clock,
-    event_type: str,
-    obj: dict[str, Any],
+    stripe_subscription_id: str | None,
 ) -> None:
     """Webhook processing calls this after an event's transaction committed: bill what the
-    event closed (its pending charges) at once, while the renewal is still a draft."""
-    if event_type == "invoice.created":
-        stripe_subscription_id = expandable_id(
-            nested(obj, "parent", "subscription_details", "subscription")
-        )
-    elif event_type == "customer.subscription.deleted":
-        stripe_subscription_id = expandable_id(obj.get("id"))
-    else:
-        return
+    event closed (the pending charges of the subscription a renewal's `invoice.created`, or
+    the subscription's deletion, is about) at once, while the renewal is still a draft."""
     if stripe_subscription_id is None:
         return
     async with sessionmaker() as session:
