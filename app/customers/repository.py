@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,4 +53,25 @@ async def update_details(
 ) -> None:
     await session.execute(
         update(Customer).where(Customer.id == customer_id).values(email=email, name=name)
+    )
+
+
+async def get_by_stripe_customer_id(
+    session: AsyncSession, stripe_customer_id: str
+) -> Customer | None:
+    return await session.scalar(
+        select(Customer).where(Customer.stripe_customer_id == stripe_customer_id)
+    )
+
+
+async def mark_stripe_customer_deleted(
+    session: AsyncSession, *, stripe_customer_id: str, deleted_at: datetime
+) -> None:
+    await session.execute(
+        update(Customer)
+        .where(
+            Customer.stripe_customer_id == stripe_customer_id,
+            Customer.stripe_customer_deleted_at.is_(None),
+        )
+        .values(stripe_customer_deleted_at=deleted_at)
     )

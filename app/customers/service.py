@@ -1,5 +1,7 @@
 """Billing accounts: one per dashboard user, and the Stripe customer behind each."""
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.auth import Principal
@@ -42,6 +44,25 @@ async def get_by_dashboard_user_id(
 
 async def get(session: AsyncSession, customer_id: int) -> Customer | None:
     return await repository.get(session, customer_id)
+
+
+async def find_by_stripe_customer_id(
+    session: AsyncSession, stripe_customer_id: str | None
+) -> Customer | None:
+    """Our account behind a Stripe customer, or None (not ours, or no id)."""
+    if not stripe_customer_id:
+        return None
+    return await repository.get_by_stripe_customer_id(session, stripe_customer_id)
+
+
+async def record_stripe_customer_deleted(
+    session: AsyncSession, *, stripe_customer_id: str, now: datetime
+) -> None:
+    """The Stripe customer is gone (deleted on Stripe's dashboard): the account stays, marked
+    once with when we learned it."""
+    await repository.mark_stripe_customer_deleted(
+        session, stripe_customer_id=stripe_customer_id, deleted_at=now
+    )
 
 
 async def ensure_stripe_customer(

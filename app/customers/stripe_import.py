@@ -25,7 +25,7 @@ from app.plans import repository as plans_repository
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import CustomerState, PaymentMethodCard, SubscriptionState
 from app.subscriptions import repository as subscriptions_repository
-from app.subscriptions.stripe_sync import apply_stripe_state
+from app.subscriptions.stripe_state import apply_stripe_state
 from app.webhooks import reconcile
 
 # `pending` is our own reservation state; Stripe never reports it.

@@ -1,6 +1,6 @@
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,5 +91,13 @@ async def customer_holds_live_subscription(session: AsyncSession, customer_id: i
                     Subscription.status.in_(LIVE_STATUSES),
                 )
             )
+        )
+    )
+
+
+async def delete_by_stripe_id(session: AsyncSession, stripe_payment_method_id: str) -> None:
+    await session.execute(
+        delete(PaymentMethod).where(
+            PaymentMethod.stripe_payment_method_id == stripe_payment_method_id
         )
     )

@@ -15,6 +15,7 @@ from app.payment_methods import repository
 from app.payment_methods.errors import LastPaymentMethod
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.errors import PaymentMethodNotFound
+from app.stripe_gateway.types import PaymentMethodCard
 
 
 async def _attach_on_stripe(
@@ -266,3 +267,25 @@ async def create_setup_intent(
     return await gateway.create_setup_intent(
         customer_id=stripe_customer_id, idempotency_key=f"setup-intent:{customer.id}:{attempt}"
     )
+
+
+# Mirroring Stripe's cards (webhook handlers, reconcile, import), in the caller's transaction.
+
+
+async def mirror_card(session: AsyncSession, *, customer_id: int, card: PaymentMethodCard) -> None:
+    """Insert or refresh the card as Stripe holds it."""
+    await repository.upsert_card(session, customer_id=customer_id, card=card)
+
+
+async def mirror_default_card(
+    session: AsyncSession, *, customer_id: int, stripe_payment_method_id: str
+) -> None:
+    """Make the card Stripe charges the default one here too."""
+    await repository.set_default(
+        session, customer_id=customer_id, stripe_payment_method_id=stripe_payment_method_id
+    )
+
+
+async def forget_card(session: AsyncSession, *, stripe_payment_method_id: str) -> None:
+    """The card was detached on Stripe."""
+    await repository.delete_by_stripe_id(session, stripe_payment_method_id)

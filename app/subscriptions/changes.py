@@ -30,7 +30,7 @@ from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import catalog, repository
 from app.subscriptions.errors import ActionNotAllowed, SubscriptionNotFound
 from app.subscriptions.schemas import ManageRequest
-from app.subscriptions.stripe_sync import apply_stripe_state
+from app.subscriptions.stripe_state import apply_stripe_state
 
 ChangeTiming = Literal["now", "period_end"]
 CHANGEABLE_STATUSES = {"trialing", "active", "past_due"}

@@ -125,3 +125,18 @@ async def plan_in_force_at(
         .limit(1)
     )
     return after if after is not None else subscription.plan_id
+
+
+async def get_unconfirmed_reservation_for_update(
+    session: AsyncSession, subscription_id: int
+) -> Subscription | None:
+    """A subscribe's reservation that never learned its Stripe id."""
+    return await session.scalar(
+        select(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.stripe_subscription_id.is_(None))
+        .with_for_update()
+    )
+
+
+async def delete_add_on_line(session: AsyncSession, line: SubscriptionAddOn) -> None:
+    await session.delete(line)

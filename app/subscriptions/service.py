@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.models import AddOn, Customer, Subscription, SubscriptionAddOn
+from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.fields import from_timestamp
+from app.stripe_gateway.types import ScheduleState, SubscriptionState
 from app.subscriptions import catalog, changes, repository
 from app.subscriptions.errors import SubscriptionNotFound
 from app.subscriptions.presentation import describe_subscription
@@ -21,6 +23,7 @@ from app.subscriptions.schemas import (
     SubscriptionPublic,
     SubscriptionResponse,
 )
+from app.subscriptions.stripe_state import apply_stripe_state
 from app.subscriptions.subscribe import subscribe as subscribe_use_case
 
 
@@ -206,3 +209,72 @@ async def preview_change(
         next_invoice_date=preview.next_payment_attempt or preview.period_end,
         proration_date=proration_date,
     )
+
+
+# What Stripe's events change (called by the webhook handlers, in their transaction).
+
+
+async def find_by_stripe_id(
+    session: AsyncSession, stripe_subscription_id: str | None, *, lock: bool
+) -> Subscription | None:
+    """Our subscription behind a Stripe subscription; `lock` when the caller writes what
+    depends on its state."""
+    if not stripe_subscription_id:
+        return None
+    return await repository.get_by_stripe_id(session, stripe_subscription_id, for_update=lock)
+
+
+async def find_for_stripe_state(
+    session: AsyncSession, state: SubscriptionState, *, lock: bool = True
+) -> Subscription | None:
+    """Ours by Stripe id, else the reservation a subscribe made before it learned the id (a
+    subscribe whose answer we never recorded: the reservation's id is in the metadata)."""
+    subscription = await repository.get_by_stripe_id(session, state.id, for_update=lock)
+    if subscription is not None:
+        return subscription
+    reservation = state.metadata.get("billing_subscription_id")
+    if reservation and reservation.isdigit():
+        return await repository.get_unconfirmed_reservation_for_update(session, int(reservation))
+    return None
+
+
+async def apply_state(
+    session: AsyncSession,
+    subscription: Subscription,
+    state: SubscriptionState,
+    *,
+    observed_at: datetime | None,
+) -> None:
+    """Copy Stripe's state of the subscription onto ours (see `stripe_state`)."""
+    await apply_stripe_state(session, subscription, state, observed_at=observed_at)
+
+
+async def apply_schedule(
+    session: AsyncSession, subscription: Subscription, schedule: ScheduleState
+) -> None:
+    """The pending plan change of manage/: phase two of an active schedule, or none."""
+    if schedule.status not in ("active", "not_started") or len(schedule.phase_bounds) < 2:
+        subscription.pending_plan_id = None
+        subscription.pending_billing_cycle = None
+        subscription.pending_change_at = None
+        subscription.stripe_schedule_id = None
+        return
+    plans = await plans_service.plans_by_price_ids(session, set(schedule.next_phase_price_ids))
+    if not plans:
+        return
+    plan, cycle = next(iter(plans.values()))
+    subscription.stripe_schedule_id = schedule.id
+    subscription.pending_plan_id = plan.id
+    subscription.pending_billing_cycle = cycle
+    subscription.pending_change_at = schedule.current_phase_end
+
+
+def record_payment_recovered(subscription: Subscription) -> None:
+    """The failed-attempt counter and the grace period reset."""
+    subscription.failed_payment_attempts = 0
+    subscription.grace_period_ends_at = None
+
+
+def record_failed_payment_attempts(subscription: Subscription, attempts: int) -> None:
+    """Stripe's count of attempts at the open invoice, so a redelivery cannot count twice."""
+    subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)

@@ -27,7 +27,7 @@ from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import catalog, repository
 from app.subscriptions.errors import SubscriptionExists
 from app.subscriptions.schemas import SubscribeRequest
-from app.subscriptions.stripe_sync import apply_stripe_state
+from app.subscriptions.stripe_state import apply_stripe_state
 
 # How long a request holds a reservation while it talks to Stripe (longer than its Stripe
 # calls can take, retries included). A request that died stops blocking retries after this.

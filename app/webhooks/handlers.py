@@ -9,20 +9,14 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_history import service as billing_history_service
-from app.models import (
-    Customer,
-    Notification,
-    OperatorAlert,
-    PaymentMethod,
-    Subscription,
-)
-from app.payment_methods import repository as payment_methods_repository
-from app.plans import repository as plans_repository
+from app.customers import service as customers_service
+from app.models import Customer, Subscription
+from app.notifications import service as notifications_service
+from app.operator_alerts import service as operator_alerts_service
+from app.payment_methods import service as payment_methods_service
 from app.plans import service as plans_service
 from app.stripe_gateway.parsing import (
     parse_charge,
@@ -35,8 +29,7 @@ from app.stripe_gateway.parsing import (
     parse_subscription,
 )
 from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
-from app.subscriptions import repository as subscriptions_repository
-from app.subscriptions.stripe_sync import apply_stripe_state
+from app.subscriptions import service as subscriptions_service
 from app.usage import overage_billing
 
 logger = structlog.get_logger(__name__)
@@ -67,69 +60,19 @@ class EventContext:
 Handler = Callable[[AsyncSession, EventContext], Awaitable[None]]
 
 
-async def _customer_by_stripe_id(
-    session: AsyncSession, stripe_customer_id: str | None
-) -> Customer | None:
-    if not stripe_customer_id:
-        return None
-    return await session.scalar(
-        select(Customer).where(Customer.stripe_customer_id == stripe_customer_id)
-    )
-
-
-async def _our_subscription(session: AsyncSession, state: SubscriptionState) -> Subscription | None:
-    subscription = await subscriptions_repository.get_by_stripe_id(
-        session, state.id, for_update=True
-    )
-    if subscription is not None:
-        return subscription
-    # Created by a subscribe whose answer we never recorded: its reservation id is in the
-    # metadata.
-    reservation = state.metadata.get("billing_subscription_id")
-    if reservation and reservation.isdigit():
-        return await session.scalar(
-            select(Subscription)
-            .where(
-                Subscription.id == int(reservation), Subscription.stripe_subscription_id.is_(None)
-            )
-            .with_for_update()
-        )
-    return None
-
-
-async def _notify(
-    session: AsyncSession,
-    *,
-    customer_id: int,
-    kind: str,
-    dedupe_key: str,
-    payload: dict[str, Any],
-    now: datetime,
-) -> None:
-    await session.execute(
-        insert(Notification)
-        .values(
-            customer_id=customer_id,
-            kind=kind,
-            dedupe_key=dedupe_key,
-            payload=payload,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-    )
-
-
 # --- subscriptions ---------------------------------------------------------------------
 
 
 async def _apply_subscription(
     session: AsyncSession, state: SubscriptionState, context: EventContext
 ) -> None:
-    subscription = await _our_subscription(session, state)
+    subscription = await subscriptions_service.find_for_stripe_state(session, state)
     if subscription is None:
         logger.info("webhook_subscription_not_ours", stripe_id=state.id)
         return
-    await apply_stripe_state(session, subscription, state, observed_at=context.occurred_at)
+    await subscriptions_service.apply_state(
+        session, subscription, state, observed_at=context.occurred_at
+    )
 
 
 async def subscription_changed(session: AsyncSession, context: EventContext) -> None:
@@ -145,9 +88,7 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
     (`app.usage.overage_billing`)."""
     state = parse_subscription(context.obj)
     await _apply_subscription(session, state, context)
-    subscription = await subscriptions_repository.get_by_stripe_id(
-        session, state.id, for_update=True
-    )
+    subscription = await subscriptions_service.find_by_stripe_id(session, state.id, lock=True)
     if subscription is not None:
         await overage_billing.close_periods_on_cancel(
             session, subscription=subscription, now=context.now
@@ -156,12 +97,13 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
 
 async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
     state = parse_subscription(context.obj)
-    subscription = await _our_subscription(session, state)
+    # Only read (whose trial it is): no lock.
+    subscription = await subscriptions_service.find_for_stripe_state(session, state, lock=False)
     trial_end = state.trial_end
     # Stripe also sends this when a trial is ended early: remind only of a trial still ahead.
     if subscription is None or trial_end is None or trial_end <= context.now:
         return
-    await _notify(
+    await notifications_service.notify(
         session,
         customer_id=subscription.customer_id,
         kind="trial_will_end",
@@ -176,25 +118,11 @@ async def schedule_changed(session: AsyncSession, context: EventContext) -> None
     schedule = parse_schedule(context.obj)
     if not schedule.subscription_id:
         return
-    subscription = await subscriptions_repository.get_by_stripe_id(
-        session, schedule.subscription_id, for_update=True
+    subscription = await subscriptions_service.find_by_stripe_id(
+        session, schedule.subscription_id, lock=True
     )
-    if subscription is None:
-        return
-    if schedule.status not in ("active", "not_started") or len(schedule.phase_bounds) < 2:
-        subscription.pending_plan_id = None
-        subscription.pending_billing_cycle = None
-        subscription.pending_change_at = None
-        subscription.stripe_schedule_id = None
-        return
-    plans = await plans_repository.plans_by_price_ids(session, set(schedule.next_phase_price_ids))
-    if not plans:
-        return
-    plan, cycle = next(iter(plans.values()))
-    subscription.stripe_schedule_id = schedule.id
-    subscription.pending_plan_id = plan.id
-    subscription.pending_billing_cycle = cycle
-    subscription.pending_change_at = schedule.current_phase_end
+    if subscription is not None:
+        await subscriptions_service.apply_schedule(session, subscription, schedule)
 
 
 # --- invoices --------------------------------------------------------------------------
@@ -203,15 +131,11 @@ async def schedule_changed(session: AsyncSession, context: EventContext) -> None
 async def _record_invoice(
     session: AsyncSession, invoice: InvoiceState, context: EventContext
 ) -> tuple[Customer | None, Subscription | None]:
-    customer = await _customer_by_stripe_id(session, invoice.customer_id)
+    customer = await customers_service.find_by_stripe_customer_id(session, invoice.customer_id)
     if customer is None:
         return None, None
-    subscription = (
-        await subscriptions_repository.get_by_stripe_id(
-            session, invoice.subscription_id, for_update=True
-        )
-        if invoice.subscription_id
-        else None
+    subscription = await subscriptions_service.find_by_stripe_id(
+        session, invoice.subscription_id, lock=True
     )
     # Our own one-off invoice of an ended subscription's overage: the charge's `overage`
     # row already stands for it (and follows its status below); a row of its own would list
@@ -268,8 +192,7 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
         created=invoice.created,
     )
     if not newer_unpaid:
-        subscription.failed_payment_attempts = 0
-        subscription.grace_period_ends_at = None
+        subscriptions_service.record_payment_recovered(subscription)
 
 
 async def invoice_payment_failed(session: AsyncSession, context: EventContext) -> None:
@@ -283,7 +206,7 @@ async def invoice_payment_failed(session: AsyncSession, context: EventContext) -
     if invoice.status != "open":
         return
     if subscription is not None and attempts is not None:
-        subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)
+        subscriptions_service.record_failed_payment_attempts(subscription, attempts)
 
 
 async def invoice_action_required(session: AsyncSession, context: EventContext) -> None:
@@ -293,7 +216,7 @@ async def invoice_action_required(session: AsyncSession, context: EventContext) 
     customer, _ = await _record_invoice(session, invoice, context)
     if customer is None:
         return
-    await _notify(
+    await notifications_service.notify(
         session,
         customer_id=customer.id,
         kind="payment_action_required",
@@ -308,17 +231,15 @@ async def invoice_action_required(session: AsyncSession, context: EventContext) 
 
 async def payment_method_attached(session: AsyncSession, context: EventContext) -> None:
     card = parse_payment_method(context.obj)
-    customer = await _customer_by_stripe_id(session, card.customer_id)
+    customer = await customers_service.find_by_stripe_customer_id(session, card.customer_id)
     if customer is None:
         return
-    await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
+    await payment_methods_service.mirror_card(session, customer_id=customer.id, card=card)
 
 
 async def payment_method_detached(session: AsyncSession, context: EventContext) -> None:
-    await session.execute(
-        delete(PaymentMethod).where(
-            PaymentMethod.stripe_payment_method_id == parse_payment_method(context.obj).id
-        )
+    await payment_methods_service.forget_card(
+        session, stripe_payment_method_id=parse_payment_method(context.obj).id
     )
 
 
@@ -327,13 +248,13 @@ async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -
     to this one beforehand when the customer had none: a first card must be chargeable)."""
     setup_intent = parse_setup_intent(context.obj)
     card = context.related.payment_method
-    customer = await _customer_by_stripe_id(session, setup_intent.customer_id)
+    customer = await customers_service.find_by_stripe_customer_id(session, setup_intent.customer_id)
     if card is None or customer is None:
         return
-    await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
+    await payment_methods_service.mirror_card(session, customer_id=customer.id, card=card)
     stripe_default = context.related.default_payment_method_id
     if stripe_default:
-        await payment_methods_repository.set_default(
+        await payment_methods_service.mirror_default_card(
             session, customer_id=customer.id, stripe_payment_method_id=stripe_default
         )
 
@@ -343,7 +264,7 @@ async def setup_intent_succeeded(session: AsyncSession, context: EventContext) -
 
 async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
     charge = parse_charge(context.obj)
-    customer = await _customer_by_stripe_id(session, charge.customer_id)
+    customer = await customers_service.find_by_stripe_customer_id(session, charge.customer_id)
     if customer is None:
         return
     await billing_history_service.record_charge_refunds(
@@ -354,35 +275,26 @@ async def charge_refunded(session: AsyncSession, context: EventContext) -> None:
 async def dispute_created(session: AsyncSession, context: EventContext) -> None:
     dispute = parse_dispute(context.obj)
     charge_id = dispute.charge_id
-    await session.execute(
-        insert(OperatorAlert)
-        .values(
-            kind="charge_dispute",
-            severity="high",
-            message=f"Charge {charge_id} disputed: {dispute.reason}",
-            details={
-                "dispute": dispute.id,
-                "charge": charge_id,
-                "amount": dispute.amount,
-                "currency": dispute.currency,
-                "reason": dispute.reason,
-            },
-            dedupe_key=f"dispute:{dispute.id}",
-            created_at=context.now,
-        )
-        .on_conflict_do_nothing(index_elements=[OperatorAlert.dedupe_key])
+    await operator_alerts_service.raise_alert(
+        session,
+        kind="charge_dispute",
+        message=f"Charge {charge_id} disputed: {dispute.reason}",
+        details={
+            "dispute": dispute.id,
+            "charge": charge_id,
+            "amount": dispute.amount,
+            "currency": dispute.currency,
+            "reason": dispute.reason,
+        },
+        dedupe_key=f"dispute:{dispute.id}",
+        now=context.now,
     )
     logger.warning("charge_disputed", dispute=dispute.id, charge=charge_id)
 
 
 async def customer_deleted(session: AsyncSession, context: EventContext) -> None:
-    await session.execute(
-        update(Customer)
-        .where(
-            Customer.stripe_customer_id == parse_customer(context.obj).id,
-            Customer.stripe_customer_deleted_at.is_(None),
-        )
-        .values(stripe_customer_deleted_at=context.now)
+    await customers_service.record_stripe_customer_deleted(
+        session, stripe_customer_id=parse_customer(context.obj).id, now=context.now
     )
 
 

@@ -36,7 +36,7 @@ from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
 from app.subscriptions import repository as subscriptions_repository
-from app.subscriptions.stripe_sync import apply_stripe_state
+from app.subscriptions.stripe_state import apply_stripe_state
 from app.webhooks import repository
 from app.webhooks.processing import process_event
 from app.webhooks.service import _event_row

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Subscription, SubscriptionPlan
-from app.subscriptions.stripe_sync import plan_change_effective_at
+from app.subscriptions.stripe_state import plan_change_effective_at
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_add_on, create_synced_plan
 from tests.stripe.fake import FakeStripe

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Customer, PaymentMethod, Subscription
-from app.subscriptions.stripe_sync import refresh_from_stripe
+from app.subscriptions.stripe_state import refresh_from_stripe
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_plan, create_synced_add_on, create_synced_plan
 from tests.stripe.fake import FakeStripe

@@ -85,7 +85,7 @@ async def apply_stripe_state(
             line.stripe_subscription_item_id is not None
             and line.stripe_subscription_item_id not in item_ids
         ):
-            await session.delete(line)
+            await repository.delete_add_on_line(session, line)
     await session.flush()
 
 
