@@ -20,6 +20,7 @@ from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.jobs.context import CONTEXT_KEY, JobContext
 from app.stripe_gateway.client import StripeGateway
+from app.stripe_sync.tasks import reconcile_stripe_nightly
 from app.usage.tasks import (
     bill_ended_subscription_usage,
     bill_overage_adjustments,
@@ -28,7 +29,6 @@ from app.usage.tasks import (
     detect_usage_anomalies,
     sweep_overage_charges,
 )
-from app.webhooks.reconcile import reconcile_stripe_nightly
 from app.webhooks.tasks import (
     process_stripe_event,
     purge_stripe_event_payloads,

@@ -369,3 +369,18 @@ async def move_to_archive(
         .returning(_ARCHIVE.c.id)
     )
     return list((await session.scalars(statement)).all())
+
+
+async def list_invoice_rows(session: AsyncSession) -> list[BillingRecord]:
+    """The hot table's rows of whole invoices (not refunds, not an overage charge's row on
+    its invoice), oldest first."""
+    rows = await session.execute(
+        _record_columns(_HOT)
+        .where(
+            _HOT.c.stripe_refund_id.is_(None),
+            _HOT.c.stripe_invoice_id.is_not(None),
+            _HOT.c.overage_charge_id.is_(None),
+        )
+        .order_by(_HOT.c.id)
+    )
+    return [_record(row) for row in rows.mappings()]

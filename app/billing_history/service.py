@@ -291,3 +291,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     if occurred_at.tzinfo is None or not 1 <= row_id <= _MAX_ID:
         raise InvalidCursor()
     return occurred_at, row_id
+
+
+async def list_invoice_rows(session: AsyncSession) -> list[BillingRecord]:
+    """The invoices the hot billing history holds (reconcile compares them with Stripe's)."""
+    return await repository.list_invoice_rows(session)

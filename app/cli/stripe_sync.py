@@ -72,7 +72,7 @@ def reconcile_stripe(
 ) -> None:
     """Process the Stripe events never received, then compare subscriptions, invoices and
     cards with Stripe and print the drift; exit code 1 while drift remains."""
-    from app.webhooks.reconcile import ReconcileReport, drift_table, reconcile_with_stripe
+    from app.stripe_sync.reconcile import ReconcileReport, drift_table, reconcile_with_stripe
 
     settings = get_settings()
     start: datetime | None = None
@@ -129,7 +129,7 @@ def reconcile_stripe(
 def import_stripe() -> None:
     """Adopt the customers, live subscriptions and cards already in the Stripe account (the
     old module's), matched by metadata `dashboard_user_id`, else email; idempotent."""
-    from app.customers.stripe_import import ImportReport, import_from_stripe
+    from app.stripe_sync.stripe_import import ImportReport, import_from_stripe
 
     async def work(
         sessionmaker: async_sessionmaker[AsyncSession], gateway: StripeGateway

@@ -1,6 +1,7 @@
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,3 +76,32 @@ async def mark_stripe_customer_deleted(
         )
         .values(stripe_customer_deleted_at=deleted_at)
     )
+
+
+async def list_linked_to_stripe(session: AsyncSession) -> Sequence[Customer]:
+    return (
+        await session.scalars(
+            select(Customer)
+            .where(
+                Customer.stripe_customer_id.is_not(None),
+                Customer.stripe_customer_deleted_at.is_(None),
+            )
+            .order_by(Customer.id)
+        )
+    ).all()
+
+
+async def stripe_customer_ids(session: AsyncSession, customer_ids: set[int]) -> dict[int, str]:
+    rows = await session.execute(
+        select(Customer.id, Customer.stripe_customer_id).where(
+            Customer.id.in_(customer_ids), Customer.stripe_customer_id.is_not(None)
+        )
+    )
+    return {customer_id: str(stripe_id) for customer_id, stripe_id in rows.all()}
+
+
+async def list_by_email(session: AsyncSession, email: str) -> Sequence[Customer]:
+    # Addresses are compared case-insensitively: Stripe keeps the case it was given.
+    return (
+        await session.scalars(select(Customer).where(func.lower(Customer.email) == email.lower()))
+    ).all()

@@ -1,5 +1,6 @@
 """Billing accounts: one per dashboard user, and the Stripe customer behind each."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -102,3 +103,40 @@ async def ensure_stripe_customer(
         )
     customer.stripe_customer_id = recorded
     return recorded
+
+
+async def list_linked_to_stripe(session: AsyncSession) -> Sequence[Customer]:
+    """Accounts with a Stripe customer that still exists (reconcile compares their cards)."""
+    return await repository.list_linked_to_stripe(session)
+
+
+async def stripe_customer_ids(session: AsyncSession, customer_ids: set[int]) -> dict[int, str]:
+    """Each of these accounts' Stripe customer id, for those that have one."""
+    return await repository.stripe_customer_ids(session, customer_ids)
+
+
+async def list_by_email(session: AsyncSession, email: str) -> Sequence[Customer]:
+    """The accounts with this email, whatever its case."""
+    return await repository.list_by_email(session, email)
+
+
+async def create_if_missing(
+    session: AsyncSession, *, dashboard_user_id: str, email: str | None, name: str | None
+) -> Customer:
+    """The account of a dashboard user, created with these details if it does not exist."""
+    await repository.insert_if_missing(
+        session, dashboard_user_id=dashboard_user_id, email=email, name=name
+    )
+    customer = await repository.get_by_dashboard_user_id(session, dashboard_user_id)
+    assert customer is not None
+    return customer
+
+
+async def link_stripe_customer(
+    session: AsyncSession, *, customer_id: int, stripe_customer_id: str
+) -> str:
+    """Record the account's Stripe customer unless it has one; returns the one recorded.
+    Raises IntegrityError when another account holds that Stripe customer."""
+    return await repository.set_stripe_customer_id_if_missing(
+        session, customer_id=customer_id, stripe_customer_id=stripe_customer_id
+    )

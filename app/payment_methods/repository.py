@@ -101,3 +101,15 @@ async def delete_by_stripe_id(session: AsyncSession, stripe_payment_method_id: s
             PaymentMethod.stripe_payment_method_id == stripe_payment_method_id
         )
     )
+
+
+async def list_all(session: AsyncSession) -> Sequence[PaymentMethod]:
+    return (await session.scalars(select(PaymentMethod).order_by(PaymentMethod.id))).all()
+
+
+async def clear_default(session: AsyncSession, *, customer_id: int) -> None:
+    await session.execute(
+        update(PaymentMethod)
+        .where(PaymentMethod.customer_id == customer_id, PaymentMethod.is_default.is_(True))
+        .values(is_default=False)
+    )

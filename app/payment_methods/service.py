@@ -289,3 +289,31 @@ async def mirror_default_card(
 async def forget_card(session: AsyncSession, *, stripe_payment_method_id: str) -> None:
     """The card was detached on Stripe."""
     await repository.delete_by_stripe_id(session, stripe_payment_method_id)
+
+
+async def mirrored_cards_by_customer(session: AsyncSession) -> dict[int, list[PaymentMethod]]:
+    """Every mirrored card, by account (reconcile compares them with Stripe's)."""
+    cards: dict[int, list[PaymentMethod]] = {}
+    for card in await repository.list_all(session):
+        cards.setdefault(card.customer_id, []).append(card)
+    return cards
+
+
+async def list_mirrored_cards(session: AsyncSession, customer_id: int) -> Sequence[PaymentMethod]:
+    return await repository.list_for_customer(session, customer_id)
+
+
+async def forget_customer_card(
+    session: AsyncSession, *, customer_id: int, stripe_payment_method_id: str
+) -> bool:
+    """Remove one account's mirrored card; False when it had no such card."""
+    card = await repository.get_for_customer(session, customer_id, stripe_payment_method_id)
+    if card is None:
+        return False
+    await repository.delete_card(session, card)
+    return True
+
+
+async def clear_default_card(session: AsyncSession, *, customer_id: int) -> None:
+    """Stripe's default is no card (or none at all): no mirrored card is the default."""
+    await repository.clear_default(session, customer_id=customer_id)

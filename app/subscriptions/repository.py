@@ -140,3 +140,23 @@ async def get_unconfirmed_reservation_for_update(
 
 async def delete_add_on_line(session: AsyncSession, line: SubscriptionAddOn) -> None:
     await session.delete(line)
+
+
+async def list_linked_to_stripe(session: AsyncSession) -> Sequence[Subscription]:
+    """Every subscription Stripe knows, but those still `pending` (a subscribe in flight;
+    its request completes it)."""
+    return (
+        await session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.stripe_subscription_id.is_not(None),
+                Subscription.status != "pending",
+            )
+            .order_by(Subscription.id)
+        )
+    ).all()
+
+
+async def insert(session: AsyncSession, subscription: Subscription) -> None:
+    session.add(subscription)
+    await session.flush()

@@ -1,8 +1,10 @@
 """Reading the subscription, the manage actions' dispatch, and the change preview."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from arq.connections import ArqRedis
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
@@ -278,3 +280,41 @@ def record_payment_recovered(subscription: Subscription) -> None:
 def record_failed_payment_attempts(subscription: Subscription, attempts: int) -> None:
     """Stripe's count of attempts at the open invoice, so a redelivery cannot count twice."""
     subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)
+
+
+async def list_linked_to_stripe(session: AsyncSession) -> Sequence[Subscription]:
+    """The subscriptions to compare with Stripe's (reconcile)."""
+    return await repository.list_linked_to_stripe(session)
+
+
+async def find_live_for_customer(
+    session: AsyncSession, customer_id: int, *, lock: bool
+) -> Subscription | None:
+    return await repository.get_live_for_customer(session, customer_id, for_update=lock)
+
+
+async def adopt_stripe_subscription(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    plan_id: int,
+    billing_cycle: str,
+    state: SubscriptionState,
+) -> Subscription | None:
+    """Take over a subscription that exists only on Stripe (the old module's); None when the
+    account got a live subscription meanwhile (the one-live-subscription index decides)."""
+    subscription = Subscription(
+        customer_id=customer_id,
+        plan_id=plan_id,
+        billing_cycle=billing_cycle,
+        status=state.status,
+        stripe_subscription_id=state.id,
+    )
+    try:
+        # A savepoint: a subscribe racing the import is reported, not fatal.
+        async with session.begin_nested():
+            await repository.insert(session, subscription)
+    except IntegrityError:
+        return None
+    await apply_stripe_state(session, subscription, state)
+    return subscription

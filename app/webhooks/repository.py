@@ -109,3 +109,7 @@ async def purge_payloads(session: AsyncSession, *, received_before: datetime, no
         .values(payload=None, payload_purged_at=now)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def newest_created_at(session: AsyncSession) -> datetime | None:
+    return await session.scalar(select(func.max(StripeEvent.stripe_created_at)))

@@ -6,10 +6,10 @@ from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
+from app.jobs.enqueue import enqueue_job
 from app.stripe_gateway.parsing import NotAStripeEvent, parse_event
 from app.stripe_gateway.types import StripeEventEnvelope
 from app.stripe_gateway.webhook_signature import InvalidWebhookSignature, verify_webhook
@@ -44,29 +44,18 @@ async def enqueue_processing(
     defer: timedelta | None = None,
 ) -> bool:
     """Ask the worker to process an event. Failing is fine: the row is stored and the
-    sweeper enqueues what is still pending, so Redis being down loses nothing."""
-    try:
-        job = await redis.enqueue_job(
-            PROCESS_JOB,
-            stripe_event_id,
-            _job_id=job_id(stripe_event_id, attempt),
-            _defer_by=defer,
-        )
-    except (RedisError, OSError, TimeoutError) as error:
-        logger.warning("webhook_enqueue_failed", event_id=stripe_event_id, error=str(error))
-        return False
-    if job is None:
-        # arq still holds a job (or its result) under this id: the sweeper tries another.
-        logger.info("webhook_enqueue_refused", event_id=stripe_event_id, job_id=attempt)
-        return False
-    return True
+    sweeper enqueues what is still pending, so Redis being down loses nothing (a refused id,
+    held by arq for an earlier job, is left to the sweeper too)."""
+    return await enqueue_job(
+        redis, PROCESS_JOB, stripe_event_id, job_id=job_id(stripe_event_id, attempt), defer=defer
+    )
 
 
 def _short_text(value: str | None, limit: int) -> str | None:
     return value if value is not None and 0 < len(value) <= limit else None
 
 
-def _event_row(event: StripeEventEnvelope, received_at: datetime) -> dict[str, Any]:
+def event_row(event: StripeEventEnvelope, received_at: datetime) -> dict[str, Any]:
     """The stored row of a signed event; an id or type longer than its column is refused
     (400), never a 500."""
     event_id = _short_text(event.id, 255)
@@ -107,7 +96,7 @@ async def receive_event(
     except NotAStripeEvent as error:
         # Signed but not shaped like an event: refused (400), never a 500.
         raise InvalidWebhook(str(error)) from error
-    row = _event_row(event, clock.now())
+    row = event_row(event, clock.now())
     if await repository.insert_event_if_new(session, row):
         logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
         return ReceivedEvent(
@@ -128,3 +117,34 @@ async def receive_event(
         needs_processing=stored.status == "pending",
         attempts=stored.attempts,
     )
+
+
+async def store_event_if_new(
+    session: AsyncSession, event: StripeEventEnvelope, *, received_at: datetime
+) -> bool:
+    """Store an event the way a delivery is stored (for events caught up from Stripe's
+    list); False when it is stored already."""
+    return await repository.insert_event_if_new(session, event_row(event, received_at))
+
+
+async def newest_stored_event_time(session: AsyncSession) -> datetime | None:
+    """Stripe's `created` of the newest event stored."""
+    return await repository.newest_created_at(session)
+
+
+async def claim_watermark(
+    session: AsyncSession, *, object_type: str, object_id: str, as_of: datetime
+) -> bool:
+    """Take an object's watermark to apply its state as Stripe held it at `as_of`.
+
+    False, changing nothing, when state at least as recent was applied meanwhile. Otherwise
+    the watermark moves to `as_of`, so an older event processed later re-fetches the object
+    instead of undoing what is applied now.
+    """
+    watermark = await repository.lock_watermark(
+        session, object_id=object_id, object_type=object_type
+    )
+    if watermark.applied_as_of is not None and watermark.applied_as_of >= as_of:
+        return False
+    watermark.applied_as_of = as_of
+    return True

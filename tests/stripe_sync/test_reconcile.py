@@ -21,7 +21,8 @@ from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent
 from app.stripe_gateway.parsing import parse_invoice
-from app.webhooks.reconcile import reconcile_stripe_nightly, reconcile_with_stripe
+from app.stripe_sync.reconcile import reconcile_with_stripe
+from app.stripe_sync.tasks import reconcile_stripe_nightly
 from tests.conftest import TokenFactory
 from tests.factories import subscribe_through_api
 from tests.jobs import app_job_ctx

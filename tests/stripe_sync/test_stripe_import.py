@@ -15,9 +15,9 @@ from typer.testing import CliRunner, Result
 from app.cli import app as cli
 from app.core.clock import FrozenClock
 from app.core.config import Settings
-from app.customers.stripe_import import import_from_stripe
 from app.models import Customer, PaymentMethod, Subscription
 from app.stripe_gateway.client import StripeGateway
+from app.stripe_sync.stripe_import import import_from_stripe
 from tests.conftest import TEST_NOW
 from tests.factories import create_customer, create_synced_plan
 from tests.stripe.fake import FakeStripe, StripeRequest

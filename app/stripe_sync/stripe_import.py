@@ -12,21 +12,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
-from app.customers import repository
-from app.models import Customer, Subscription
+from app.customers import service as customers_service
+from app.models import Customer
 from app.models.subscription import LIVE_STATUSES
-from app.payment_methods import repository as payment_methods_repository
-from app.plans import repository as plans_repository
+from app.payment_methods import service as payment_methods_service
+from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import CustomerState, PaymentMethodCard, SubscriptionState
-from app.subscriptions import repository as subscriptions_repository
-from app.subscriptions.stripe_state import apply_stripe_state
-from app.webhooks import reconcile
+from app.subscriptions import service as subscriptions_service
+from app.webhooks import service as webhooks_service
 
 # `pending` is our own reservation state; Stripe never reports it.
 _LIVE_ON_STRIPE = frozenset(LIVE_STATUSES) - {"pending"}
@@ -63,13 +61,11 @@ class _NoMatch:
 
 async def _match(session: AsyncSession, stripe_customer: CustomerState) -> _Match | _NoMatch:
     """The account a Stripe customer belongs to, or why it has none."""
-    linked = await session.scalar(
-        select(Customer).where(Customer.stripe_customer_id == stripe_customer.id)
-    )
+    linked = await customers_service.find_by_stripe_customer_id(session, stripe_customer.id)
     if linked is not None:
         return _Match(linked.dashboard_user_id, "linked")
     if stripe_customer.dashboard_user_id:
-        owner = await repository.get_by_dashboard_user_id(
+        owner = await customers_service.get_by_dashboard_user_id(
             session, stripe_customer.dashboard_user_id
         )
         if owner is not None and owner.stripe_customer_id is not None:
@@ -83,12 +79,7 @@ async def _match(session: AsyncSession, stripe_customer: CustomerState) -> _Matc
             )
         return _Match(stripe_customer.dashboard_user_id, "metadata")
     if stripe_customer.email:
-        # Addresses are compared case-insensitively: Stripe keeps the case it was given.
-        candidates = (
-            await session.scalars(
-                select(Customer).where(func.lower(Customer.email) == stripe_customer.email.lower())
-            )
-        ).all()
+        candidates = await customers_service.list_by_email(session, stripe_customer.email)
         free = [candidate for candidate in candidates if candidate.stripe_customer_id is None]
         if len(free) == 1:
             return _Match(free[0].dashboard_user_id, "email")
@@ -127,21 +118,20 @@ async def _link(
     created = False
     if match.how == "metadata":
         created = (
-            await repository.get_by_dashboard_user_id(session, match.dashboard_user_id) is None
+            await customers_service.get_by_dashboard_user_id(session, match.dashboard_user_id)
+            is None
         )
-        await repository.insert_if_missing(
-            session,
-            dashboard_user_id=match.dashboard_user_id,
-            email=stripe_customer.email,
-            name=stripe_customer.name,
-        )
-    customer = await repository.get_by_dashboard_user_id(session, match.dashboard_user_id)
-    assert customer is not None
+    customer = await customers_service.create_if_missing(
+        session,
+        dashboard_user_id=match.dashboard_user_id,
+        email=stripe_customer.email,
+        name=stripe_customer.name,
+    )
     try:
         # A savepoint: another account holding this Stripe customer (a run racing this
         # one) is reported, not fatal.
         async with session.begin_nested():
-            recorded = await repository.set_stripe_customer_id_if_missing(
+            recorded: str | None = await customers_service.link_stripe_customer(
                 session, customer_id=customer.id, stripe_customer_id=stripe_customer.id
             )
     except IntegrityError:
@@ -174,14 +164,12 @@ async def _adopt_subscription(
     # Newest first (Stripe's order): of two live subscriptions the newer one is adopted,
     # since the one-live-subscription index admits one.
     live = [state for state in subscriptions if state.status in _LIVE_ON_STRIPE]
-    plans = await plans_repository.plans_by_price_ids(
+    plans = await plans_service.plans_by_price_ids(
         session, {item.price_id for state in live for item in state.items}
     )
-    held = await subscriptions_repository.get_live_for_customer(
-        session, customer.id, for_update=True
-    )
+    held = await subscriptions_service.find_live_for_customer(session, customer.id, lock=True)
     for state in live:
-        if await subscriptions_repository.get_by_stripe_id(session, state.id) is not None:
+        if await subscriptions_service.find_by_stripe_id(session, state.id, lock=False):
             continue
         if held is not None:
             report.not_adopted.append(
@@ -201,27 +189,17 @@ async def _adopt_subscription(
             )
             continue
         plan, cycle = plans[plan_item.price_id]
-        subscription = Subscription(
-            customer_id=customer.id,
-            plan_id=plan.id,
-            billing_cycle=cycle,
-            status=state.status,
-            stripe_subscription_id=state.id,
+        subscription = await subscriptions_service.adopt_stripe_subscription(
+            session, customer_id=customer.id, plan_id=plan.id, billing_cycle=cycle, state=state
         )
-        try:
-            # The partial unique index settles a subscribe racing this import.
-            async with session.begin_nested():
-                session.add(subscription)
-                await session.flush()
-        except IntegrityError:
+        if subscription is None:
             report.not_adopted.append(
                 ImportNote("subscription", state.id, "the account subscribed meanwhile")
             )
             continue
-        await apply_stripe_state(session, subscription, state)
         # The row is new, so nothing newer was applied to it whatever the watermark says;
         # moving it keeps an older event, processed later, from undoing this.
-        await reconcile.claim_watermark(
+        await webhooks_service.claim_watermark(
             session, object_type="subscription", object_id=state.id, as_of=fetched_at
         )
         held = subscription
@@ -243,10 +221,10 @@ async def _adopt_cards(
 ) -> None:
     mirrored = {
         row.stripe_payment_method_id: row
-        for row in await payment_methods_repository.list_for_customer(session, customer.id)
+        for row in await payment_methods_service.list_mirrored_cards(session, customer.id)
     }
     for card in cards:
-        await payment_methods_repository.upsert_card(session, customer_id=customer.id, card=card)
+        await payment_methods_service.mirror_card(session, customer_id=customer.id, card=card)
         if card.id not in mirrored:
             default = ", default" if card.id == default_id else ""
             report.adopted.append(
@@ -259,7 +237,7 @@ async def _adopt_cards(
     current_default = next((card_id for card_id, row in mirrored.items() if row.is_default), None)
     if default_id in {card.id for card in cards} and default_id != current_default:
         assert default_id is not None
-        await payment_methods_repository.set_default(
+        await payment_methods_service.mirror_default_card(
             session, customer_id=customer.id, stripe_payment_method_id=default_id
         )
 
