@@ -30,6 +30,7 @@ lint: install
 	$(VENV_BIN)/ruff format --check .
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/mypy app migrations tests bench
+	$(VENV_BIN)/lint-imports
 
 test: lint
 	$(VENV_BIN)/pytest
