@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 from arq.connections import ArqRedis
 from sqlalchemy.exc import IntegrityError
@@ -60,6 +61,21 @@ async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subs
     return await repository.get_for_update(session, subscription_id)
 
 
+async def _answer(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    subscription_id: int,
+    client_secret: str | None,
+    client_secret_type: Literal["payment_intent", "setup_intent"] | None,
+) -> SubscriptionResponse:
+    """The subscription as it stands after a write, with the secret to confirm, if any."""
+    return SubscriptionResponse(
+        subscription=await describe_by_id(sessionmaker, subscription_id),
+        requires_action=client_secret is not None,
+        client_secret=client_secret,
+        client_secret_type=client_secret_type,
+    )
+
+
 async def subscribe(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -81,11 +97,8 @@ async def subscribe(
         subscribe_request=subscribe_request,
         attempt=attempt,
     )
-    return SubscriptionResponse(
-        subscription=await describe_by_id(sessionmaker, outcome.subscription_id),
-        requires_action=outcome.client_secret is not None,
-        client_secret=outcome.client_secret,
-        client_secret_type=outcome.client_secret_type,
+    return await _answer(
+        sessionmaker, outcome.subscription_id, outcome.client_secret, outcome.client_secret_type
     )
 
 
@@ -109,12 +122,11 @@ async def manage(
         manage_request=manage_request,
         attempt=attempt,
     )
-    return SubscriptionResponse(
-        subscription=await describe_by_id(sessionmaker, outcome.subscription_id),
-        requires_action=outcome.client_secret is not None,
-        client_secret=outcome.client_secret,
-        client_secret_type="payment_intent" if outcome.client_secret else None,
+    # A change's secret is always its invoice's payment intent.
+    secret_type: Literal["payment_intent"] | None = (
+        "payment_intent" if outcome.client_secret else None
     )
+    return await _answer(sessionmaker, outcome.subscription_id, outcome.client_secret, secret_type)
 
 
 async def _apply_action(
