@@ -10,7 +10,7 @@ from app.core.config import Settings
 from app.models import BillingHistory, BillingHistoryArchive
 from tests.conftest import TEST_NOW
 from tests.factories import create_billing_row, create_customer
-from tests.jobs import job_ctx
+from tests.running_jobs import job_ctx
 
 
 def _ctx(

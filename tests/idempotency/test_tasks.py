@@ -10,7 +10,7 @@ from app.idempotency import repository
 from app.idempotency.middleware import IN_PROGRESS_LEASE, KEY_LIFETIME
 from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.models import IdempotencyKey
-from tests.jobs import job_ctx
+from tests.running_jobs import job_ctx
 
 
 def _ctx(

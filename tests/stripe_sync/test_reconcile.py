@@ -25,7 +25,7 @@ from app.stripe_sync.reconcile import reconcile_with_stripe
 from app.stripe_sync.tasks import reconcile_stripe_nightly
 from tests.conftest import TokenFactory
 from tests.factories import subscribe_through_api
-from tests.jobs import app_job_ctx
+from tests.running_jobs import app_job_ctx
 from tests.stripe.fake import FakeStripe, StripeRequest
 from tests.stripe.plugin import FAKE_STRIPE_NOW, STRIPE_API
 from tests.stripe.wire import StripeObject, decode_params, list_object

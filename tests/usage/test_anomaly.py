@@ -12,7 +12,7 @@ from app.core.config import Settings
 from app.models import Subscription, UsageAlert, UsageDailyTotals
 from app.usage.tasks import detect_usage_anomalies
 from tests.factories import create_customer, create_subscription
-from tests.jobs import job_ctx
+from tests.running_jobs import job_ctx
 
 TODAY = date(2026, 11, 25)
 

@@ -34,7 +34,7 @@ from app.usage.tasks import (
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_plan, subscribe_through_api
 from tests.invoices.helpers import pdf_text
-from tests.jobs import app_job_ctx, run_queued_jobs
+from tests.running_jobs import app_job_ctx, run_queued_jobs
 from tests.stripe.fake import FakeStripe
 from tests.webhooks.helpers import deliver, local_subscription, post_event, run_worker
 

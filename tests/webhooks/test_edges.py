@@ -91,7 +91,7 @@ async def test_a_failed_event_redelivered_while_redis_is_down_is_swept_up(
     from app.main import create_app
     from app.webhooks.tasks import sweep_stripe_events
     from tests.conftest import make_settings
-    from tests.jobs import app_job_ctx
+    from tests.running_jobs import app_job_ctx
 
     async def broken(session: AsyncSession, context: handlers.EventContext) -> None:
         raise RuntimeError("bug")

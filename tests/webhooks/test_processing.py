@@ -371,7 +371,7 @@ async def test_events_stored_while_redis_was_down_are_swept_up(
     from app.main import create_app
     from app.webhooks.tasks import sweep_stripe_events
     from tests.conftest import make_settings
-    from tests.jobs import app_job_ctx
+    from tests.running_jobs import app_job_ctx
 
     down = create_app(make_settings(database_url, "redis://127.0.0.1:1/0"), clock)
     transport = httpx.ASGITransport(app=down)
