@@ -16,7 +16,9 @@ from sqlalchemy import (
     FromClause,
     RowMapping,
     Select,
+    SQLColumnExpression,
     Table,
+    case,
     delete,
     func,
     literal,
@@ -201,6 +203,60 @@ async def get_invoice_subscription_id(
         union_all(*branches).order_by(text("rank")).limit(1)
     )
     return subscription_id
+
+
+# --- writes from overage billing ------------------------------------------------------------
+
+# How far an invoice has gone: draft, then open (finalized), then settled. An overage row's
+# status is written from events and from the biller's own reads, in no guaranteed order, so
+# it only ever moves forward (uncollectible may still become paid).
+_STATUS_RANK = {"pending": 0, "draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3}
+
+
+def _forward_status(current: SQLColumnExpression[str], new: str) -> ColumnElement[str]:
+    """`new`, unless the row's status is already further along."""
+    current_rank = case(_STATUS_RANK, value=current, else_=0)
+    return case((current_rank <= _STATUS_RANK.get(new, 0), literal(new)), else_=current)
+
+
+async def insert_overage_row(session: AsyncSession, values: dict[str, Any]) -> None:
+    """The `overage` row of a charge, unless it has one: the unique `overage_charge_id` keeps
+    one row per charge (ON CONFLICT DO NOTHING)."""
+    await session.execute(
+        insert(BillingHistory)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["overage_charge_id"])
+    )
+
+
+async def update_overage_rows(
+    session: AsyncSession,
+    *,
+    overage_charge_ids: Sequence[int],
+    stripe_invoice_id: str,
+    status: str,
+    number: str | None,
+    hosted_invoice_url: str | None,
+    invoice_pdf_url: str | None,
+) -> None:
+    """Bring the `overage` rows of these charges, hot or archived, up to their invoice: its
+    status (only forward), and its number and links where it has them.
+
+    The hot table, then the archive (a replayed event of an old, settled invoice): in this
+    order, a row moved by an archive batch meanwhile is found by the second statement."""
+    for table in (BillingHistory, BillingHistoryArchive):
+        await session.execute(
+            update(table)
+            .where(table.overage_charge_id.in_(overage_charge_ids))
+            .values(
+                status=_forward_status(table.status, status),
+                stripe_invoice_id=stripe_invoice_id,
+                number=func.coalesce(number, table.number),
+                hosted_invoice_url=func.coalesce(hosted_invoice_url, table.hosted_invoice_url),
+                invoice_pdf_url=func.coalesce(invoice_pdf_url, table.invoice_pdf_url),
+                updated_at=func.now(),
+            )
+        )
 
 
 # --- reads ------------------------------------------------------------------------------

@@ -183,6 +183,74 @@ async def record_charge_refunds(
     return [row]
 
 
+async def record_overage_charge(
+    session: AsyncSession,
+    *,
+    overage_charge_id: int,
+    customer_id: int,
+    subscription_id: int,
+    amount: int,
+    currency: str,
+    description: str,
+    period_start: datetime,
+    period_end: datetime,
+    invoice: InvoiceState | None,
+    occurred_at: datetime,
+) -> None:
+    """The one `overage` row of an overage charge just billed: on `invoice` (with its status,
+    number and links), or, without one, `pending` until the next invoice takes its items.
+
+    Written once per charge (a second call changes nothing), in the transaction that
+    completes the charge; later invoice events move it on (`update_overage_rows_from_invoice`).
+    The hot table only: a charge's row is written before it can ever be archived.
+    """
+    await repository.insert_overage_row(
+        session,
+        {
+            "customer_id": customer_id,
+            "subscription_id": subscription_id,
+            "type": "overage",
+            "status": str(invoice.status) if invoice else "pending",
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "billing_reason": None,
+            "period_start": period_start,
+            "period_end": period_end,
+            "stripe_invoice_id": invoice.id if invoice else None,
+            "overage_charge_id": overage_charge_id,
+            "number": invoice.number if invoice else None,
+            "hosted_invoice_url": invoice.hosted_invoice_url if invoice else None,
+            "invoice_pdf_url": invoice.invoice_pdf_url if invoice else None,
+            "occurred_at": occurred_at,
+        },
+    )
+
+
+async def update_overage_rows_from_invoice(
+    session: AsyncSession, *, overage_charge_ids: Sequence[int], invoice: InvoiceState
+) -> None:
+    """The `overage` rows of these charges (billed on `invoice`) take the invoice's status,
+    number and links, archived rows included (a replayed event of an old invoice updates its
+    archived row in place; no row comes back to the hot table).
+
+    Statuses only move forward (draft, open, uncollectible, then paid or void): events and
+    the biller's own reads of the invoice arrive in no guaranteed order, and an older state
+    read late must not undo a newer one. A number or link the invoice lacks keeps the row's.
+    """
+    if not overage_charge_ids:
+        return
+    await repository.update_overage_rows(
+        session,
+        overage_charge_ids=overage_charge_ids,
+        stripe_invoice_id=invoice.id,
+        status=invoice.status or "draft",
+        number=invoice.number,
+        hosted_invoice_url=invoice.hosted_invoice_url,
+        invoice_pdf_url=invoice.invoice_pdf_url,
+    )
+
+
 async def has_newer_open_invoice(
     session: AsyncSession,
     *,

@@ -76,6 +76,20 @@ async def _answer(
     )
 
 
+async def get_subscription(session: AsyncSession, subscription_id: int) -> Subscription:
+    """The subscription, unlocked: for a read that decides nothing the subscription's own
+    writes could race (where an overage charge goes once it is billed)."""
+    return await repository.get(session, subscription_id)
+
+
+async def plan_in_force_at(
+    session: AsyncSession, *, subscription: Subscription, moment: datetime
+) -> int:
+    """The id of the plan the subscription was billed by just before `moment`, from its plan
+    history (a change scheduled for a renewal is not in force for the period it closes)."""
+    return await repository.plan_in_force_at(session, subscription=subscription, moment=moment)
+
+
 async def subscribe(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],

@@ -6,18 +6,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import structlog
-from sqlalchemy import ColumnElement, select, true
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import (
-    OverageCharge,
-    Subscription,
-    UsagePeriodTotals,
-)
-from app.plans import repository as plans_repository
+from app.models import Subscription, UsagePeriodTotals
+from app.models.subscription import ENDED_STATUSES
+from app.plans import service as plans_service
 from app.stripe_gateway.types import InvoiceState
-from app.subscriptions import repository as subscriptions_repository
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage import (
     OverageAmounts,
@@ -28,11 +22,11 @@ from app.usage.overage import (
     overage_terms,
     sum_charged,
 )
+from app.usage.overage_billing import repository
 
 logger = structlog.get_logger(__name__)
 
 CLOSING_BILLING_REASONS = ("subscription_cycle", "subscription_update")
-ENDED_STATUSES = ("canceled", "incomplete_expired")
 
 
 async def _terms_at(
@@ -42,22 +36,13 @@ async def _terms_at(
     history (a downgrade applied at the renewal that closes the period is not yet in force
     for it; an upgrade made during the period is, for all of it), with the add-ons held now
     (add-on changes take effect at once, never at a renewal)."""
-    plan_id = await subscriptions_repository.plan_in_force_at(
+    plan_id = await subscriptions_service.plan_in_force_at(
         session, subscription=subscription, moment=moment
     )
-    plan = await plans_repository.get_plan(session, plan_id)
+    plan = await plans_service.find_plan(session, plan_id)
     assert plan is not None
     lines = await subscriptions_service.add_on_lines(session, subscription.id)
     return overage_terms(plan, [(add_on, line.quantity) for line, add_on in lines])
-
-
-def _keep_closing_terms(totals: UsagePeriodTotals, terms: OverageTerms, in_trial: bool) -> None:
-    totals.closed_included_minutes = terms.included_minutes
-    totals.closed_agent_limit = terms.agent_limit
-    totals.closed_rate_per_minute = terms.rate_per_minute
-    totals.closed_rate_per_agent = terms.rate_per_agent
-    totals.closed_currency = terms.currency
-    totals.closed_in_trial = in_trial
 
 
 def _closing_terms(totals: UsagePeriodTotals) -> tuple[OverageTerms, bool] | None:
@@ -84,14 +69,9 @@ async def _charged(
     session: AsyncSession, subscription_id: int, period_start: datetime, currency: str
 ) -> tuple[OverageAmounts, int]:
     """What the period's charges add up to, and the next free sequence (1 at least)."""
-    charges = (
-        await session.scalars(
-            select(OverageCharge).where(
-                OverageCharge.subscription_id == subscription_id,
-                OverageCharge.period_start == period_start,
-            )
-        )
-    ).all()
+    charges = await repository.period_charges(
+        session, subscription_id=subscription_id, period_start=period_start
+    )
     total = sum_charged(
         (
             OverageAmounts(
@@ -104,78 +84,31 @@ async def _charged(
     return total, max((c.sequence for c in charges), default=0) + 1
 
 
-async def _insert_charge(
-    session: AsyncSession,
-    *,
-    totals: UsagePeriodTotals,
-    sequence: int,
-    amounts: OverageAmounts,
-    terms: OverageTerms,
-    invoice_id: str | None,
-    now: datetime,
-) -> int | None:
-    # ON CONFLICT DO NOTHING: the unique (subscription, period, sequence) is the referee when
-    # two closes meet (three deliveries of one invoice.created make one row).
-    charge_id: int | None = await session.scalar(
-        insert(OverageCharge)
-        .values(
-            subscription_id=totals.subscription_id,
-            period_start=totals.period_start,
-            period_end=totals.period_end,
-            sequence=sequence,
-            minutes_over=amounts.minutes_over,
-            agents_over=amounts.agents_over,
-            minutes_amount=amounts.minutes_amount,
-            agents_amount=amounts.agents_amount,
-            amount=amounts.amount,
-            currency=amounts.currency,
-            status="pending",
-            stripe_invoice_id=invoice_id,
-            created_at=now,
-            # The rates the amounts were computed at, shown on the invoice PDF's lines.
-            rate_per_minute=terms.rate_per_minute,
-            rate_per_agent=terms.rate_per_agent,
-        )
-        .on_conflict_do_nothing(index_elements=["subscription_id", "period_start", "sequence"])
-        .returning(OverageCharge.id)
-    )
-    return charge_id
-
-
 async def close_periods(
     session: AsyncSession,
     subscription: Subscription,
-    which: ColumnElement[bool],
     *,
+    started_before: datetime | None = None,
+    ended_by: datetime | None = None,
     invoice_id: str | None,
     now: datetime,
     boundary: datetime | None = None,
 ) -> list[int]:
-    """Close the subscription's unbilled periods matching `which`; returns new charge ids.
+    """Close the subscription's unbilled periods that started before `started_before` and
+    ended by `ended_by` (None: no bound; neither: all of them); returns new charge ids.
 
     Each period is priced with the terms in force at its end (or at `boundary`, where the
     billing period that closes it ended earlier), and those terms are kept on the period
     for the adjustments of records that arrive later."""
-    rows = (
-        await session.scalars(
-            select(UsagePeriodTotals)
-            .where(
-                UsagePeriodTotals.subscription_id == subscription.id,
-                UsagePeriodTotals.overage_billed_at.is_(None),
-                which,
-            )
-            .order_by(UsagePeriodTotals.period_start)
-            # Locked: a record counted meanwhile waits, then finds the period billed and
-            # becomes an adjustment; a second close finds it billed and does nothing.
-            .with_for_update()
-        )
-    ).all()
+    rows = await repository.lock_unbilled_periods(
+        session, subscription_id=subscription.id, started_before=started_before, ended_by=ended_by
+    )
     created = []
     for totals in rows:
         closes_at = min(totals.period_end, boundary) if boundary else totals.period_end
         terms = await _terms_at(session, subscription, closes_at)
         in_trial = began_in_trial(totals.period_start, subscription.trial_end)
-        _keep_closing_terms(totals, terms, in_trial)
+        repository.keep_closing_terms(totals, terms, in_trial)
         amounts = compute_overage(
             terms,
             minutes_used=Decimal(totals.minutes_used),
@@ -184,7 +117,7 @@ async def close_periods(
         )
         # A period with nothing over is billed too, as nothing: no row, no Stripe call.
         if not amounts.bills_nothing:
-            charge_id = await _insert_charge(
+            charge_id = await repository.insert_charge(
                 session,
                 totals=totals,
                 sequence=0,
@@ -195,7 +128,7 @@ async def close_periods(
             )
             if charge_id is not None:
                 created.append(charge_id)
-        totals.overage_billed_at = now
+        repository.mark_period_billed(totals, now)
     await session.flush()
     return created
 
@@ -232,7 +165,7 @@ async def close_periods_for_invoice(
     return await close_periods(
         session,
         subscription,
-        UsagePeriodTotals.period_start < boundary,
+        started_before=boundary,
         invoice_id=target,
         now=now,
         boundary=boundary,
@@ -247,7 +180,7 @@ async def close_periods_on_cancel(
     monthly allowance while the period ran)."""
     if subscription.status not in ENDED_STATUSES:
         return []
-    return await close_periods(session, subscription, true(), invoice_id=None, now=now)
+    return await close_periods(session, subscription, invoice_id=None, now=now)
 
 
 async def adjust_billed_periods(
@@ -255,14 +188,7 @@ async def adjust_billed_periods(
 ) -> list[int]:
     """Charge what billed periods now owe beyond what was charged (late records), priced
     with the terms each period was closed with; returns the adjustment charges created."""
-    rows = (
-        await session.scalars(
-            select(UsagePeriodTotals)
-            .where(UsagePeriodTotals.id.in_(totals_ids))
-            .order_by(UsagePeriodTotals.period_start)
-            .with_for_update()
-        )
-    ).all()
+    rows = await repository.lock_periods(session, totals_ids)
     created = []
     for totals in rows:
         closing = _closing_terms(totals)
@@ -271,7 +197,7 @@ async def adjust_billed_periods(
             # was in force at the period's end.
             terms = await _terms_at(session, subscription, totals.period_end)
             in_trial = began_in_trial(totals.period_start, subscription.trial_end)
-            _keep_closing_terms(totals, terms, in_trial)
+            repository.keep_closing_terms(totals, terms, in_trial)
         else:
             terms, in_trial = closing
         implied = compute_overage(
@@ -285,7 +211,7 @@ async def adjust_billed_periods(
         )
         difference = adjustment(implied, charged)
         if not difference.bills_nothing:
-            charge_id = await _insert_charge(
+            charge_id = await repository.insert_charge(
                 session,
                 totals=totals,
                 sequence=sequence,
@@ -297,6 +223,6 @@ async def adjust_billed_periods(
             if charge_id is not None:
                 created.append(charge_id)
         # Looked at now: only records written after this count as late next time.
-        totals.overage_billed_at = now
+        repository.mark_period_billed(totals, now)
     await session.flush()
     return created

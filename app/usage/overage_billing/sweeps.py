@@ -93,8 +93,13 @@ async def close_unclosed_periods(
             )
             yearly = subscription.billing_cycle == "yearly"
             grace = YEARLY_CLOSE_GRACE if yearly else MISSED_CLOSE_GRACE
-            which = repository.periods_ended_before(None if ended else now - grace)
-            created += await close_periods(session, subscription, which, invoice_id=None, now=now)
+            created += await close_periods(
+                session,
+                subscription,
+                ended_by=None if ended else now - grace,
+                invoice_id=None,
+                now=now,
+            )
     await bill_charges(sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_ids=created)
     return len(created)
 
