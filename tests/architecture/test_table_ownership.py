@@ -116,3 +116,22 @@ def test_tables_are_queried_only_by_their_owning_repository() -> None:
                 continue
             misplaced.append(f"{module}:{line} queries {model} (owned by {OWNERS[model]})")
     assert misplaced == []
+
+
+def _domain(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_module_imports_another_domains_repository() -> None:
+    """Domains call each other through the other domain's service, never its repository."""
+    crossing: list[str] = []
+    for path in sorted(APP.rglob("*.py")):
+        module = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for target in targets:
+                if target.endswith(".repository") and _domain(target) != _domain(module):
+                    crossing.append(f"{module}:{node.lineno} imports {target}")
+    assert crossing == []
