@@ -30,10 +30,7 @@ async def enqueue_job(
     """True when the job was queued. A fixed `job_id` makes a repeated enqueue of the same
     work a no-op while arq still holds the first (False then, as when Redis is down)."""
     try:
-        if defer is None:
-            queued = await redis.enqueue_job(name, *args, _job_id=job_id)
-        else:
-            queued = await redis.enqueue_job(name, *args, _job_id=job_id, _defer_by=defer)
+        queued = await redis.enqueue_job(name, *args, _job_id=job_id, _defer_by=defer)
     except (RedisError, OSError, TimeoutError) as error:
         logger.warning("job_enqueue_failed", job=name, job_id=job_id, error=str(error))
         return False

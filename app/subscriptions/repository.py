@@ -127,15 +127,16 @@ async def plan_in_force_at(
     return after if after is not None else subscription.plan_id
 
 
-async def get_unconfirmed_reservation_for_update(
-    session: AsyncSession, subscription_id: int
+async def get_unconfirmed_reservation(
+    session: AsyncSession, subscription_id: int, *, for_update: bool
 ) -> Subscription | None:
     """A subscribe's reservation that never learned its Stripe id."""
-    return await session.scalar(
-        select(Subscription)
-        .where(Subscription.id == subscription_id, Subscription.stripe_subscription_id.is_(None))
-        .with_for_update()
+    query = select(Subscription).where(
+        Subscription.id == subscription_id, Subscription.stripe_subscription_id.is_(None)
     )
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
 
 
 async def delete_add_on_line(session: AsyncSession, line: SubscriptionAddOn) -> None:

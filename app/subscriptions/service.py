@@ -262,7 +262,9 @@ async def find_for_stripe_state(
         return subscription
     reservation = state.metadata.get("billing_subscription_id")
     if reservation and reservation.isdigit():
-        return await repository.get_unconfirmed_reservation_for_update(session, int(reservation))
+        return await repository.get_unconfirmed_reservation(
+            session, int(reservation), for_update=lock
+        )
     return None
 
 

@@ -97,7 +97,7 @@ async def record_anomaly_alerts(
     return created
 
 
-async def detect_usage_anomalies(
+async def alert_on_anomalous_days(
     *, sessionmaker: async_sessionmaker[AsyncSession], now: datetime
 ) -> int:
     """Alert on today's and yesterday's anomalous days; returns alerts created."""

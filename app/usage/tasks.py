@@ -56,6 +56,6 @@ async def bill_overage_adjustments(context: JobContext) -> int:
 @job
 async def detect_usage_anomalies(context: JobContext) -> int:
     """Cron (hourly): alert on today's and yesterday's anomalous days."""
-    return await anomaly.detect_usage_anomalies(
+    return await anomaly.alert_on_anomalous_days(
         sessionmaker=context.sessionmaker, now=context.clock.now()
     )

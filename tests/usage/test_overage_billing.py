@@ -459,7 +459,9 @@ async def test_stripe_failing_leaves_the_charge_pending_and_the_sweeper_finishes
         def __init__(self) -> None:
             self.jobs: list[tuple[str, int, str]] = []
 
-        async def enqueue_job(self, name: str, charge_id: int, *, _job_id: str) -> None:
+        async def enqueue_job(
+            self, name: str, charge_id: int, *, _job_id: str, _defer_by: object = None
+        ) -> None:
             self.jobs.append((name, charge_id, _job_id))
 
     queue = Queue()
