@@ -14,6 +14,9 @@ from app.core.config import get_settings
 
 tokens_app = typer.Typer()
 
+# A printed token is easy to leak (shell history, a pasted terminal): it must expire soon.
+MAX_LIFETIME_SECONDS = 24 * 3600
+
 
 @tokens_app.command("issue-token")
 def issue_token(
@@ -23,7 +26,21 @@ def issue_token(
         typer.Option(help=f"A role to grant ({ROLE_BILLING_ADMIN}, {ROLE_SERVICE}); repeatable."),
     ] = None,
     email: Annotated[str | None, typer.Option(help="An email claim.")] = None,
-    expires_in: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
+    expires_in: Annotated[
+        int,
+        typer.Option(
+            help=f"Lifetime in seconds (at most {MAX_LIFETIME_SECONDS}).",
+            min=1,
+            max=MAX_LIFETIME_SECONDS,
+        ),
+    ] = 3600,
+    allow_roles_in_production: Annotated[
+        bool,
+        typer.Option(
+            "--allow-roles-in-production",
+            help="Grant --role with ENVIRONMENT=production (refused without this).",
+        ),
+    ] = False,
     private_key_file: Annotated[
         Path | None,
         typer.Option(help="PEM private key, for RS256/ES256 (HS256 signs with JWT_SECRET)."),
@@ -34,6 +51,18 @@ def issue_token(
     Signs with JWT_SECRET, or with the local secret that `make run` keeps under .data/.
     """
     settings = get_settings()
+    if role and settings.ENVIRONMENT == "production" and not allow_roles_in_production:
+        fail(
+            "a role in production needs --allow-roles-in-production "
+            "(a billing_admin or service token can act on every account)",
+            exit_code=2,
+        )
+    if not settings.user_id_pattern.fullmatch(user_id):
+        fail(
+            f"{user_id!r} is not a dashboard user id (JWT_USER_ID_PATTERN: "
+            f"{settings.JWT_USER_ID_PATTERN})",
+            exit_code=2,
+        )
     if settings.JWT_SECRET is None and settings.JWT_ALGORITHM.startswith("HS"):
         local_secret = local_jwt_secret(create=False)
         if local_secret is None:

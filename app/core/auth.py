@@ -4,13 +4,17 @@ Tokens are the dashboard's SimpleJWT access tokens (or anything shaped like them
 - the algorithm is pinned by `JWT_ALGORITHM`, never read from the token, so `alg: none` and an
   HS256 token signed with our RS256 public key are refused;
 - the user id is the claim `JWT_USER_ID_CLAIM` (default `user_id`), else `sub`; a string or a
-  number;
-- `token_type`, when present, must be `access` (a SimpleJWT refresh token is refused);
-- `exp` is required; `exp` and `nbf` are checked against the injected clock with
-  `JWT_LEEWAY_SECONDS` of skew; `aud` and `iss` only when configured;
+  number that matches `JWT_USER_ID_PATTERN` (the dashboard's integer ids by default), so an id
+  is always a value we can store, log and put into a Stripe query safely;
+- `token_type` must be present and be `access`: SimpleJWT always sends it, and a refresh token
+  (or a token of another issuer's kind) is refused;
+- `exp` is required; `exp` and `nbf` must be integers (JSON numbers without a fraction, as
+  SimpleJWT writes them: 1e400, NaN or "soon" would never expire) and are checked against the
+  injected clock with `JWT_LEEWAY_SECONDS` of skew; `aud` and `iss` only when configured;
 - roles come from a `roles` claim: `billing_admin` and `service` mean something here.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -44,26 +48,37 @@ class Principal:
         return ROLE_SERVICE in self.roles
 
 
-def _user_id_from(claims: dict[str, Any], claim_name: str) -> str:
-    value = claims.get(claim_name)
+# Whatever JWT_USER_ID_PATTERN allows, never quotes, backslashes, spaces or control
+# characters: the id goes into Stripe metadata, search queries and log lines.
+_SAFE_USER_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,255}")
+
+
+def _user_id_from(claims: dict[str, Any], settings: Settings) -> str:
+    value = claims.get(settings.JWT_USER_ID_CLAIM)
     if value is None:
         value = claims.get("sub")
     # bool is an int in Python; a user id of `true` is a malformed token, not user 1.
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise Unauthorized("The token names no user.")
-    user_id = str(value).strip()
-    if not user_id or len(user_id) > 255 or "\x00" in user_id:
-        raise Unauthorized("The token names no user.")
+    user_id = str(value)
+    if not (_SAFE_USER_ID.fullmatch(user_id) and settings.user_id_pattern.fullmatch(user_id)):
+        raise Unauthorized("The token's user id is not a dashboard user id.")
     return user_id
 
 
-def _numeric_claim(claims: dict[str, Any], name: str) -> float | None:
+# Seconds since the epoch up to the year 9999: a bigger `exp` is not a date but a way to
+# make a token that never expires.
+_LATEST_TIMESTAMP = 253_402_300_799
+
+
+def _timestamp_claim(claims: dict[str, Any], name: str) -> int | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # JSON decodes 1e400 to inf and NaN to nan, both floats; only an integer is a timestamp.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LATEST_TIMESTAMP:
         raise Unauthorized(f"The token's `{name}` claim is not a timestamp.")
-    return float(value)
+    return value
 
 
 def _roles_from(claims: dict[str, Any]) -> frozenset[str]:
@@ -112,21 +127,20 @@ def decode_access_token(token: str, settings: Settings, now: datetime) -> Princi
 
     leeway = settings.JWT_LEEWAY_SECONDS
     timestamp = now.timestamp()
-    expires_at = _numeric_claim(claims, "exp")
+    expires_at = _timestamp_claim(claims, "exp")
     if expires_at is None:
         raise Unauthorized("The token has no expiry.")
     if timestamp > expires_at + leeway:
         raise Unauthorized("The token has expired.")
-    not_before = _numeric_claim(claims, "nbf")
+    not_before = _timestamp_claim(claims, "nbf")
     if not_before is not None and timestamp < not_before - leeway:
         raise Unauthorized("The token is not valid yet.")
 
-    token_type = claims.get("token_type")
-    if token_type is not None and token_type != "access":  # noqa: S105 (a claim, not a secret)
+    if claims.get("token_type") != "access":
         raise Unauthorized("Only access tokens are accepted.")
 
     return Principal(
-        user_id=_user_id_from(claims, settings.JWT_USER_ID_CLAIM),
+        user_id=_user_id_from(claims, settings),
         roles=_roles_from(claims),
         email=_optional_text(claims, "email", max_length=320),
         name=_optional_text(claims, "name", max_length=255),

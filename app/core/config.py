@@ -5,8 +5,9 @@ Names and defaults of the dashboard's original billing module are kept (`STRIPE_
 setting with a comment.
 """
 
+import re
 import sys
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
     JWT_AUDIENCE: str | None = None
     JWT_ISSUER: str | None = None
     JWT_USER_ID_CLAIM: str = "user_id"
+    # What a dashboard user id looks like (matched whole): Django's integer primary keys by
+    # default; "[0-9a-f]{32}" would take hex UUIDs. Whatever the pattern, an id is at most
+    # 255 letters, digits and `._:@+-` (it is stored, logged and sent to Stripe).
+    JWT_USER_ID_PATTERN: str = "0|[1-9][0-9]{0,18}"
     JWT_LEEWAY_SECONDS: int = Field(default=30, ge=0, le=300)
 
     # Browser callers: the dashboard's origins. None by default.
@@ -148,6 +153,15 @@ class Settings(BaseSettings):
         if any(threshold <= 0 for threshold in value):
             raise ValueError("usage alert thresholds are positive percentages")
         return sorted(set(value))
+
+    @field_validator("JWT_USER_ID_PATTERN")
+    @classmethod
+    def _check_user_id_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        return value
 
     @field_validator("BILLING_CURRENCY")
     @classmethod
@@ -223,6 +237,10 @@ class Settings(BaseSettings):
         elif uses_public_key and not self.JWT_PUBLIC_KEY:
             raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
         return self
+
+    @cached_property
+    def user_id_pattern(self) -> re.Pattern[str]:
+        return re.compile(self.JWT_USER_ID_PATTERN)
 
     @property
     def jwt_verification_key(self) -> str:

@@ -121,7 +121,7 @@ async def test_a_user_sees_only_their_own_alerts(
     await create_customer(session, dashboard_user_id="7")
 
     assert (await list_alerts(client, make_token("7")))["alerts"] == []
-    assert (await list_alerts(client, make_token("never-seen")))["alerts"] == []
+    assert (await list_alerts(client, make_token("9002")))["alerts"] == []
 
 
 async def test_acknowledging_an_alert_once_sticks(
@@ -156,7 +156,7 @@ async def test_acknowledging_another_customers_alert_is_404(
 
     other = await client.post(f"{ALERTS}{alert.id}/acknowledge/", headers=bearer(make_token("7")))
     stranger = await client.post(
-        f"{ALERTS}{alert.id}/acknowledge/", headers=bearer(make_token("never-seen"))
+        f"{ALERTS}{alert.id}/acknowledge/", headers=bearer(make_token("9002"))
     )
     missing = await client.post(
         f"{ALERTS}{alert.id + 1}/acknowledge/", headers=bearer(make_token("42"))
@@ -175,7 +175,7 @@ async def test_a_service_token_lists_and_acknowledges_for_a_named_customer(
     make_token: TokenFactory,
 ) -> None:
     alert = await add_alert(session, subscription, 80)
-    service = make_token("dashboard-backend", roles=["service"])
+    service = make_token("9007", roles=["service"])
 
     listed = await list_alerts(client, service, customer_id="42")
     acknowledged = await client.post(

@@ -1,12 +1,13 @@
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 from app.cli import app as cli
 from app.core.auth import decode_access_token
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 from app.models import AddOn, SubscriptionPlan
 from tests.cli.conftest import invoke
 
@@ -58,3 +59,35 @@ def test_issue_token_prints_a_token_the_service_accepts(environment: Settings) -
     principal = decode_access_token(result.output.strip(), environment, datetime.now(UTC))
     assert principal.user_id == "42"
     assert principal.is_billing_admin
+
+
+def test_issue_token_caps_the_lifetime(environment: Settings) -> None:
+    result = CliRunner().invoke(cli, ["issue-token", "--user-id", "42", "--expires-in", "86401"])
+
+    assert result.exit_code == 2
+    assert "86400" in result.output
+
+
+def test_issue_token_refuses_a_user_id_the_service_would_refuse(environment: Settings) -> None:
+    result = CliRunner().invoke(cli, ["issue-token", "--user-id", "alice"])
+
+    assert result.exit_code == 2
+    assert "not a dashboard user id" in result.output
+
+
+def test_issue_token_grants_roles_in_production_only_when_asked_explicitly(
+    environment: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("JWT_SECRET", "a-real-production-secret-of-more-than-32-chars")
+    get_settings.cache_clear()
+    arguments = ["issue-token", "--user-id", "42", "--role", "billing_admin"]
+
+    refused = CliRunner().invoke(cli, arguments)
+    granted = CliRunner().invoke(cli, [*arguments, "--allow-roles-in-production"])
+    plain_user = CliRunner().invoke(cli, ["issue-token", "--user-id", "42"])
+
+    assert refused.exit_code == 2
+    assert "--allow-roles-in-production" in refused.output
+    assert granted.exit_code == 0, granted.output
+    assert plain_user.exit_code == 0, plain_user.output

@@ -1,6 +1,8 @@
 """Bearer tokens as the dashboard (SimpleJWT) and its services send them."""
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -12,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from jose import jwt
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -29,6 +32,19 @@ def _unsigned(claims: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def _signed(claims: dict[str, Any], raw_number: str, claim: str = "exp") -> str:
+    """An HS256 token whose `claim` is written as `raw_number` verbatim in the JSON, as an
+    attacker with the key (or a buggy issuer) could write it."""
+
+    def part(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    body = json.dumps(claims)[:-1] + f', "{claim}": {raw_number}}}'
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + b"." + part(body.encode())
+    signature = hmac.new(TEST_JWT_SECRET.encode(), signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + part(signature)).decode()
 
 
 async def _assert_refused(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
@@ -105,8 +121,19 @@ async def test_missing_or_non_bearer_authorization_is_401(client: httpx.AsyncCli
         "wrong_key",
         "alg_none",
         "refresh",
+        "no_token_type",
         "no_user",
         "boolean_user",
+        "exp_infinite",
+        "exp_nan",
+        "exp_fraction",
+        "exp_string",
+        "exp_beyond_year_9999",
+        "nbf_infinite",
+        "user_id_not_an_integer",
+        "user_id_with_a_quote",
+        "user_id_with_leading_zero",
+        "user_id_too_long",
     ],
 )
 async def test_bad_tokens_are_401(
@@ -122,8 +149,22 @@ async def test_bad_tokens_are_401(
         "wrong_key": lambda: make_token(key="another-secret-another-secret-0123456789"),
         "alg_none": lambda: _unsigned({"user_id": "42", "exp": now + 300}),
         "refresh": lambda: make_token(token_type="refresh"),
+        "no_token_type": lambda: make_token(token_type=None),
         "no_user": lambda: make_token(None),
         "boolean_user": lambda: make_token(True),
+        # JSON's 1e400 decodes to infinity: such a token would never expire.
+        "exp_infinite": lambda: _signed({"user_id": 42, "token_type": "access"}, "1e400"),
+        "exp_nan": lambda: _signed({"user_id": 42, "token_type": "access"}, "NaN"),
+        "exp_fraction": lambda: make_token(exp=now + 300.5),
+        "exp_string": lambda: make_token(exp=str(now + 300)),
+        "exp_beyond_year_9999": lambda: make_token(exp=10**20),
+        "nbf_infinite": lambda: _signed(
+            {"user_id": 42, "token_type": "access", "exp": now + 300}, "-1e400", claim="nbf"
+        ),
+        "user_id_not_an_integer": lambda: make_token("telephony"),
+        "user_id_with_a_quote": lambda: make_token("42' OR metadata['x']:'1"),
+        "user_id_with_leading_zero": lambda: make_token("042"),
+        "user_id_too_long": lambda: make_token("1" * 30),
     }
     await _assert_refused(client, bearer(tokens[case]()))
 
@@ -176,9 +217,6 @@ async def test_rs256_accepts_its_tokens_and_refuses_hs256_signed_with_the_public
     claims = {"user_id": "5", "exp": int(clock.now().timestamp()) + 300, "token_type": "access"}
     good = jwt.encode(claims, private_pem, algorithm="RS256")
     # The algorithm-confusion attack: HMAC with the (public) key as the secret.
-    import hashlib
-    import hmac
-
     header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
     signature = base64.urlsafe_b64encode(
@@ -207,7 +245,9 @@ async def test_audience_issuer_and_user_id_claim_when_configured(
     exp = int(clock.now().timestamp()) + 300
 
     def token(**claims: Any) -> str:
-        return jwt.encode({"exp": exp, **claims}, TEST_JWT_SECRET, algorithm="HS256")
+        return jwt.encode(
+            {"exp": exp, "token_type": "access", **claims}, TEST_JWT_SECRET, algorithm="HS256"
+        )
 
     app, client = await _client_for(settings, clock)
     async with app.router.lifespan_context(app), client:
@@ -239,3 +279,29 @@ def test_api_refuses_to_start_without_a_jwt_secret(
         create_app(settings)
 
     assert capsys.readouterr().err.strip().startswith("configuration error: JWT_SECRET")
+
+
+async def test_a_wider_user_id_pattern_admits_the_dashboards_other_ids(
+    database_url: str, redis_url: str, clock: FrozenClock, engine: AsyncEngine
+) -> None:
+    settings = make_settings(database_url, redis_url, JWT_USER_ID_PATTERN="[0-9a-f]{32}")
+    exp = int(clock.now().timestamp()) + 300
+
+    def token(user_id: str) -> str:
+        claims = {"exp": exp, "token_type": "access", "user_id": user_id}
+        return jwt.encode(claims, TEST_JWT_SECRET, algorithm="HS256")
+
+    app, client = await _client_for(settings, clock)
+    async with app.router.lifespan_context(app), client:
+        uuid_id = "4f1c1b2a9d8e4f0a8b7c6d5e4f3a2b1c"
+        ok = await client.get(ACCOUNT, headers=bearer(token(uuid_id)))
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["account"]["dashboard_user_id"] == uuid_id
+        await _assert_refused(client, bearer(token("42")))
+
+
+def test_a_user_id_pattern_that_is_no_regular_expression_is_refused(
+    database_url: str, redis_url: str
+) -> None:
+    with pytest.raises(ValidationError, match="JWT_USER_ID_PATTERN"):
+        make_settings(database_url, redis_url, JWT_USER_ID_PATTERN="[0-9")

@@ -55,7 +55,7 @@ def acme_branding(**overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def admin(make_token: TokenFactory) -> dict[str, str]:
-    return bearer(make_token("admin-1", roles=["billing_admin"]))
+    return bearer(make_token("9008", roles=["billing_admin"]))
 
 
 async def _customer_with_invoice(
@@ -386,7 +386,7 @@ async def test_branding_is_for_billing_admins_only(
 ) -> None:
     await create_customer(session, dashboard_user_id="42")
     customer = bearer(make_token("42"))
-    service = bearer(make_token("svc", roles=["service"]))
+    service = bearer(make_token("9003", roles=["service"]))
 
     responses = [
         await client.get(branding_path("42"), headers=customer),

@@ -23,7 +23,7 @@ def user(make_token: TokenFactory) -> str:
 
 @pytest.fixture
 def admin(make_token: TokenFactory) -> dict[str, str]:
-    return bearer(make_token("ops-1", roles=["billing_admin"]))
+    return bearer(make_token("9004", roles=["billing_admin"]))
 
 
 async def test_an_operator_suspension_blocks_calls_until_it_is_lifted(

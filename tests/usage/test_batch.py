@@ -39,7 +39,7 @@ def user(make_token: TokenFactory) -> str:
 
 @pytest.fixture
 def service(make_token: TokenFactory) -> str:
-    return make_token("telephony", roles=["service"])
+    return make_token("9001", roles=["service"])
 
 
 async def post_batch(client: httpx.AsyncClient, token: str, records: list[Any]) -> dict[str, Any]:

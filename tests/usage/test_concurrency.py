@@ -60,7 +60,7 @@ async def test_concurrent_user_and_service_copies_end_with_the_services_minutes_
     user: str,
     make_token: TokenFactory,
 ) -> None:
-    service = make_token("telephony", roles=["service"])
+    service = make_token("9001", roles=["service"])
     requests = [post_usage(client, user, call("call-1", 5)) for _ in range(25)] + [
         post_usage(client, service, call("call-1", 7, customer_id=42)) for _ in range(25)
     ]

@@ -222,9 +222,9 @@ async def test_without_a_subscription_no_call_is_allowed(
     client: httpx.AsyncClient, user: str, make_token: TokenFactory
 ) -> None:
     # A user the service has never seen: no account, nothing created by asking.
-    entitlements = await get_entitlements(client, make_token("new-user"))
+    entitlements = await get_entitlements(client, make_token("9005"))
 
-    assert entitlements["customer_id"] == "new-user"
+    assert entitlements["customer_id"] == "9005"
     assert entitlements["subscription_id"] is None
     assert entitlements["limits"] == {"included_minutes": 0, "agents_allowed": 0}
     assert decision(entitlements) == (False, False, "no_subscription")
@@ -238,7 +238,7 @@ async def test_a_service_token_asks_for_a_named_customer(
     make_token: TokenFactory,
 ) -> None:
     subscription = await create_subscription(session, customer=customer, plan=plan)
-    service = make_token("dialer", roles=["service"])
+    service = make_token("9006", roles=["service"])
 
     entitlements = await get_entitlements(client, service, customer_id="42")
     unknown = await client.get(ENTITLEMENTS, params={"customer_id": "9"}, headers=bearer(service))

@@ -41,7 +41,7 @@ def user(make_token: TokenFactory) -> str:
 
 @pytest.fixture
 def service(make_token: TokenFactory) -> str:
-    return make_token("telephony", roles=["service"])
+    return make_token("9001", roles=["service"])
 
 
 async def stored_record(session: AsyncSession, call_id: str) -> UsageRecord:

@@ -202,7 +202,7 @@ async def test_without_a_subscription_the_summary_is_404(
 async def test_a_service_token_reads_a_named_customers_summary(
     client: httpx.AsyncClient, subscription: Subscription, make_token: TokenFactory
 ) -> None:
-    service = make_token("telephony", roles=["service"])
+    service = make_token("9001", roles=["service"])
 
     usage = await get_summary(client, service, customer_id="42")
     unknown = await client.get(USAGE, params={"customer_id": "9"}, headers=bearer(service))
