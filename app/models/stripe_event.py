@@ -39,6 +39,10 @@ class StripeEvent(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime]
+    # The signature timestamp of the latest delivery accepted: a delivery signed no later is
+    # a replay of one already seen, not Stripe delivering again. None for events caught up
+    # from Stripe's event list rather than delivered.
+    delivery_signed_at: Mapped[datetime | None]
     processed_at: Mapped[datetime | None]
     # When the sweeper may enqueue it again (after a failed attempt's back-off).
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)

@@ -30,6 +30,13 @@ async def get_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent 
     )
 
 
+async def get_event_for_update(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
+    """The event, locked: two deliveries of it at once decide one after the other."""
+    return await session.scalar(
+        select(StripeEvent).where(StripeEvent.stripe_event_id == stripe_event_id).with_for_update()
+    )
+
+
 async def claim_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
     """Lock an event for processing; None if another worker holds it right now."""
     return await session.scalar(

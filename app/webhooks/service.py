@@ -1,7 +1,7 @@
 """Receiving a webhook: verify, store, enqueue, answer. Nothing here waits for a handler."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -88,25 +88,36 @@ async def receive_event(
         signed = verify_webhook(payload, signature_header or "", secrets, clock.now())
     except InvalidWebhookSignature as error:
         raise InvalidWebhook(str(error)) from error
+    signed_at = datetime.fromtimestamp(signed.signed_at, UTC)
     if b"\\u0000" in payload:
         # PostgreSQL's jsonb cannot hold a NUL character; no real Stripe event carries one.
         raise InvalidWebhook("The event contains a NUL character.")
     try:
-        event = parse_event(signed)
+        event = parse_event(signed.event)
     except NotAStripeEvent as error:
         # Signed but not shaped like an event: refused (400), never a 500.
         raise InvalidWebhook(str(error)) from error
-    row = event_row(event, clock.now())
+    row = event_row(event, clock.now()) | {"delivery_signed_at": signed_at}
     if await repository.insert_event_if_new(session, row):
         logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
         return ReceivedEvent(
             row["stripe_event_id"], duplicate=False, needs_processing=True, attempts=0
         )
-    stored = await repository.get_event(session, row["stripe_event_id"])
+    stored = await repository.get_event_for_update(session, row["stripe_event_id"])
     assert stored is not None
+    # Stripe signs each delivery afresh, so only a later signature is Stripe delivering
+    # again. The same signature is that delivery replayed (a retrying proxy, or someone who
+    # captured it within the five minutes it is valid): acknowledged, and nothing runs.
+    redelivered = stored.delivery_signed_at is None or signed_at > stored.delivery_signed_at
+    if not redelivered:
+        return ReceivedEvent(
+            stored.stripe_event_id, duplicate=True, needs_processing=False, attempts=stored.attempts
+        )
+    stored.delivery_signed_at = signed_at
     if stored.status == "failed":
         # Stripe retrying an event we gave up on is a reason to try again: make it pending and
-        # due, so the sweeper runs it even if this enqueue is lost.
+        # due, so the sweeper runs it even if this enqueue is lost. Apart from this, only an
+        # operator's replay runs a failed event again.
         stored.status = "pending"
         stored.next_attempt_at = clock.now()
     # A redelivery of an event not finished yet runs again; one already processed changes

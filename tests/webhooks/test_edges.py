@@ -106,9 +106,10 @@ async def test_a_failed_event_redelivered_while_redis_is_down_is_swept_up(
         await post_event(client, event)
         assert (await run_worker(down, event["id"], max_attempts=1)).outcome == "failed"
         monkeypatch.setitem(handlers.HANDLERS, "customer.deleted", handlers.customer_deleted)
-        # Stripe redelivers (we answered 200 before, but say its retry schedule still runs);
-        # Redis is down, so the enqueue is lost.
-        assert (await post_event(client, event)).json()["duplicate"] is True
+        # Stripe redelivers (we answered 200 before, but say its retry schedule still runs),
+        # signing the delivery afresh; Redis is down, so the enqueue is lost.
+        redelivery = await post_event(client, event, timestamp=int(event["created"]) + 60)
+        assert redelivery.json()["duplicate"] is True
         clock.advance(timedelta(minutes=5))
         redis = ArqRedis.from_url(redis_url)
         try:

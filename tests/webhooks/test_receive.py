@@ -4,14 +4,17 @@ import asyncio
 import json
 
 import httpx
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
 from app.models import StripeEvent
+from app.webhooks import handlers
 from app.webhooks.samples import signature_header
 from tests.stripe.fake import FakeStripe
-from tests.webhooks.helpers import WEBHOOK, post_event
+from tests.webhooks.helpers import WEBHOOK, post_event, run_worker
 
 
 async def _stored(session: AsyncSession) -> int:
@@ -135,3 +138,69 @@ async def test_a_body_over_one_megabyte_is_413(client: httpx.AsyncClient) -> Non
         headers={"Stripe-Signature": "t=1,v1=0"},
     )
     assert response.status_code == 413
+
+
+def _signed_header_parts(body: bytes, signed_at: int) -> tuple[str, str]:
+    header = signature_header(body, "whsec_test", signed_at)
+    timestamp, signature = header.split(",")
+    return timestamp, signature
+
+
+async def test_a_captured_old_delivery_is_refused_however_its_header_is_reworded(
+    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe, clock: FrozenClock
+) -> None:
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    body = json.dumps(event).encode()
+    now = int(clock.now().timestamp())
+    # Signed by Stripe two hours ago and captured; the attacker cannot sign, but can reword.
+    old_t, old_v1 = _signed_header_parts(body, now - 7200)
+
+    rewordings = {
+        "a fresh t before the signed one": f"t={now},{old_t},{old_v1}",
+        "a fresh t after the signed one": f"{old_t},t={now},{old_v1}",
+        "a spaced fresh t before the signed one": f" t={now},{old_t},{old_v1}",
+        "a t with a sign": f"t=+{now - 7200},{old_v1}",
+        "a t with a digit separator": f"t={now - 7200:_},{old_v1}",
+        "a t in other digits": "t="
+        + str(now - 7200).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+        + f",{old_v1}",
+        "no t at all": old_v1,
+    }
+
+    for name, header in rewordings.items():
+        response = await client.post(
+            WEBHOOK, content=body, headers={b"Stripe-Signature": header.encode()}
+        )
+        assert response.status_code == 400, name
+        assert response.json()["error"]["code"] == "invalid_webhook", name
+    assert await _stored(session) == 0
+
+
+async def test_a_delivery_replayed_within_its_five_minutes_never_reruns_a_failed_event(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(session: AsyncSession, context: handlers.EventContext) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(handlers.HANDLERS, "customer.deleted", broken)
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    signed_at = int(event["created"])
+    await post_event(client, event, timestamp=signed_at)
+    assert (await run_worker(app, event["id"], max_attempts=1)).outcome == "failed"
+
+    # The same delivery, byte for byte, sent again: acknowledged, and the event stays failed.
+    replayed = await post_event(client, event, timestamp=signed_at)
+    stored = await session.scalar(select(StripeEvent))
+    assert stored is not None
+    assert replayed.status_code == 200 and replayed.json()["duplicate"] is True
+    assert stored.status == "failed"
+
+    # Stripe's own redelivery is signed afresh: that one makes the event pending again.
+    redelivered = await post_event(client, event, timestamp=signed_at + 60)
+    await session.refresh(stored)
+    assert redelivered.status_code == 200
+    assert stored.status == "pending"
