@@ -74,28 +74,20 @@ async def ensure_stripe_customer(
 ) -> str:
     """The account's Stripe customer id, finding or creating the Stripe customer first.
 
-    Customers of the old billing module already exist on Stripe: they are found by our
-    `dashboard_user_id` metadata, then by email, and adopted instead of duplicated. A new one
-    is created with an idempotency key of our account id, so concurrent first calls of one
-    user create one Stripe customer; the database keeps the first id recorded.
+    Found only by our `dashboard_user_id` metadata, never by the token's email (which the
+    user controls); the old module's customers are adopted by `billing import-stripe`. A new
+    one is created with an idempotency key of our account id, so concurrent first calls of
+    one user create one Stripe customer; the database keeps the first id recorded.
     """
     if customer.stripe_customer_id:
         return customer.stripe_customer_id
-    stripe_customer_id = await gateway.find_customer(
-        dashboard_user_id=customer.dashboard_user_id, email=customer.email
-    )
+    stripe_customer_id = await gateway.find_customer(dashboard_user_id=customer.dashboard_user_id)
     if stripe_customer_id is None:
         stripe_customer_id = await gateway.create_customer(
             dashboard_user_id=customer.dashboard_user_id,
             email=customer.email,
             name=customer.name,
             idempotency_key=f"customer:{customer.id}",
-        )
-    else:
-        await gateway.tag_customer(
-            customer_id=stripe_customer_id,
-            dashboard_user_id=customer.dashboard_user_id,
-            idempotency_key=f"adopt-customer:{customer.id}:{stripe_customer_id}",
         )
     async with sessionmaker.begin() as session:
         recorded = await repository.set_stripe_customer_id_if_missing(

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 import stripe
 
+from app.stripe_gateway.calls.customers import search_literal
 from app.stripe_gateway.client import SAAS_TAX_CODE, StripeGateway
 from app.stripe_gateway.errors import (
     PaymentDeclined,
@@ -112,13 +113,11 @@ async def test_a_key_reused_with_other_parameters_is_our_bug(
     assert len(fake.customers) == 1
 
 
-async def test_find_customer_by_our_metadata_first(
-    gateway: StripeGateway, fake: FakeStripe
-) -> None:
+async def test_find_customer_by_our_metadata(gateway: StripeGateway, fake: FakeStripe) -> None:
     fake.add_customer(id="cus_other", email="ada@example.com")
     fake.add_customer(id="cus_ours", email="ada@example.com", metadata={"dashboard_user_id": "42"})
 
-    found = await gateway.find_customer(dashboard_user_id="42", email="ada@example.com")
+    found = await gateway.find_customer(dashboard_user_id="42")
 
     assert found == "cus_ours"
     search = only(fake.calls("GET", "/v1/customers/search"))
@@ -126,45 +125,20 @@ async def test_find_customer_by_our_metadata_first(
     assert fake.calls("GET", "/v1/customers") == []
 
 
-async def test_find_customer_falls_back_to_the_email(
+async def test_find_customer_never_takes_a_customer_by_its_email(
     gateway: StripeGateway, fake: FakeStripe
 ) -> None:
+    # A legacy customer without our metadata, with the email a user can type on the dashboard.
     fake.add_customer(id="cus_legacy", email="ada@example.com")
 
-    found = await gateway.find_customer(dashboard_user_id="42", email="ada@example.com")
-
-    assert found == "cus_legacy"
-    assert only(fake.calls("GET", "/v1/customers")).params == {
-        "email": "ada@example.com",
-        "limit": "10",
-    }
-    assert await gateway.find_customer(dashboard_user_id="7", email="nobody@example.com") is None
+    assert await gateway.find_customer(dashboard_user_id="42") is None
+    assert fake.calls("GET", "/v1/customers") == []
 
 
-async def test_find_customer_never_takes_another_users_customer_by_email(
-    gateway: StripeGateway, fake: FakeStripe
-) -> None:
-    fake.add_customer(
-        id="cus_someone", email="shared@example.com", metadata={"dashboard_user_id": "99"}
-    )
-
-    found = await gateway.find_customer(dashboard_user_id="42", email="shared@example.com")
-
-    assert found is None
-    assert await gateway.find_customer(dashboard_user_id="7", email=None) is None
-
-
-async def test_tag_customer_merges_our_metadata(gateway: StripeGateway, fake: FakeStripe) -> None:
-    fake.add_customer(id="cus_legacy", metadata={"source": "django"})
-
-    await gateway.tag_customer(
-        customer_id="cus_legacy", dashboard_user_id="42", idempotency_key="tag-42"
-    )
-
-    assert fake.customers["cus_legacy"]["metadata"] == {
-        "source": "django",
-        "dashboard_user_id": "42",
-    }
+def test_a_search_value_cannot_leave_its_quotes() -> None:
+    assert search_literal("42") == "'42'"
+    assert search_literal("x' OR email:'a@b.c") == "'x\\' OR email:\\'a@b.c'"
+    assert search_literal("a\\'b") == "'a\\\\\\'b'"
 
 
 # --- payment methods -----------------------------------------------------------------

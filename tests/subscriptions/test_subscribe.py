@@ -356,26 +356,52 @@ async def test_bad_subscribe_requests_write_nothing(
     assert fake_stripe.calls("POST", "/v1/subscriptions") == []
 
 
-async def test_an_existing_stripe_customer_of_the_old_module_is_adopted(
+async def test_a_token_email_never_takes_over_a_legacy_stripe_customer_and_its_cards(
     client: httpx.AsyncClient,
     make_token: TokenFactory,
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
     plan = await create_synced_plan(session, fake_stripe, trial_days=0)
-    legacy = fake_stripe.add_customer(email="ops@acme.test")
+    # The old module's customer, with a card, and no metadata of ours. The attacker set
+    # their dashboard email to its address.
+    legacy = fake_stripe.add_customer(email="cfo@victim.test")
+    fake_stripe.add_payment_method(id="pm_victims_card", customer=legacy["id"])
+    attacker = bearer(make_token("66", email="cfo@victim.test"))
+
+    subscribed = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
+        headers=attacker,
+    )
+    cards = await client.get("/subscriptions/api/payment-methods/", headers=attacker)
+
+    assert subscribed.status_code == 200, subscribed.text
+    customer = await session.scalar(select(Customer).where(Customer.dashboard_user_id == "66"))
+    assert customer is not None and customer.stripe_customer_id != legacy["id"]
+    assert fake_stripe.customers[legacy["id"]]["metadata"] == {}
+    assert "pm_victims_card" not in cards.text
+
+
+async def test_a_stripe_customer_carrying_our_metadata_is_found_again(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    ours = fake_stripe.add_customer(metadata={"dashboard_user_id": "42"})
 
     response = await client.post(
         SUBSCRIBE,
         json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
-        headers=bearer(make_token("42", email="ops@acme.test")),
+        headers=bearer(make_token("42")),
     )
 
     assert response.status_code == 200, response.text
     assert fake_stripe.calls("POST", "/v1/customers") == []
     customer = await session.scalar(select(Customer).where(Customer.dashboard_user_id == "42"))
-    assert customer is not None and customer.stripe_customer_id == legacy["id"]
-    assert fake_stripe.customers[legacy["id"]]["metadata"]["dashboard_user_id"] == "42"
+    assert customer is not None and customer.stripe_customer_id == ours["id"]
 
 
 async def test_a_trial_with_a_card_needing_sca_returns_the_setup_intent_secret(

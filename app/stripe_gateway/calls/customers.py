@@ -7,29 +7,27 @@ from app.stripe_gateway.translation import translated_errors
 from app.stripe_gateway.types import PaymentMethodCard
 
 
+def search_literal(value: str) -> str:
+    """A value quoted for Stripe's search query language, where a backslash escapes a quote:
+    whatever the value holds, it stays one string and cannot add a clause."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
 class CustomerCalls(StripeCalls):
-    async def find_customer(self, *, dashboard_user_id: str, email: str | None) -> str | None:
-        """An existing Stripe customer of this user (made by the old module, or by us)."""
+    async def find_customer(self, *, dashboard_user_id: str) -> str | None:
+        """The Stripe customer that carries this user's id in our metadata, if any.
+
+        Never by email: an address is whatever the user typed on the dashboard, so a match
+        on it would hand someone another person's customer and cards. The old module's
+        customers are adopted by the operator's `billing import-stripe` instead.
+        """
+        query = f"metadata['dashboard_user_id']:{search_literal(dashboard_user_id)}"
         async with translated_errors():
             # Search can lag writes by a minute; it is for customers made long ago. Our own
             # creation is protected by its idempotency key instead.
-            found = plain(
-                await self._stripe.customers.search_async(
-                    {"query": f"metadata['dashboard_user_id']:'{dashboard_user_id}'", "limit": 1}
-                )
-            )
-            if found["data"]:
-                return str(found["data"][0]["id"])
-            if email:
-                by_email = plain(
-                    await self._stripe.customers.list_async({"email": email, "limit": 10})
-                )
-                for candidate in by_email["data"]:
-                    # Another user's account with the same address is not this user's.
-                    owner = nested(candidate, "metadata", "dashboard_user_id")
-                    if owner in (None, dashboard_user_id):
-                        return str(candidate["id"])
-        return None
+            found = plain(await self._stripe.customers.search_async({"query": query, "limit": 1}))
+        return str(found["data"][0]["id"]) if found["data"] else None
 
     async def create_customer(
         self,
@@ -49,17 +47,6 @@ class CustomerCalls(StripeCalls):
                 await self._stripe.customers.create_async(params, self._options(idempotency_key))
             )
         return str(customer["id"])
-
-    async def tag_customer(
-        self, *, customer_id: str, dashboard_user_id: str, idempotency_key: str
-    ) -> None:
-        """Mark an adopted customer with our metadata, so the next lookup finds it by id."""
-        async with translated_errors():
-            await self._stripe.customers.update_async(
-                customer_id,
-                {"metadata": {"dashboard_user_id": dashboard_user_id}},
-                self._options(idempotency_key),
-            )
 
     # --- payment methods ---------------------------------------------------------------
 
