@@ -1,6 +1,10 @@
 """`Idempotency-Key` on POST requests: the same key with the same body gets the first answer.
 
-- Scope: the caller (the token's user id) and the path, so two users' keys never collide.
+- Scope: the caller (the token's user id), the method, the path and the query string, so two
+  users' keys never collide and one key sent to two endpoints is two requests. The request
+  part is stored as its SHA-256: a path of any length or content fits the column.
+- A key is 1-255 printable ASCII characters (422 `idempotency_key_invalid` otherwise); a body
+  over the size limit is 413 before anything is claimed.
 - Kept 24 hours. The same key with a different body is 422 `idempotency_key_reused`; while the
   first request still runs, 409 `request_in_progress`.
 - Only answers below 500 are kept: after a server error or Stripe outage the retry runs again
@@ -9,12 +13,14 @@
 
 import hashlib
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +36,7 @@ KEY_LIFETIME = timedelta(hours=24)
 # A request that claimed a key and then died stops blocking it after this.
 IN_PROGRESS_LEASE = timedelta(minutes=5)
 MAX_KEY_LENGTH = 255
+_VALID_KEY = re.compile(f"[\\x20-\\x7e]{{1,{MAX_KEY_LENGTH}}}")
 
 
 class IdempotencyMiddleware:
@@ -51,16 +58,23 @@ class IdempotencyMiddleware:
             # No valid token: the route answers 401 on its own; nothing to remember.
             await self.app(scope, receive, send)
             return
-        if not key or len(key) > MAX_KEY_LENGTH:
+        if not _VALID_KEY.fullmatch(key):
             await error_response(
                 422,
                 "idempotency_key_invalid",
-                f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters.",
+                f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
             )(scope, receive, send)
             return
 
-        body = await _read_body(receive)
-        key_scope = f"{caller}:{scope['path'].rstrip('/')}"
+        try:
+            body = await _read_body(receive)
+        except HTTPException as error:
+            # The body size limit (BodySizeLimitMiddleware) stops a streamed body mid-way.
+            await error_response(error.status_code, "payload_too_large", str(error.detail))(
+                scope, receive, send
+            )
+            return
+        key_scope = _key_scope(caller, scope)
         fingerprint = hashlib.sha256(body).hexdigest()
         sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
         clock: Clock = state.clock
@@ -155,6 +169,18 @@ class IdempotencyMiddleware:
                 content=record.response_body,
                 headers={"Idempotent-Replayed": "true"},
             )
+
+
+def _key_scope(caller: str, scope: Scope) -> str:
+    # The path without its trailing slash: both forms are one route (SlashTolerantRouter).
+    request = b"\n".join(
+        [
+            scope["method"].encode(),
+            scope["path"].rstrip("/").encode("utf-8", "surrogateescape"),
+            scope.get("query_string", b""),
+        ]
+    )
+    return f"{caller}:{hashlib.sha256(request).hexdigest()}"
 
 
 async def _read_body(receive: Receive) -> bytes:
