@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any, Final, TextIO
+from typing import Any, Final, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -76,16 +76,19 @@ def redact_sensitive(_logger: WrappedLogger, _method: str, event_dict: EventDict
     return redacted
 
 
-class _StdoutHandler(logging.StreamHandler[TextIO]):
-    """Writes to `sys.stdout` as it is when a line is logged, like the standard library's
-    last-resort handler does with stderr, so a replaced stdout (a test's capture) is used."""
+class _CurrentStreamHandler(logging.StreamHandler[TextIO]):
+    """Writes to `sys.stdout` (or `sys.stderr`) as it is when a line is logged, like the
+    standard library's last-resort handler does, so a replaced stream (a test's capture, a
+    command runner's) is the one written to."""
 
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
+    def __init__(self, stream_name: Literal["stdout", "stderr"]) -> None:
+        self._stream_name = stream_name
+        super().__init__()
 
     @property
     def stream(self) -> TextIO:
-        return sys.stdout
+        current: TextIO = getattr(sys, self._stream_name)
+        return current
 
     @stream.setter
     def stream(self, _value: TextIO) -> None:
@@ -101,10 +104,15 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, for_command: bool = False) -> None:
     """JSON lines in production (for the log pipeline), readable lines elsewhere; the same
-    for structlog's loggers and the standard library's. Safe to call again."""
+    for structlog's loggers and the standard library's. Safe to call again.
+
+    `for_command`: a `billing` command prints its report on stdout, so its log lines go to
+    stderr, warnings and errors only (a line per Stripe call would bury the report)."""
     level = logging.getLevelNamesMapping().get(settings.LOG_LEVEL.upper(), logging.INFO)
+    if for_command:
+        level = max(level, logging.WARNING)
     structlog.configure(
         processors=[
             *_shared_processors(),
@@ -120,13 +128,14 @@ def configure_logging(settings: Settings) -> None:
     rendering: list[Processor] = (
         [
             structlog.processors.format_exc_info,
+            # After the traceback is text, so secrets in exception messages are caught too.
             redact_sensitive,
             structlog.processors.JSONRenderer(),
         ]
         if settings.ENVIRONMENT == "production"
         else [redact_sensitive, structlog.dev.ConsoleRenderer(colors=False)]
     )
-    handler = _StdoutHandler()
+    handler = _CurrentStreamHandler("stderr" if for_command else "stdout")
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_shared_processors(),
@@ -134,7 +143,7 @@ def configure_logging(settings: Settings) -> None:
         )
     )
     root = logging.getLogger()
-    for existing in [h for h in root.handlers if isinstance(h, _StdoutHandler)]:
+    for existing in [h for h in root.handlers if isinstance(h, _CurrentStreamHandler)]:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
