@@ -115,6 +115,9 @@ def configure_logging(settings: Settings, *, for_command: bool = False) -> None:
         level = max(level, logging.WARNING)
     structlog.configure(
         processors=[
+            # The standard library's levels decide, read at each call: a logger cached on its
+            # first use still follows a later reconfiguration (a command's, then the API's).
+            structlog.stdlib.filter_by_level,
             *_shared_processors(),
             # Here as well as in the formatter: any other handler on the root logger (an error
             # tracker's) receives our lines already redacted.
@@ -122,7 +125,7 @@ def configure_logging(settings: Settings, *, for_command: bool = False) -> None:
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
     rendering: list[Processor] = (
