@@ -22,4 +22,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
 # Migrations before the server starts: a new release never serves against an old schema.
-CMD ["sh", "-c", "billing migrate && exec uvicorn app.main:app --host \"$HOST\" --port \"$PORT\" --proxy-headers --forwarded-allow-ips='*'"]
+# `billing serve` runs uvicorn on HOST:PORT, trusting X-Forwarded-For only from the proxies
+# in FORWARDED_ALLOW_IPS (none by default), with JSON logs (ENVIRONMENT=production).
+CMD ["sh", "-c", "billing migrate && exec billing serve"]

@@ -3,7 +3,6 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq.connections import ArqRedis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -15,6 +14,7 @@ from app.core.config import ConfigurationError, Settings, get_settings, refuse_t
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
+from app.core.request_logging import RequestLoggingMiddleware
 from app.core.unexpected_errors import UnexpectedErrorMiddleware
 from app.customers.router import router as customers_router
 from app.health.router import router as health_router
@@ -22,6 +22,7 @@ from app.idempotency.middleware import IdempotencyMiddleware
 from app.invoices.branding import default_branding
 from app.invoices.router import admin_router as invoices_admin_router
 from app.invoices.router import router as invoices_router
+from app.jobs.queue import connect_job_queue
 from app.payment_methods.router import router as payment_methods_router
 from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
@@ -54,7 +55,7 @@ def create_app(
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         # Connects lazily: the API starts, and answers what it can, while Redis is down.
-        app.state.redis = ArqRedis.from_url(
+        app.state.redis = connect_job_queue(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
         )
         try:
@@ -80,7 +81,7 @@ def create_app(
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
-    # Added last, so outermost: every answer, errors included, carries the CORS headers a
+    # Outside the middleware above: every answer, errors included, carries the CORS headers a
     # browser needs to read it.
     if settings.CORS_ALLOWED_ORIGINS:
         # Bearer tokens, not cookies: no credentials mode needed.
@@ -91,6 +92,9 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             max_age=600,
         )
+    # Outside the others: every answer carries X-Request-ID, and every line logged while the
+    # request runs (the other middleware's included) its id.
+    app.add_middleware(RequestLoggingMiddleware)
     install_error_handlers(app)
 
     app.include_router(health_router)

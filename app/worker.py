@@ -3,6 +3,10 @@
 Startup builds one `JobContext` (settings, clock, session factory, Stripe gateway, Redis)
 and every job receives it through `app.jobs.context.job`; a job owns its transaction the
 way a request does. Each domain's jobs live in its `tasks.py`.
+
+Run it with our logging: `arq app.worker.WorkerSettings --custom-log-dict app.worker.log_config`
+(arq's own lines are then JSON in production like ours). Jobs are stored as JSON, not pickle
+(`app.jobs.queue`).
 """
 
 from typing import Any, ClassVar
@@ -18,7 +22,8 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.logging import configure_logging
 from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
-from app.jobs.context import CONTEXT_KEY, JobContext
+from app.jobs.context import CONTEXT_KEY, JobContext, bind_job_log_context
+from app.jobs.queue import dump_job, load_job
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_sync.tasks import reconcile_stripe_nightly
 from app.usage.tasks import (
@@ -45,6 +50,8 @@ def _redis_settings() -> RedisSettings:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
+    # Again, for a worker started without `--custom-log-dict`: this takes the `arq` logger
+    # back from the plain-text handler arq's CLI gave it.
     configure_logging(settings)
     engine = create_engine(settings)
     ctx["engine"] = engine
@@ -86,4 +93,17 @@ class WorkerSettings:
     ]
     on_startup = startup
     on_shutdown = shutdown
+    on_job_start = bind_job_log_context
+    job_serializer = dump_job
+    job_deserializer = load_job
     redis_settings = _redis_settings()
+
+
+def __getattr__(name: str) -> object:
+    # `arq --custom-log-dict app.worker.log_config` reads this right before it would install
+    # its own plain-text handler: configure ours instead and give arq a configuration that
+    # changes nothing, so its first lines ("Starting worker ...") are rendered like ours.
+    if name == "log_config":
+        configure_logging(get_settings())
+        return {"version": 1, "incremental": True}
+    raise AttributeError(name)

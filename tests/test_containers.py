@@ -19,13 +19,32 @@ def test_compose_runs_api_worker_and_their_stores_with_healthchecks() -> None:
     assert set(services) == {"api", "worker", "postgres", "redis"}
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
-    assert services["worker"]["command"] == ["arq", "app.worker.WorkerSettings"]
+    assert services["worker"]["command"][:2] == ["arq", "app.worker.WorkerSettings"]
     assert services["api"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"
     api_environment = services["api"]["environment"]
     assert api_environment["DATABASE_URL"].startswith("postgresql://")
-    assert api_environment["REDIS_URL"].startswith("redis://redis:")
+    assert api_environment["REDIS_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+    assert api_environment["REDIS_URL"].endswith("@redis:6379/0")
     assert services["worker"]["environment"] == api_environment
+
+
+def test_redis_requires_a_password_that_has_no_default() -> None:
+    redis = _compose()["services"]["redis"]
+
+    assert "--requirepass" in " ".join(redis["command"])
+    # `${VAR:?message}`: compose refuses to start without it; there is no fallback value.
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?")
+    # The healthcheck authenticates (redis-cli reads REDISCLI_AUTH) and wants PONG, not
+    # just an answer: NOAUTH would be one too.
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD:?")
+    assert "PONG" in " ".join(redis["healthcheck"]["test"])
+
+
+def test_the_worker_logs_arqs_lines_through_the_service() -> None:
+    command = _compose()["services"]["worker"]["command"]
+
+    assert command[command.index("--custom-log-dict") + 1] == "app.worker.log_config"
 
 
 def test_image_runs_as_non_root_from_the_lock_file_and_migrates_first() -> None:
@@ -35,7 +54,9 @@ def test_image_runs_as_non_root_from_the_lock_file_and_migrates_first() -> None:
     assert "--extra embedded" not in dockerfile
     assert "\nUSER billing\n" in dockerfile
     command = next(line for line in dockerfile.splitlines() if line.startswith("CMD"))
-    assert command.index("billing migrate") < command.index("uvicorn app.main:app")
+    assert command.index("billing migrate") < command.index("billing serve")
+    # Proxies are trusted from FORWARDED_ALLOW_IPS through `billing serve`, never all.
+    assert "forwarded-allow-ips" not in dockerfile
 
 
 def test_env_example_lists_every_setting() -> None:

@@ -12,8 +12,18 @@ from app.cli.dev import dev_app
 from app.cli.stripe_sync import stripe_sync_app
 from app.cli.tokens import tokens_app
 from app.cli.webhooks import webhooks_app
+from app.core.config import get_settings
+from app.core.logging import configure_logging
 
 app = typer.Typer(no_args_is_help=True, help="Operate the billing service.")
+
+
+@app.callback()
+def _log_to_stderr() -> None:
+    # Before any command: its report stays alone on stdout; warnings and errors go to stderr.
+    configure_logging(get_settings(), for_command=True)
+
+
 # The order `billing --help` lists them in: running it, the catalog, access, Stripe, upkeep.
 for commands in (dev_app, catalog_app, tokens_app, stripe_sync_app, webhooks_app, archive_app):
     app.add_typer(commands)

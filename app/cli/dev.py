@@ -1,5 +1,5 @@
-"""Running the service locally: the migrations, and the supervisor of the stores, the API
-and the worker."""
+"""Running the service: the migrations, the API server (as the image runs it), and the local
+supervisor of the stores, the API and the worker."""
 
 import asyncio
 import os
@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from typing import Any
 
 import typer
+import uvicorn
 from pydantic import SecretStr
 
 from app.cli.catalog import install_catalog, report_catalog
@@ -18,6 +20,8 @@ from app.core.config import Settings, get_settings
 from app.core.migrations import upgrade_to_head
 
 DEV_DATABASE_NAME = "billing"
+# The worker with our logging in charge of arq's lines too (see app/worker.py).
+WORKER_COMMAND = ["arq", "app.worker.WorkerSettings", "--custom-log-dict", "app.worker.log_config"]
 
 dev_app = typer.Typer()
 
@@ -27,6 +31,30 @@ def migrate() -> None:
     """Apply the database migrations (alembic upgrade head)."""
     upgrade_to_head(get_settings().database_url)
     typer.echo("migrations applied")
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn serves the API, in the image and under `billing dev` alike."""
+    return {
+        "host": settings.HOST,
+        "port": settings.PORT,
+        # X-Forwarded-For rewrites the client's address only when it comes from a configured
+        # proxy; with none configured it is ignored (uvicorn would otherwise trust 127.0.0.1,
+        # or whatever FORWARDED_ALLOW_IPS says, without our validation).
+        "proxy_headers": bool(settings.FORWARDED_ALLOW_IPS),
+        "forwarded_allow_ips": settings.FORWARDED_ALLOW_IPS or None,
+        # The app logs each request itself (with its id and customer): no second access line.
+        "access_log": False,
+        # uvicorn's loggers are left to the app's logging (app.core.logging), set up when
+        # the app is imported, before uvicorn logs its first line.
+        "log_config": None,
+    }
+
+
+@dev_app.command()
+def serve() -> None:
+    """Serve the API (what the container runs after `billing migrate`)."""
+    uvicorn.run("app.main:app", **uvicorn_options(get_settings()))
 
 
 def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
@@ -108,10 +136,9 @@ def dev() -> None:
         report_catalog(asyncio.run(install_catalog(settings)))
         environment = {**os.environ, **urls}
         commands = {
-            "api": [sys.executable, "-m", "uvicorn", "app.main:app", "--host", settings.HOST,
-                    "--port", str(settings.PORT)],
-            "worker": [sys.executable, "-m", "arq", "app.worker.WorkerSettings"],
-        }  # fmt: skip
+            "api": [sys.executable, "-m", "app.cli", "serve"],
+            "worker": [sys.executable, "-m", *WORKER_COMMAND],
+        }
         # Own sessions: a terminal's Ctrl-C reaches only this supervisor, which then stops
         # the children in order (and the embedded stores after them).
         processes = {

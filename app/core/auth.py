@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import uuid4
 
+import structlog
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jose import JWTError, jwt
@@ -187,7 +188,10 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized()
-    return decode_access_token(credentials.credentials, settings, clock.now())
+    principal = decode_access_token(credentials.credentials, settings, clock.now())
+    # Every line logged for the rest of the request says whose it is.
+    structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

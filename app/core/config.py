@@ -5,6 +5,7 @@ Names and defaults of the dashboard's original billing module are kept (`STRIPE_
 setting with a comment.
 """
 
+import ipaddress
 import re
 import sys
 from functools import cached_property, lru_cache
@@ -48,6 +49,10 @@ class Settings(BaseSettings):
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
     LOG_LEVEL: str = "INFO"
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses
+    # or networks. None by default, so a client cannot choose the address it is rate-limited
+    # and logged by.
+    FORWARDED_ALLOW_IPS: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Stores. Unset means: `make run` starts the embedded PostgreSQL and Redis.
     DATABASE_URL: str | None = None
@@ -138,6 +143,25 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("FORWARDED_ALLOW_IPS", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [proxy.strip() for proxy in value.split(",") if proxy.strip()]
+        return value
+
+    @field_validator("FORWARDED_ALLOW_IPS")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            if proxy == "*":
+                continue  # every peer: only where nothing but the proxy can reach the service
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {proxy!r}") from None
         return value
 
     @field_validator("USAGE_ALERT_THRESHOLDS", mode="before")

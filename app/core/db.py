@@ -26,6 +26,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_POOL_SIZE,
         pool_pre_ping=True,
+        # A failed statement's error (logged, sometimes shown in a traceback) would otherwise
+        # quote its bound values: emails, tokens, whatever a row held.
+        hide_parameters=True,
     )
 
 

@@ -1,5 +1,6 @@
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -13,7 +14,9 @@ async def get_current_customer(request: Request, principal: CurrentPrincipal) ->
     # when that call itself fails and rolls back its own writes.
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session, session.begin():
-        return await service.ensure_customer(session, principal=principal)
+        customer = await service.ensure_customer(session, principal=principal)
+    structlog.contextvars.bind_contextvars(customer_id=customer.id)
+    return customer
 
 
 CurrentCustomer = Annotated[Customer, Depends(get_current_customer)]

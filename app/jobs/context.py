@@ -2,7 +2,8 @@
 
 arq hands each job a dict; the worker's startup puts one `JobContext` in it, and every job
 function is wrapped by `job`, which passes that context on instead of the dict, so no job
-unpacks `ctx` by hand.
+unpacks `ctx` by hand. The wrapper also binds the job's log context: its name, and the
+request id and customer of the request that enqueued it (`app.jobs.enqueue`).
 """
 
 import functools
@@ -11,12 +12,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import structlog
 from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
 from app.core.config import Settings
+from app.core.logging import PROPAGATED_KEYS
 from app.stripe_gateway.client import StripeGateway
 
 CONTEXT_KEY = "job_context"
@@ -59,7 +62,19 @@ def job(function: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> WorkerC
     which is the job's name in arq."""
 
     @functools.wraps(function)
-    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-        return await function(job_context(ctx), *args, **kwargs)
+    async def run(
+        ctx: dict[Any, Any], *args: Any, log_context: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        inherited = {
+            key: value for key, value in (log_context or {}).items() if key in PROPAGATED_KEYS
+        }
+        with structlog.contextvars.bound_contextvars(job=function.__name__, **inherited):
+            return await function(job_context(ctx), *args, **kwargs)
 
     return run
+
+
+async def bind_job_log_context(ctx: dict[Any, Any]) -> None:
+    """arq's `on_job_start`: runs in the job's own task before arq logs the start, so arq's
+    lines about the job (start, result, failure) carry its id too."""
+    structlog.contextvars.bind_contextvars(job_id=ctx.get("job_id"), job_try=ctx.get("job_try"))

@@ -4,14 +4,20 @@ A domain that must trigger work of a higher layer (an immediate cancel bills the
 usage period) enqueues the job by its name here instead of importing that layer. Every
 such job has a row or a state that a sweeper or cron finds again, so an enqueue that fails
 (Redis down) delays the work and never loses it: enqueueing is best effort by design.
+
+A job enqueued while a request runs (or another job) carries that request's id and customer
+as its `log_context` keyword; `app.jobs.context.job` binds them while the job runs, so the
+request's log lines and its jobs' lines share one request id.
 """
 
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
+
+from app.core.logging import propagated_log_context
 
 logger = structlog.get_logger(__name__)
 
@@ -29,8 +35,10 @@ async def enqueue_job(
 ) -> bool:
     """True when the job was queued. A fixed `job_id` makes a repeated enqueue of the same
     work a no-op while arq still holds the first (False then, as when Redis is down)."""
+    log_context = propagated_log_context()
+    trace: dict[str, Any] = {"log_context": log_context} if log_context else {}
     try:
-        queued = await redis.enqueue_job(name, *args, _job_id=job_id, _defer_by=defer)
+        queued = await redis.enqueue_job(name, *args, _job_id=job_id, _defer_by=defer, **trace)
     except (RedisError, OSError, TimeoutError) as error:
         logger.warning("job_enqueue_failed", job=name, job_id=job_id, error=str(error))
         return False

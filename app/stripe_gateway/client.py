@@ -21,6 +21,7 @@ from app.stripe_gateway.calls.customers import CustomerCalls
 from app.stripe_gateway.calls.events import EventCalls
 from app.stripe_gateway.calls.invoices import InvoiceCalls
 from app.stripe_gateway.calls.subscriptions import SubscriptionCalls
+from app.stripe_gateway.http import LoggedHTTPXClient
 
 __all__ = ["PINNED_API_VERSION", "SAAS_TAX_CODE", "StripeGateway"]
 
@@ -35,7 +36,7 @@ class StripeGateway(CustomerCalls, SubscriptionCalls, CatalogCalls, InvoiceCalls
             stripe_version=PINNED_API_VERSION,
             base_addresses={"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else {},
             max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
-            http_client=stripe.HTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+            http_client=LoggedHTTPXClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
         )
         self._stripe: Any = self._client.v1
         self.automatic_tax = settings.STRIPE_AUTOMATIC_TAX

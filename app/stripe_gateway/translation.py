@@ -40,7 +40,7 @@ async def translated_errors() -> AsyncIterator[None]:
             },
         ) from error
     except (stripe.APIConnectionError, stripe.RateLimitError) as error:
-        logger.warning("stripe_unreachable", error=str(error))
+        logger.warning("stripe_unreachable", error=str(error), stripe_request_id=error.request_id)
         raise StripeUnavailable() from error
     except stripe.IdempotencyError as error:
         if error.http_status == 409:
@@ -48,7 +48,9 @@ async def translated_errors() -> AsyncIterator[None]:
             raise StripeUnavailable(
                 "The same change is still in progress; retry shortly."
             ) from error
-        logger.error("stripe_idempotency_mismatch", error=str(error))
+        logger.error(
+            "stripe_idempotency_mismatch", error=str(error), stripe_request_id=error.request_id
+        )
         raise StripeIntegrationError() from error
     except stripe.InvalidRequestError as error:
         param = error.param or ""
@@ -56,12 +58,29 @@ async def translated_errors() -> AsyncIterator[None]:
             raise PaymentMethodNotFound() from error
         if error.code in _PAYMENT_METHOD_STATE_CODES:
             raise PaymentMethodUnusable(error.user_message or None) from error
-        logger.error("stripe_rejected_request", code=error.code, param=param, error=str(error))
+        logger.error(
+            "stripe_rejected_request",
+            code=error.code,
+            param=param,
+            error=str(error),
+            stripe_request_id=error.request_id,
+        )
         raise StripeIntegrationError() from error
     except stripe.StripeError as error:
         status = error.http_status or 0
         if status >= 500 or status == 0:
-            logger.warning("stripe_unavailable", status=status, error=str(error))
+            logger.warning(
+                "stripe_unavailable",
+                status=status,
+                error=str(error),
+                stripe_request_id=error.request_id,
+            )
             raise StripeUnavailable() from error
-        logger.error("stripe_error", status=status, code=error.code, error=str(error))
+        logger.error(
+            "stripe_error",
+            status=status,
+            code=error.code,
+            error=str(error),
+            stripe_request_id=error.request_id,
+        )
         raise StripeIntegrationError() from error

@@ -86,8 +86,7 @@ async def test_a_failed_event_redelivered_while_redis_is_down_is_swept_up(
     fake_stripe: FakeStripe,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from arq.connections import ArqRedis
-
+    from app.jobs.queue import connect_job_queue
     from app.main import create_app
     from app.webhooks.tasks import sweep_stripe_events
     from tests.conftest import make_settings
@@ -111,7 +110,7 @@ async def test_a_failed_event_redelivered_while_redis_is_down_is_swept_up(
         redelivery = await post_event(client, event, timestamp=int(event["created"]) + 60)
         assert redelivery.json()["duplicate"] is True
         clock.advance(timedelta(minutes=5))
-        redis = ArqRedis.from_url(redis_url)
+        redis = connect_job_queue(redis_url)
         try:
             swept = await sweep_stripe_events(app_job_ctx(down, redis=redis))
         finally:

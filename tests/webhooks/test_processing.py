@@ -366,8 +366,7 @@ async def test_events_stored_while_redis_was_down_are_swept_up(
     session: AsyncSession,
     fake_stripe: FakeStripe,
 ) -> None:
-    from arq.connections import ArqRedis
-
+    from app.jobs.queue import connect_job_queue
     from app.main import create_app
     from app.webhooks.tasks import sweep_stripe_events
     from tests.conftest import make_settings
@@ -383,7 +382,7 @@ async def test_events_stored_while_redis_was_down_are_swept_up(
         for event in events:
             assert (await post_event(client, event)).status_code == 200
 
-        redis = ArqRedis.from_url(redis_url)
+        redis = connect_job_queue(redis_url)
         try:
             clock.advance(__import__("datetime").timedelta(minutes=1))
             ctx = app_job_ctx(down, redis=redis)

@@ -1,0 +1,74 @@
+"""The request id, and the one log line of every request.
+
+The id is the caller's `X-Request-ID` when it is a sane value (the dashboard or a proxy
+already logged it), else a new one; it is sent back in `X-Request-ID` and bound in
+structlog's context, so every line logged while the request runs carries it, and the jobs
+it enqueues carry it on (`app.jobs.enqueue`). The dependencies that know the caller bind
+`user_id` and `customer_id` the same way.
+"""
+
+import re
+import time
+import uuid
+from typing import Final
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+# Bounded and plain: the value is written into every log line and echoed in a header, so a
+# caller must not be able to inject line breaks, quotes or a megabyte of text.
+_SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+logger = structlog.get_logger(__name__)
+
+
+def accepted_request_id(header_value: str | None) -> str:
+    """The caller's request id when it is sane, else a new one."""
+    if header_value is not None and _SANE_REQUEST_ID.fullmatch(header_value):
+        return header_value
+    return uuid.uuid4().hex
+
+
+class RequestLoggingMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = accepted_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        started = time.perf_counter()
+        status = 500
+        finished: float | None = None
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, finished
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finished = time.perf_counter()
+            await send(message)
+
+        # The request's own context: nothing bound by an earlier request in this task leaks
+        # in, and what this one binds (its customer) is gone once it is answered.
+        outer_context = structlog.contextvars.get_contextvars()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            client = scope.get("client")
+            logger.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round(((finished or time.perf_counter()) - started) * 1000, 1),
+                client_ip=client[0] if client else None,
+            )
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**outer_context)
