@@ -1,0 +1,31 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.core.deps import ClockDep, SettingsDep
+from app.core.errors import NotFound, Unauthorized
+from app.core.metrics import REGISTRY
+from app.metrics.access import bearer_token_matches
+from app.metrics.store_readings import render_store_readings
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def scrape_metrics(
+    request: Request,
+    settings: SettingsDep,
+    clock: ClockDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """This process's metrics and the stores' gauges, for Prometheus with METRICS_TOKEN.
+    Without the setting, the endpoint does not exist."""
+    if settings.METRICS_TOKEN is None:
+        raise NotFound()
+    if not bearer_token_matches(authorization, settings.METRICS_TOKEN):
+        raise Unauthorized()
+    store_readings = await render_store_readings(
+        request.app.state.sessionmaker, request.app.state.redis, clock
+    )
+    return Response(generate_latest(REGISTRY) + store_readings, media_type=CONTENT_TYPE_LATEST)
