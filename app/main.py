@@ -109,7 +109,9 @@ def create_app(
     install_error_handlers(app)
 
     app.include_router(health_router)
-    app.include_router(metrics_router)
+    if settings.METRICS_TOKEN is not None:
+        # Without a token, /metrics does not exist at all (404 to any method).
+        app.include_router(metrics_router)
     # Rate limits (README, "Rate limits"), run before the routes' own dependencies: per
     # verified caller, except where there is no token.
     limited = error_responses(RateLimited)

@@ -80,10 +80,12 @@ async def test_metrics_do_not_exist_without_a_metrics_token(
     database_url: str, redis_url: str, clock: FrozenClock, engine: AsyncEngine
 ) -> None:
     async with serving(make_settings(database_url, redis_url), clock) as client:
-        response = await client.get("/metrics", headers=SCRAPER)
+        responses = [
+            await client.request(method, "/metrics", headers=SCRAPER) for method in ("GET", "POST")
+        ]
 
-    assert response.status_code == 404
-    assert response.json()["error"]["code"] == "not_found"
+    assert [response.status_code for response in responses] == [404, 404]
+    assert responses[0].json()["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize(
