@@ -12,8 +12,16 @@ from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
 from app.core.db import create_engine, create_sessionmaker
-from app.core.errors import install_error_handlers
+from app.core.errors import error_responses, install_error_handlers
 from app.core.logging import configure_logging
+from app.core.rate_limits import (
+    PER_CALLER,
+    PUBLIC_PER_IP,
+    WEBHOOK_PER_IP,
+    RateLimited,
+    RequestRateLimiter,
+    create_rate_limiter,
+)
 from app.core.request_logging import RequestLoggingMiddleware
 from app.core.unexpected_errors import UnexpectedErrorMiddleware
 from app.customers.router import router as customers_router
@@ -23,6 +31,8 @@ from app.invoices.branding import default_branding
 from app.invoices.router import admin_router as invoices_admin_router
 from app.invoices.router import router as invoices_router
 from app.jobs.queue import connect_job_queue
+from app.metrics.middleware import RequestMetricsMiddleware
+from app.metrics.router import router as metrics_router
 from app.payment_methods.router import router as payment_methods_router
 from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
@@ -40,6 +50,7 @@ def create_app(
     settings: Settings | None = None,
     clock: Clock | None = None,
     stripe_gateway: StripeGateway | None = None,
+    rate_limiter: RequestRateLimiter | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
     try:
@@ -58,9 +69,11 @@ def create_app(
         app.state.redis = connect_job_queue(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
         )
+        app.state.rate_limiter = rate_limiter or create_rate_limiter(settings)
         try:
             yield
         finally:
+            await app.state.rate_limiter.aclose()
             await app.state.redis.aclose()
             await engine.dispose()
 
@@ -81,6 +94,8 @@ def create_app(
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
+    # Outside the body limit and idempotency, so their own answers (413, replays) are timed.
+    app.add_middleware(RequestMetricsMiddleware)
     # Outside the middleware above: every answer, errors included, carries the CORS headers a
     # browser needs to read it.
     if settings.CORS_ALLOWED_ORIGINS:
@@ -98,6 +113,12 @@ def create_app(
     install_error_handlers(app)
 
     app.include_router(health_router)
+    if settings.METRICS_TOKEN is not None:
+        # Without a token, /metrics does not exist at all (404 to any method).
+        app.include_router(metrics_router)
+    # Rate limits (README, "Rate limits"), run before the routes' own dependencies: per
+    # verified caller, except where there is no token.
+    limited = error_responses(RateLimited)
     for router in (
         plans_router,
         plans_admin_router,
@@ -113,7 +134,14 @@ def create_app(
         webhook_router,
         webhook_admin_router,
     ):
-        app.include_router(router, prefix=API_PREFIX)
+        limit = (
+            PUBLIC_PER_IP
+            if router is plans_router
+            else WEBHOOK_PER_IP
+            if router is webhook_router
+            else PER_CALLER
+        )
+        app.include_router(router, prefix=API_PREFIX, dependencies=[limit], responses=limited)
     return app
 
 

@@ -24,6 +24,7 @@ from app.health.tasks import record_worker_heartbeat
 from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.jobs.context import CONTEXT_KEY, JobContext, bind_job_log_context
 from app.jobs.queue import dump_job, load_job
+from app.metrics.worker_endpoint import start_worker_metrics_endpoint, stop_worker_metrics_endpoint
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_sync.tasks import reconcile_stripe_nightly
 from app.usage.tasks import (
@@ -55,6 +56,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(settings)
     engine = create_engine(settings)
     ctx["engine"] = engine
+    ctx["metrics_endpoint"] = start_worker_metrics_endpoint(settings)
     ctx[CONTEXT_KEY] = JobContext(
         settings=settings,
         clock=SystemClock(),
@@ -66,6 +68,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    stop_worker_metrics_endpoint(ctx.get("metrics_endpoint"))
     await ctx["engine"].dispose()
 
 

@@ -300,6 +300,17 @@ async def run(database_url: str, redis_url: str, only: str | None = None) -> Non
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_SECRET_KEY": "sk_test_bench",
         "LOG_LEVEL": "WARNING",
+        # One token and one IP send every request: the limits are checked (their cost is
+        # part of the figures) but set out of reach.
+        **{
+            name: "1000000000"
+            for name in (
+                "RATE_LIMIT_PER_USER_PER_MINUTE",
+                "RATE_LIMIT_PER_SERVICE_PER_MINUTE",
+                "RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE",
+                "RATE_LIMIT_PUBLIC_PER_IP_PER_MINUTE",
+            )
+        },
     }
     await seed_catalog(settings)
     with (

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts import repository
 from app.alerts.errors import AlertNotFound, InvalidAlertCursor
 from app.core.accounts import AccountReference, CustomerNotFound
+from app.core.metrics import USAGE_ALERTS_RAISED
 from app.customers import service as customers_service
 from app.models import UsageAlert
 
@@ -121,6 +122,11 @@ def alerts_crossed(change: UsageChange, thresholds: Sequence[int]) -> list[dict[
     return alerts
 
 
+def _count_raised(kinds: Sequence[str]) -> None:
+    for kind in kinds:
+        USAGE_ALERTS_RAISED.labels(kind=kind).inc()
+
+
 async def raise_usage_alerts(
     session: AsyncSession,
     *,
@@ -153,7 +159,9 @@ async def raise_usage_alerts(
             rows.setdefault(key, row)
     if not rows:
         return 0
-    return await repository.insert_once(session, list(rows.values()))
+    raised = await repository.insert_once(session, list(rows.values()))
+    _count_raised(raised)
+    return len(raised)
 
 
 async def raise_usage_anomaly_alert(
@@ -180,7 +188,9 @@ async def raise_usage_anomaly_alert(
         "message": message,
         "created_at": now,
     }
-    return await repository.insert_once(session, [row]) == 1
+    raised = await repository.insert_once(session, [row])
+    _count_raised(raised)
+    return len(raised) == 1
 
 
 async def _customer_id(session: AsyncSession, account: AccountReference) -> int | None:

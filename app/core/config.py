@@ -109,9 +109,22 @@ class Settings(BaseSettings):
     SMTP_FROM_EMAIL: str = "billing@localhost"
     SMTP_USE_TLS: bool = True
 
-    # Rate limits, per minute.
+    # Rate limits, per minute (README, "Rate limits"), counted in Redis.
     RATE_LIMIT_PER_USER_PER_MINUTE: int = Field(default=600, ge=1)
     RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE: int = Field(default=1200, ge=1)
+    # One `service` token carries every customer's calls (entitlements before, usage after).
+    RATE_LIMIT_PER_SERVICE_PER_MINUTE: int = Field(default=12_000, ge=1)
+    # Invoice PDFs: the first download of each renders it, with Stripe calls and Typst.
+    RATE_LIMIT_PDF_PER_USER_PER_MINUTE: int = Field(default=20, ge=1)
+    # Routes without a token (the plan catalog), per client IP.
+    RATE_LIMIT_PUBLIC_PER_IP_PER_MINUTE: int = Field(default=600, ge=1)
+    # A Redis that does not answer within this is skipped (fail open), not waited for.
+    RATE_LIMIT_REDIS_TIMEOUT_SECONDS: float = Field(default=0.25, gt=0, le=5)
+
+    # Prometheus metrics (README, "Metrics"): /metrics answers only with this bearer token;
+    # unset, it is 404. The worker serves its own on WORKER_METRICS_PORT when both are set.
+    METRICS_TOKEN: SecretStr | None = None
+    WORKER_METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)
 
     # Usage alerts: percentages of the included allowance.
     USAGE_ALERT_THRESHOLDS: Annotated[list[int], NoDecode] = Field(
@@ -245,7 +258,7 @@ class Settings(BaseSettings):
     def _check_secrets(self) -> "Settings":
         uses_public_key = not self.JWT_ALGORITHM.startswith("HS")
         if self.ENVIRONMENT == "production":
-            for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+            for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN"):
                 secret: SecretStr | None = getattr(self, name)
                 if secret is not None and _is_placeholder(secret.get_secret_value()):
                     raise ValueError(f"{name} is a placeholder")

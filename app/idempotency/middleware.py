@@ -91,6 +91,8 @@ class IdempotencyMiddleware:
                 if (
                     captured.status is not None
                     and captured.status < 500
+                    # A rate-limited request did nothing: its retry must run, not replay a 429.
+                    and captured.status != 429
                     and captured.json is not None
                 ):
                     await repository.complete(

@@ -7,6 +7,7 @@ from app.core.auth import BillingAdmin
 from app.core.db import SessionDep, SessionmakerDep
 from app.core.deps import ClockDep, SettingsDep
 from app.core.errors import Forbidden, Unauthorized, error_responses
+from app.core.rate_limits import PDF_RENDERING
 from app.core.routing import SlashTolerantRouter
 from app.core.schemas import DashboardUserIdPath
 from app.customers.dependencies import CurrentCustomer
@@ -60,6 +61,8 @@ _PDF_RESPONSE: dict[int | str, dict[str, Any]] = {
         ),
     },
     summary="The invoice PDF of a billing-history entry",
+    # Tighter than the per-caller limit: a first download renders (Stripe calls, Typst).
+    dependencies=[PDF_RENDERING],
 )
 async def get_invoice_pdf(
     record_id: RecordId,

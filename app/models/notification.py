@@ -6,6 +6,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
 
+NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+
 
 class Notification(Base):
     """The outbox: a message to a customer (email, the dashboard's webhook), written in the

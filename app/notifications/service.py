@@ -26,3 +26,9 @@ async def notify(
         payload=payload,
         created_at=now,
     )
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """Notifications by delivery status: `pending` (written, not sent yet), `sent`, `failed`
+    (given up)."""
+    return await repository.count_by_status(session)

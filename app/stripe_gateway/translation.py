@@ -1,11 +1,12 @@
 """stripe-python's errors turned into our typed errors (`errors.py`), here and nowhere else."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import stripe
 import structlog
 
+from app.core.metrics import STRIPE_CALLS
 from app.stripe_gateway.errors import (
     PaymentDeclined,
     PaymentMethodNotFound,
@@ -25,12 +26,38 @@ _PAYMENT_METHOD_STATE_CODES = {
 }
 
 
+# `billing_stripe_calls_total{outcome}`: the first matching class names the outcome.
+_OUTCOMES: tuple[tuple[type[stripe.StripeError], str], ...] = (
+    (stripe.CardError, "card_declined"),
+    (stripe.RateLimitError, "rate_limited"),
+    (stripe.APIConnectionError, "connection_error"),
+    (stripe.IdempotencyError, "idempotency_error"),
+    (stripe.InvalidRequestError, "invalid_request"),
+    (stripe.AuthenticationError, "authentication_error"),
+    (stripe.PermissionError, "permission_error"),
+)
+
+
+@contextlib.contextmanager
+def _counted_by_outcome() -> Iterator[None]:
+    try:
+        yield
+    except stripe.StripeError as error:
+        outcome = next((name for kind, name in _OUTCOMES if isinstance(error, kind)), None)
+        if outcome is None:
+            outcome = "server_error" if (error.http_status or 500) >= 500 else "other_error"
+        STRIPE_CALLS.labels(outcome=outcome).inc()
+        raise
+    STRIPE_CALLS.labels(outcome="success").inc()
+
+
 @contextlib.asynccontextmanager
 async def translated_errors() -> AsyncIterator[None]:
     """Around every Stripe call: a decline, Stripe being unreachable, a request of ours that
     Stripe refused each become the typed error the API answers with."""
     try:
-        yield
+        with _counted_by_outcome():
+            yield
     except stripe.CardError as error:
         raise PaymentDeclined(
             error.user_message or "The card was declined.",

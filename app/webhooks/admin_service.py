@@ -21,14 +21,18 @@ async def list_events(
     events = await repository.list_events(
         session, status=status, event_type=event_type, limit=limit
     )
+    return events, await event_stats(session, clock=clock)
+
+
+async def event_stats(session: AsyncSession, *, clock: Clock) -> WebhookEventStats:
+    """Stored events by status, and how long the oldest unprocessed one has waited."""
     oldest_pending = await repository.oldest_pending_received_at(session)
-    stats = WebhookEventStats(
+    return WebhookEventStats(
         by_status=await repository.count_by_status(session),
         oldest_pending_age_seconds=(clock.now() - oldest_pending).total_seconds()
         if oldest_pending
         else None,
     )
-    return events, stats
 
 
 async def mark_for_replay(

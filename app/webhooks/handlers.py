@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_history import service as billing_history_service
+from app.core.metrics import FAILED_PAYMENT_ATTEMPTS
 from app.customers import service as customers_service
 from app.models import Customer, Subscription
 from app.notifications import service as notifications_service
@@ -206,7 +207,10 @@ async def invoice_payment_failed(session: AsyncSession, context: EventContext) -
     if invoice.status != "open":
         return
     if subscription is not None and attempts is not None:
+        recorded_before = subscription.failed_payment_attempts
         subscriptions_service.record_failed_payment_attempts(subscription, attempts)
+        # Only attempts new to us: a redelivery or a replay of the same attempt adds nothing.
+        FAILED_PAYMENT_ATTEMPTS.inc(max(subscription.failed_payment_attempts - recorded_before, 0))
 
 
 async def invoice_action_required(session: AsyncSession, context: EventContext) -> None:
