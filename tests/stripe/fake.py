@@ -255,6 +255,12 @@ class FakeStripe(FakeInvoicing):
             and (request.path.startswith(path) if path.endswith("/") else request.path == path)
         ]
 
+    def add_route(self, method: str, pattern: str, params_type: object, handler: Handler) -> None:
+        """Answer `method` on paths matching `pattern` with `handler(params, *groups)`, ahead
+        of the fake's own routes: for an endpoint it does not model, or a test's variant of
+        one. Its requests are recorded and checked against `params_type` like any other."""
+        self.routes.insert(0, self._route(method, pattern, params_type, handler))
+
     def fail_next(
         self,
         method: str,

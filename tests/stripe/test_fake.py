@@ -18,7 +18,7 @@ from tests.stripe.plugin import (
     STRIPE_API,
     fake_stripe,  # noqa: F401
 )
-from tests.stripe.wire import decode_params
+from tests.stripe.wire import Params, StripeObject, decode_params, list_object
 
 
 @pytest.fixture
@@ -389,13 +389,28 @@ def test_every_route_checks_the_params_type_stripe_python_sends_on_it(
     assert mismatched == {}
 
 
-def test_a_route_without_a_params_type_is_a_test_kit_error() -> None:
+def test_a_route_without_a_params_type_is_a_test_kit_error(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
     class FakeWithAnUncheckedRoute(FakeStripe):
         def _table(self) -> list[tuple[str, str, object, Handler]]:
             return [*super()._table(), ("GET", r"/v1/charges", None, self._get_account)]
 
+    def list_charges(params: Params) -> StripeObject:
+        return list_object("/v1/charges", [], params)
+
     with pytest.raises(TypeError, match=r"GET /v1/charges names no stripe\.params type"):
         FakeWithAnUncheckedRoute(now=FAKE_STRIPE_NOW)
+    with pytest.raises(TypeError, match=r"GET /v1/charges names no stripe\.params type"):
+        fake_stripe.add_route("GET", r"/v1/charges", dict, list_charges)
+
+    # A test's own route is checked like the fake's.
+    fake_stripe.add_route(
+        "GET", r"/v1/charges", stripe_python.params.ChargeListParams, list_charges
+    )
+    assert http.get("/v1/charges", params={"customer": "cus_1"}).status_code == 200
+    assert http.get("/v1/charges", params={"customers": "cus_1"}).status_code == 400
 
 
 def test_an_unknown_id_in_any_path_is_404_resource_missing(
