@@ -86,6 +86,7 @@ async def test_setup_intent_gives_stripe_js_a_client_secret(
     assert "_secret_" in response.json()["client_secret"]
     [create] = fake_stripe.calls("POST", "/v1/setup_intents")
     assert create.params["usage"] == "off_session"
+    assert create.params["allowed_payment_method_types"] == ["card"]
     assert create.idempotency_key is not None
 
 

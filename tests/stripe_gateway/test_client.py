@@ -257,10 +257,11 @@ async def test_create_setup_intent_for_off_session_card_payments(
     assert request.params == {
         "customer": customer_id,
         "usage": "off_session",
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
     }
     assert request.idempotency_key == "seti-1"
     (setup_intent,) = fake.setup_intents.values()
+    assert setup_intent["payment_method_types"] == ["card"]
     assert client_secret == setup_intent["client_secret"]
     assert client_secret.startswith(f"{setup_intent['id']}_secret_")
 

@@ -125,7 +125,10 @@ class CustomerCalls(StripeCalls):
                     {
                         "customer": customer_id,
                         "usage": "off_session",
-                        "payment_method_types": ["card"],
+                        # Cards only: the service mirrors brand, last4 and expiry. The pinned
+                        # API version names this `allowed_payment_method_types` (it refuses
+                        # the older `payment_method_types`).
+                        "allowed_payment_method_types": ["card"],
                     },
                     self._options(idempotency_key),
                 )
