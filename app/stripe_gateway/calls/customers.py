@@ -64,7 +64,7 @@ class CustomerCalls(StripeCalls):
     # --- payment methods ---------------------------------------------------------------
 
     async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodCard:
-        async with translated_errors():
+        async with translated_errors(about_payment_method=True):
             payment_method = plain(
                 await self._stripe.payment_methods.retrieve_async(payment_method_id)
             )
@@ -80,7 +80,7 @@ class CustomerCalls(StripeCalls):
     async def attach_payment_method(
         self, *, payment_method_id: str, customer_id: str, idempotency_key: str
     ) -> PaymentMethodCard:
-        async with translated_errors():
+        async with translated_errors(about_payment_method=True):
             payment_method = plain(
                 await self._stripe.payment_methods.attach_async(
                     payment_method_id, {"customer": customer_id}, self._options(idempotency_key)
@@ -89,7 +89,7 @@ class CustomerCalls(StripeCalls):
         return parse_payment_method(payment_method)
 
     async def detach_payment_method(self, *, payment_method_id: str, idempotency_key: str) -> None:
-        async with translated_errors():
+        async with translated_errors(about_payment_method=True):
             await self._stripe.payment_methods.detach_async(
                 payment_method_id, options=self._options(idempotency_key)
             )
