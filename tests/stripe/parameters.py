@@ -37,9 +37,12 @@ def is_params_type(candidate: object) -> TypeGuard[type]:
 @functools.cache
 def _fields(typed_dict: type) -> dict[str, Any]:
     hints = typing_extensions.get_type_hints(typed_dict, localns=_TYPE_CHECKING_NAMES)
-    return {name: hint for name, hint in hints.items() if name not in _REQUEST_OPTION_NAMES}
+    if hints.keys() >= _REQUEST_OPTION_NAMES:  # a top-level type: drop the client's options
+        return {name: hint for name, hint in hints.items() if name not in _REQUEST_OPTION_NAMES}
+    return hints
 
 
+@functools.cache
 def accepted_parameters(params_type: type) -> frozenset[str]:
     """The top-level parameter names of an endpoint (resolving every nested type on the way,
     so a type that cannot be read fails here rather than in the middle of a test)."""
