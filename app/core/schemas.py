@@ -85,8 +85,15 @@ class SuccessResponse(BaseModel):
     success: Literal[True] = True
 
 
-# An id of a Stripe object as a client may send it (pm_..., sub_...): no dots, slashes or spaces
-# that could reach a Stripe URL path.
-StripeId = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", min_length=3, max_length=255)
+# A payment method id as a client may send it: Stripe's `pm_...`, or the `card_...`/`src_...`
+# of cards saved before PaymentMethods existed (Stripe's payment-method endpoints answer those
+# too, and an adopted customer's list shows them). Anything else (another object's id, dots,
+# slashes or spaces that could reach a Stripe URL path, more than the 255 characters Stripe's
+# ids may use) is a 422 here rather than a call to Stripe.
+PAYMENT_METHOD_ID_PATTERN = r"^(pm|card|src)_[A-Za-z0-9_]+$"
+PAYMENT_METHOD_ID_MAX_LENGTH = 255
+PaymentMethodId = Annotated[
+    str,
+    StringConstraints(pattern=PAYMENT_METHOD_ID_PATTERN, max_length=PAYMENT_METHOD_ID_MAX_LENGTH),
+    Field(examples=["pm_1QxYzAbCdEfGhIjKlMnOpQrS"]),
 ]

@@ -6,7 +6,11 @@ from app.core.db import SessionmakerDep
 from app.core.deps import AttemptTokenDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
-from app.core.schemas import SuccessResponse
+from app.core.schemas import (
+    PAYMENT_METHOD_ID_MAX_LENGTH,
+    PAYMENT_METHOD_ID_PATTERN,
+    SuccessResponse,
+)
 from app.customers.dependencies import CurrentCustomer
 from app.payment_methods import service
 from app.payment_methods.errors import LastPaymentMethod
@@ -30,7 +34,9 @@ router = SlashTolerantRouter(
     responses=error_responses(Unauthorized, StripeUnavailable),
 )
 
-PaymentMethodId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_]+$", min_length=3, max_length=255)]
+PaymentMethodIdPath = Annotated[
+    str, Path(pattern=PAYMENT_METHOD_ID_PATTERN, max_length=PAYMENT_METHOD_ID_MAX_LENGTH)
+]
 
 
 @router.get("/", response_model=PaymentMethodListResponse, summary="The account's cards")
@@ -93,7 +99,7 @@ async def create_setup_intent(
     summary="Make a card the default",
 )
 async def make_default(
-    payment_method_id: PaymentMethodId,
+    payment_method_id: PaymentMethodIdPath,
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
@@ -116,7 +122,7 @@ async def make_default(
     summary="Detach a card",
 )
 async def detach_payment_method(
-    payment_method_id: PaymentMethodId,
+    payment_method_id: PaymentMethodIdPath,
     customer: CurrentCustomer,
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.schemas import InputSchema, StripeId, SuccessResponse
+from app.core.schemas import InputSchema, PaymentMethodId, SuccessResponse
 
 
 class PaymentMethodPublic(BaseModel):
@@ -17,7 +17,7 @@ class PaymentMethodPublic(BaseModel):
 
 
 class AttachPaymentMethodRequest(InputSchema):
-    payment_method_id: StripeId
+    payment_method_id: PaymentMethodId
     set_default: bool = False
 
 

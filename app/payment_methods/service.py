@@ -234,9 +234,13 @@ async def detach_payment_method(
             payment_method_id=others[0].stripe_payment_method_id,
             attempt=attempt,
         )
-    await gateway.detach_payment_method(
-        payment_method_id=payment_method_id, idempotency_key=f"detach:{payment_method_id}"
-    )
+    held = await gateway.find_payment_method(payment_method_id)
+    if held is not None and held.customer_id == customer.stripe_customer_id:
+        await gateway.detach_payment_method(
+            payment_method_id=payment_method_id, idempotency_key=f"detach:{payment_method_id}"
+        )
+    # Otherwise Stripe no longer holds the card for this customer (detached or deleted there
+    # before a webhook said so), and refuses to detach it: only the mirror is left to remove.
     async with sessionmaker.begin() as session:
         mirrored = await repository.get_for_customer(session, customer.id, payment_method_id)
         if mirrored is not None:

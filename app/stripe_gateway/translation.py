@@ -52,9 +52,13 @@ def _counted_by_outcome() -> Iterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def translated_errors() -> AsyncIterator[None]:
+async def translated_errors(*, about_payment_method: bool = False) -> AsyncIterator[None]:
     """Around every Stripe call: a decline, Stripe being unreachable, a request of ours that
-    Stripe refused each become the typed error the API answers with."""
+    Stripe refused each become the typed error the API answers with.
+
+    `about_payment_method`: the call's path names a payment method the user chose (retrieve,
+    attach, detach), so an object missing there is that card, whichever `param` Stripe names
+    for a missing path object ("payment_method", "id", or none)."""
     try:
         with _counted_by_outcome():
             yield
@@ -81,7 +85,8 @@ async def translated_errors() -> AsyncIterator[None]:
         raise StripeIntegrationError() from error
     except stripe.InvalidRequestError as error:
         param = error.param or ""
-        if error.code == "resource_missing" and "payment_method" in param:
+        names_the_card = "payment_method" in param or (about_payment_method and param in ("", "id"))
+        if error.code == "resource_missing" and names_the_card:
             raise PaymentMethodNotFound() from error
         if error.code in _PAYMENT_METHOD_STATE_CODES:
             raise PaymentMethodUnusable(error.user_message or None) from error

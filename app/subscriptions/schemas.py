@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from app.core.schemas import InputSchema, StripeId, SuccessResponse
+from app.core.schemas import InputSchema, PaymentMethodId, SuccessResponse
 
 BillingCycle = Literal["monthly", "yearly"]
 # The seed's dashboard sends a plan's id; its own ids looked like "plan_123", so a slug works
@@ -22,7 +22,7 @@ class AddOnSelection(InputSchema):
 
 class SubscribeRequest(InputSchema):
     plan_id: PlanReference
-    payment_method_id: StripeId
+    payment_method_id: PaymentMethodId
     billing_cycle: BillingCycle = "monthly"
     add_ons: Annotated[list[AddOnSelection], Field(max_length=20)] = Field(default_factory=list)
 

@@ -1,6 +1,11 @@
+from urllib.parse import quote
+
 import httpx
+import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.models import Customer, PaymentMethod
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_plan
 from tests.stripe.fake import FakeStripe
@@ -86,6 +91,7 @@ async def test_setup_intent_gives_stripe_js_a_client_secret(
     assert "_secret_" in response.json()["client_secret"]
     [create] = fake_stripe.calls("POST", "/v1/setup_intents")
     assert create.params["usage"] == "off_session"
+    assert create.params["allowed_payment_method_types"] == ["card"]
     assert create.idempotency_key is not None
 
 
@@ -112,3 +118,106 @@ async def test_switching_the_default_back_and_forth_reaches_stripe_each_time(
     [customer] = fake_stripe.customers.values()
     assert customer["invoice_settings"]["default_payment_method"] == "pm_b"
     assert await _cards(client, headers) == [("pm_b", True), ("pm_a", False)]
+
+
+# The fake's id for a card Stripe does not know (any other `pm_...` is a visa made up on use).
+UNKNOWN_CARD = "pm_missing"
+MALFORMED_CARD_IDS = [
+    "cus_123",  # another kind of Stripe object
+    "card-1234",
+    "pm_",
+    "pm_" + "a" * 253,
+    "pm_12$4",
+    "pm_a b",
+    "pm_caf\u00e9",
+]
+
+
+async def _mirrored_cards(session: AsyncSession) -> list[str]:
+    query = select(PaymentMethod.stripe_payment_method_id).execution_options(populate_existing=True)
+    return list((await session.scalars(query)).all())
+
+
+async def test_a_card_stripe_does_not_know_is_404_on_every_route_and_changes_nothing(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    headers = bearer(make_token("42"))
+    kept = await client.post(CARDS, json={"payment_method_id": "pm_kept"}, headers=headers)
+    assert kept.status_code == 200, kept.text
+
+    responses = {
+        "attach": await client.post(
+            CARDS, json={"payment_method_id": UNKNOWN_CARD, "set_default": True}, headers=headers
+        ),
+        "default": await client.post(f"{CARDS}{UNKNOWN_CARD}/default/", headers=headers),
+        "detach": await client.delete(f"{CARDS}{UNKNOWN_CARD}/", headers=headers),
+    }
+
+    for route, response in responses.items():
+        assert response.status_code == 404, (route, response.text)
+        body = response.json()
+        assert body["success"] is False, route
+        assert body["error"]["code"] == "payment_method_not_found", route
+        assert set(body["error"]) == {"code", "message", "details"}, route
+    assert await _mirrored_cards(session) == ["pm_kept"]
+    assert await _cards(client, headers) == [("pm_kept", True)]
+    [customer] = fake_stripe.customers.values()
+    assert customer["invoice_settings"]["default_payment_method"] == "pm_kept"
+
+
+@pytest.mark.parametrize("malformed", MALFORMED_CARD_IDS)
+async def test_a_malformed_card_id_is_422_and_stripe_is_not_called(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    malformed: str,
+) -> None:
+    headers = bearer(make_token("42"))
+    in_path = quote(malformed, safe="")
+
+    responses = {
+        "body.payment_method_id": await client.post(
+            CARDS, json={"payment_method_id": malformed}, headers=headers
+        ),
+        "path.payment_method_id": await client.post(f"{CARDS}{in_path}/default/", headers=headers),
+    }
+    detach = await client.delete(f"{CARDS}{in_path}/", headers=headers)
+
+    for field, response in [*responses.items(), ("path.payment_method_id", detach)]:
+        assert response.status_code == 422, (field, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "validation_error"
+        assert [detail["field"] for detail in error["details"]] == [field]
+    assert fake_stripe.requests == []
+    assert await _mirrored_cards(session) == []
+
+
+async def test_removing_a_card_stripe_no_longer_holds_for_the_customer_forgets_it(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    headers = bearer(make_token("42"))
+    for card in ("pm_kept", "pm_detached_elsewhere"):
+        attached = await client.post(CARDS, json={"payment_method_id": card}, headers=headers)
+        assert attached.status_code == 200, attached.text
+    # Detached in Stripe's dashboard before any webhook said so; and a card still mirrored
+    # here that Stripe does not know at all.
+    fake_stripe.payment_methods["pm_detached_elsewhere"]["customer"] = None
+    customer = await session.scalar(select(Customer))
+    assert customer is not None
+    session.add(PaymentMethod(customer_id=customer.id, stripe_payment_method_id="pm_missing_1"))
+    await session.commit()
+
+    detached = await client.delete(f"{CARDS}pm_detached_elsewhere/", headers=headers)
+    unknown = await client.delete(f"{CARDS}pm_missing_1/", headers=headers)
+
+    assert detached.status_code == unknown.status_code == 200, (detached.text, unknown.text)
+    assert await _mirrored_cards(session) == ["pm_kept"]
+    assert await _cards(client, headers) == [("pm_kept", True)]
+    assert fake_stripe.calls("POST", "/v1/payment_methods/pm_detached_elsewhere/detach") == []

@@ -9,8 +9,16 @@ shapes, answering the requests that respx routes to `handle` (see `plugin.py`).
   `pm_...` id is created on first use as a visa card with no customer.
 - A POST repeated with an Idempotency-Key gets the first answer back (a different body: 400).
 - `fail_next()` makes the next matching requests answer 5xx or time out.
-- Parameters the fake does not model on subscription, item and schedule writes are refused
-  with a 400 whose message names FakeStripe, so a test never passes by ignoring them.
+- Every route names the stripe-python `*Params` type of its call (`stripe.params`), and every
+  request is checked against it at every depth: a parameter the type does not list gets
+  Stripe's own 400 ("Received unknown parameter: items[0][bogus]", `param` set), so the
+  service cannot send what the pinned version's API refuses. A route without a Params type
+  is refused when the fake is built.
+- An unknown id in a path is Stripe's 404 `resource_missing` (`param` "id"; "payment_method"
+  for payment methods).
+- Parameters Stripe accepts but the fake does not model, on subscription, item, schedule and
+  invoice writes, are refused with a 400 whose message names FakeStripe, so a test never
+  passes by ignoring them.
 """
 
 import copy
@@ -20,9 +28,11 @@ from dataclasses import dataclass
 
 import httpx
 import stripe
+from stripe import params as stripe_params
 
 from tests.stripe.fixtures import stripe_fixture
 from tests.stripe.invoicing import EMBEDDED_LINES, FakeInvoicing
+from tests.stripe.parameters import accepted_parameters, is_params_type, unknown_parameter
 from tests.stripe.wire import (
     Params,
     StripeApiError,
@@ -38,10 +48,20 @@ from tests.stripe.wire import (
     resource_missing,
 )
 
-__all__ = ["FakeStripe", "StripeRequest"]
+__all__ = ["FakeStripe", "Route", "StripeRequest"]
 
 Handler = Callable[..., StripeObject]
 _SEARCH_CLAUSE = re.compile(r"^\s*(metadata\['([^']+)'\]|email|name)\s*:\s*'([^']*)'\s*$")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A request the fake answers, and the parameters Stripe accepts on it."""
+
+    method: str
+    pattern: re.Pattern[str]
+    params_type: type
+    handler: Handler
 
 
 @dataclass
@@ -62,55 +82,166 @@ class FakeStripe(FakeInvoicing):
         self._failures: list[_Failure] = []
         # Idempotency-Key -> (method, path, params, status, body)
         self._idempotent: dict[str, tuple[str, str, Params, int, StripeObject]] = {}
-        self._routes = [
-            (method, re.compile(pattern), handler) for method, pattern, handler in self._table()
-        ]
+        self.routes = [self._route(*entry) for entry in self._table()]
 
-    def _table(self) -> list[tuple[str, str, Handler]]:
+    @staticmethod
+    def _route(method: str, pattern: str, params_type: object, handler: Handler) -> Route:
+        if not is_params_type(params_type):
+            raise TypeError(
+                f"FakeStripe's route {method} {pattern} names no stripe.params type "
+                f"({params_type!r}): every route needs its call's Params type, which each "
+                "request to it is checked against."
+            )
+        accepted_parameters(params_type)  # every nested type resolves, or fail now
+        return Route(method, re.compile(pattern), params_type, handler)
+
+    def _table(self) -> list[tuple[str, str, object, Handler]]:
+        """Each route with the stripe-python Params type of its call: what Stripe accepts there."""
+        p = stripe_params
         return [
-            ("GET", r"/v1/account", self._get_account),
-            ("POST", r"/v1/customers", self._create_customer),
-            ("GET", r"/v1/customers", self._list_customers),
-            ("GET", r"/v1/customers/search", self._search_customers),
-            ("GET", r"/v1/customers/([^/]+)", self._get_customer),
-            ("POST", r"/v1/customers/([^/]+)", self._update_customer),
-            ("GET", r"/v1/payment_methods", self._list_payment_methods),
-            ("GET", r"/v1/payment_methods/([^/]+)", self._get_payment_method),
-            ("POST", r"/v1/payment_methods/([^/]+)/attach", self._attach_payment_method),
-            ("POST", r"/v1/payment_methods/([^/]+)/detach", self._detach_payment_method),
-            ("POST", r"/v1/setup_intents", self._create_setup_intent),
-            ("GET", r"/v1/setup_intents/([^/]+)", self._get_setup_intent),
-            ("POST", r"/v1/subscriptions", self._create_subscription),
-            ("GET", r"/v1/subscriptions", self._list_subscriptions_page),
-            ("GET", r"/v1/subscriptions/([^/]+)", self._get_subscription),
-            ("POST", r"/v1/subscriptions/([^/]+)", self._update_subscription),
-            ("DELETE", r"/v1/subscriptions/([^/]+)", self._cancel_subscription),
-            ("POST", r"/v1/subscription_items", self._create_item),
-            ("POST", r"/v1/subscription_items/([^/]+)", self._update_item),
-            ("DELETE", r"/v1/subscription_items/([^/]+)", self._delete_item),
-            ("POST", r"/v1/invoices/create_preview", self._create_preview),
-            ("POST", r"/v1/invoices", self._create_invoice),
-            ("GET", r"/v1/invoices/([^/]+)", self._get_invoice),
-            ("GET", r"/v1/invoices/([^/]+)/lines", self._list_invoice_lines),
-            ("GET", r"/v1/tax_rates/([^/]+)", self._get_tax_rate),
-            ("POST", r"/v1/invoices/([^/]+)/pay", self._pay_invoice),
-            ("POST", r"/v1/invoices/([^/]+)/finalize", self._finalize_invoice),
-            ("POST", r"/v1/invoiceitems", self._create_invoice_item),
-            ("GET", r"/v1/invoiceitems", self._list_invoice_items),
-            ("GET", r"/v1/invoice_payments", self._list_invoice_payments),
-            ("GET", r"/v1/payment_intents/([^/]+)", self._get_payment_intent),
-            ("POST", r"/v1/subscription_schedules", self._create_schedule),
-            ("GET", r"/v1/subscription_schedules/([^/]+)", self._get_schedule),
-            ("POST", r"/v1/subscription_schedules/([^/]+)", self._update_schedule),
-            ("POST", r"/v1/subscription_schedules/([^/]+)/release", self._release_schedule),
-            ("POST", r"/v1/products", self._create_product),
-            ("GET", r"/v1/products/([^/]+)", self._get_product),
-            ("POST", r"/v1/products/([^/]+)", self._update_product),
-            ("GET", r"/v1/prices", self._list_prices),
-            ("POST", r"/v1/prices", self._create_price),
-            ("GET", r"/v1/prices/([^/]+)", self._get_price),
-            ("POST", r"/v1/prices/([^/]+)", self._update_price),
-            ("GET", r"/v1/webhook_endpoints", self._list_webhook_endpoints),
+            ("GET", r"/v1/account", p.AccountRetrieveCurrentParams, self._get_account),
+            ("POST", r"/v1/customers", p.CustomerCreateParams, self._create_customer),
+            ("GET", r"/v1/customers", p.CustomerListParams, self._list_customers),
+            ("GET", r"/v1/customers/search", p.CustomerSearchParams, self._search_customers),
+            ("GET", r"/v1/customers/([^/]+)", p.CustomerRetrieveParams, self._get_customer),
+            ("POST", r"/v1/customers/([^/]+)", p.CustomerUpdateParams, self._update_customer),
+            ("GET", r"/v1/payment_methods", p.PaymentMethodListParams, self._list_payment_methods),
+            (
+                "GET",
+                r"/v1/payment_methods/([^/]+)",
+                p.PaymentMethodRetrieveParams,
+                self._get_payment_method,
+            ),
+            (
+                "POST",
+                r"/v1/payment_methods/([^/]+)/attach",
+                p.PaymentMethodAttachParams,
+                self._attach_payment_method,
+            ),
+            (
+                "POST",
+                r"/v1/payment_methods/([^/]+)/detach",
+                p.PaymentMethodDetachParams,
+                self._detach_payment_method,
+            ),
+            ("POST", r"/v1/setup_intents", p.SetupIntentCreateParams, self._create_setup_intent),
+            (
+                "GET",
+                r"/v1/setup_intents/([^/]+)",
+                p.SetupIntentRetrieveParams,
+                self._get_setup_intent,
+            ),
+            ("POST", r"/v1/subscriptions", p.SubscriptionCreateParams, self._create_subscription),
+            (
+                "GET",
+                r"/v1/subscriptions",
+                p.SubscriptionListParams,
+                self._list_subscriptions_page,
+            ),
+            (
+                "GET",
+                r"/v1/subscriptions/([^/]+)",
+                p.SubscriptionRetrieveParams,
+                self._get_subscription,
+            ),
+            (
+                "POST",
+                r"/v1/subscriptions/([^/]+)",
+                p.SubscriptionUpdateParams,
+                self._update_subscription,
+            ),
+            (
+                "DELETE",
+                r"/v1/subscriptions/([^/]+)",
+                p.SubscriptionCancelParams,
+                self._cancel_subscription,
+            ),
+            ("POST", r"/v1/subscription_items", p.SubscriptionItemCreateParams, self._create_item),
+            (
+                "POST",
+                r"/v1/subscription_items/([^/]+)",
+                p.SubscriptionItemUpdateParams,
+                self._update_item,
+            ),
+            (
+                "DELETE",
+                r"/v1/subscription_items/([^/]+)",
+                p.SubscriptionItemDeleteParams,
+                self._delete_item,
+            ),
+            (
+                "POST",
+                r"/v1/invoices/create_preview",
+                p.InvoiceCreatePreviewParams,
+                self._create_preview,
+            ),
+            ("POST", r"/v1/invoices", p.InvoiceCreateParams, self._create_invoice),
+            ("GET", r"/v1/invoices/([^/]+)", p.InvoiceRetrieveParams, self._get_invoice),
+            (
+                "GET",
+                r"/v1/invoices/([^/]+)/lines",
+                p.InvoiceLineItemListParams,
+                self._list_invoice_lines,
+            ),
+            ("GET", r"/v1/tax_rates/([^/]+)", p.TaxRateRetrieveParams, self._get_tax_rate),
+            ("POST", r"/v1/invoices/([^/]+)/pay", p.InvoicePayParams, self._pay_invoice),
+            (
+                "POST",
+                r"/v1/invoices/([^/]+)/finalize",
+                p.InvoiceFinalizeInvoiceParams,
+                self._finalize_invoice,
+            ),
+            ("POST", r"/v1/invoiceitems", p.InvoiceItemCreateParams, self._create_invoice_item),
+            ("GET", r"/v1/invoiceitems", p.InvoiceItemListParams, self._list_invoice_items),
+            (
+                "GET",
+                r"/v1/invoice_payments",
+                p.InvoicePaymentListParams,
+                self._list_invoice_payments,
+            ),
+            (
+                "GET",
+                r"/v1/payment_intents/([^/]+)",
+                p.PaymentIntentRetrieveParams,
+                self._get_payment_intent,
+            ),
+            (
+                "POST",
+                r"/v1/subscription_schedules",
+                p.SubscriptionScheduleCreateParams,
+                self._create_schedule,
+            ),
+            (
+                "GET",
+                r"/v1/subscription_schedules/([^/]+)",
+                p.SubscriptionScheduleRetrieveParams,
+                self._get_schedule,
+            ),
+            (
+                "POST",
+                r"/v1/subscription_schedules/([^/]+)",
+                p.SubscriptionScheduleUpdateParams,
+                self._update_schedule,
+            ),
+            (
+                "POST",
+                r"/v1/subscription_schedules/([^/]+)/release",
+                p.SubscriptionScheduleReleaseParams,
+                self._release_schedule,
+            ),
+            ("POST", r"/v1/products", p.ProductCreateParams, self._create_product),
+            ("GET", r"/v1/products/([^/]+)", p.ProductRetrieveParams, self._get_product),
+            ("POST", r"/v1/products/([^/]+)", p.ProductUpdateParams, self._update_product),
+            ("GET", r"/v1/prices", p.PriceListParams, self._list_prices),
+            ("POST", r"/v1/prices", p.PriceCreateParams, self._create_price),
+            ("GET", r"/v1/prices/([^/]+)", p.PriceRetrieveParams, self._get_price),
+            ("POST", r"/v1/prices/([^/]+)", p.PriceUpdateParams, self._update_price),
+            (
+                "GET",
+                r"/v1/webhook_endpoints",
+                p.WebhookEndpointListParams,
+                self._list_webhook_endpoints,
+            ),
         ]
 
     # --- test controls -----------------------------------------------------------------
@@ -123,6 +254,12 @@ class FakeStripe(FakeInvoicing):
             if request.method == method.upper()
             and (request.path.startswith(path) if path.endswith("/") else request.path == path)
         ]
+
+    def add_route(self, method: str, pattern: str, params_type: object, handler: Handler) -> None:
+        """Answer `method` on paths matching `pattern` with `handler(params, *groups)`, ahead
+        of the fake's own routes: for an endpoint it does not model, or a test's variant of
+        one. Its requests are recorded and checked against `params_type` like any other."""
+        self.routes.insert(0, self._route(method, pattern, params_type, handler))
 
     def fail_next(
         self,
@@ -194,6 +331,17 @@ class FakeStripe(FakeInvoicing):
                 401,
                 {"error": {"type": "invalid_request_error", "message": "Invalid API Key."}},
             )
+        route, arguments = self._match(method, path)
+        if route is None:
+            message = f"Unrecognized request URL ({method}: {path}); FakeStripe does not model it."
+            return self._response(
+                404, {"error": {"type": "invalid_request_error", "message": message}}
+            )
+        # As Stripe: a parameter its API does not list is refused before anything runs.
+        unknown = unknown_parameter(params, route.params_type)
+        if unknown is not None:
+            error = invalid_request(f"Received unknown parameter: {unknown}", param=unknown)
+            return self._response(error.status, error.body)
         if method == "POST" and key is not None and key in self._idempotent:
             first_method, first_path, first_params, status, body = self._idempotent[key]
             if (first_method, first_path, first_params) != (method, path, params):
@@ -208,7 +356,7 @@ class FakeStripe(FakeInvoicing):
                 )
                 return self._response(error.status, error.body)
             return self._response(status, copy.deepcopy(body), replayed=True)
-        status, body = self._dispatch(method, path, params)
+        status, body = self._run(route, arguments, params)
         # Stripe saves a result once the endpoint ran: not for a request it refused upfront.
         if method == "POST" and key is not None and (status < 400 or status == 402):
             self._idempotent[key] = (method, path, params, status, copy.deepcopy(body))
@@ -217,17 +365,21 @@ class FakeStripe(FakeInvoicing):
             raise httpx.ReadTimeout("injected by FakeStripe.fail_next", request=request)
         return self._response(status, body)
 
-    def _dispatch(self, method: str, path: str, params: Params) -> tuple[int, StripeObject]:
-        for route_method, pattern, handler in self._routes:
-            match = pattern.fullmatch(path)
-            if route_method == method and match:
-                try:
-                    result = handler(params, *match.groups())
-                    return 200, self.render(result, as_list(params.get("expand")))
-                except StripeApiError as error:
-                    return error.status, error.body
-        message = f"Unrecognized request URL ({method}: {path}); FakeStripe does not model it."
-        return 404, {"error": {"type": "invalid_request_error", "message": message}}
+    def _match(self, method: str, path: str) -> tuple[Route | None, tuple[str, ...]]:
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if route.method == method and match:
+                return route, match.groups()
+        return None, ()
+
+    def _run(
+        self, route: Route, arguments: tuple[str, ...], params: Params
+    ) -> tuple[int, StripeObject]:
+        try:
+            result = route.handler(params, *arguments)
+            return 200, self.render(result, as_list(params.get("expand")))
+        except StripeApiError as error:
+            return error.status, error.body
 
     def _response(self, status: int, body: StripeObject, replayed: bool = False) -> httpx.Response:
         headers = {"Request-Id": self.new_id("req")}
@@ -335,9 +487,9 @@ class FakeStripe(FakeInvoicing):
         setup_intent = self.new_setup_intent(
             customer=customer, usage=params.get("usage") or "off_session"
         )
-        setup_intent["payment_method_types"] = as_list(params.get("payment_method_types")) or [
-            "card"
-        ]
+        allowed = as_list(params.get("allowed_payment_method_types"))
+        setup_intent["allowed_payment_method_types"] = allowed or None
+        setup_intent["payment_method_types"] = allowed or ["card"]
         return setup_intent
 
     def _get_setup_intent(self, params: Params, setup_intent_id: str) -> StripeObject:

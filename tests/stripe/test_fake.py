@@ -1,20 +1,24 @@
 """The fake's own behaviours that gateway tests rely on: decoding, idempotency, expansion,
-failures, and refusing what it does not model."""
+failures, refusing what Stripe refuses (unknown parameters, unknown ids) and what it does not
+model."""
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import stripe as stripe_python
 
-from tests.stripe.fake import FakeStripe
+from tests.stripe.fake import FakeStripe, Handler
 from tests.stripe.fixtures import FIXTURES_PATH, stripe_fixture
 from tests.stripe.plugin import (
     FAKE_STRIPE_NOW,
     STRIPE_API,
     fake_stripe,  # noqa: F401
 )
-from tests.stripe.wire import decode_params
+from tests.stripe.wire import Params, StripeObject, decode_params, list_object
 
 
 @pytest.fixture
@@ -70,7 +74,7 @@ def test_a_key_is_bound_to_its_first_request(
     first = post(http, "/v1/customers", {"email": "a@example.com"}, "cus-1")
     replayed = post(http, "/v1/customers", {"email": "a@example.com"}, "cus-1")
     other_params = post(http, "/v1/customers", {"email": "b@example.com"}, "cus-1")
-    other_path = post(http, "/v1/products", {"email": "a@example.com"}, "cus-1")
+    other_path = post(http, "/v1/products", {"name": "A"}, "cus-1")
     refused = post(http, "/v1/products", {}, "prod-1")
     retried = post(http, "/v1/products", {"id": "prod_a", "name": "A"}, "prod-1")
 
@@ -168,14 +172,17 @@ def test_what_the_fake_does_not_model_is_refused_loudly(
     customer = fake_stripe.add_customer()
 
     unknown_route = http.get("/v1/charges")
-    unknown_param = post(
-        http, "/v1/subscriptions", {"customer": customer["id"], "coupon": "SUMMER"}
+    # Stripe accepts `days_until_due` (for invoices sent by email); the fake does not model it.
+    unmodelled_param = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "days_until_due": "30"}
     )
 
     assert unknown_route.status_code == 404
     assert "FakeStripe" in unknown_route.json()["error"]["message"]
-    assert unknown_param.status_code == 400
-    assert "FakeStripe does not model `coupon`" in unknown_param.json()["error"]["message"]
+    assert unmodelled_param.status_code == 400
+    assert (
+        "FakeStripe does not model `days_until_due`" in unmodelled_param.json()["error"]["message"]
+    )
 
 
 def test_a_lookup_key_moves_only_when_asked(fake_stripe: FakeStripe, http: httpx.Client) -> None:  # noqa: F811
@@ -258,3 +265,172 @@ def test_invoice_items_go_on_drafts_only_and_pending_ones_wait_for_the_renewal(
     assert fake_stripe.invoices[draft["id"]]["total"] == 1000 + 250 - 50
     assert fake_stripe.invoices[draft["id"]]["status"] == "open"
     assert listed.json()["data"] == []
+
+
+def test_a_parameter_stripe_does_not_list_is_refused_as_stripe_refuses_it(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=1000)
+    customer = fake_stripe.add_customer()
+    subscription = {"customer": customer["id"], "items[0][price]": price["id"]}
+
+    top_level = post(
+        http,
+        "/v1/setup_intents",
+        {"customer": customer["id"], "payment_method_types[0]": "card"},
+        "seti-1",
+    )
+    nested = post(
+        http, "/v1/subscriptions", {**subscription, "items[0][price_data_typo]": "x"}, "sub-1"
+    )
+    in_a_list = post(
+        http,
+        "/v1/subscriptions",
+        {**subscription, "items[1][price]": price["id"], "items[1][tax_rate]": "txr_1"},
+    )
+    automatic = {"automatic_payment_methods[enabled]": "true"}
+    deep = post(
+        http,
+        "/v1/setup_intents",
+        {"customer": customer["id"], **automatic, "automatic_payment_methods[wallets]": "x"},
+    )
+    in_a_query = http.get("/v1/customers", params={"email": "a@example.com", "mail": "b"})
+    retried = post(http, "/v1/subscriptions", subscription, "sub-1")
+
+    refused = {
+        "payment_method_types": top_level,
+        "items[0][price_data_typo]": nested,
+        "items[1][tax_rate]": in_a_list,
+        "automatic_payment_methods[wallets]": deep,
+        "mail": in_a_query,
+    }
+    for param, response in refused.items():
+        assert response.status_code == 400, param
+        assert response.json() == {
+            "error": {
+                "type": "invalid_request_error",
+                "message": f"Received unknown parameter: {param}",
+                "param": param,
+            }
+        }
+    assert fake_stripe.setup_intents == {}
+    # Refused upfront: nothing was created and the key was not spent.
+    assert retried.status_code == 200
+    assert list(fake_stripe.subscriptions) == [retried.json()["id"]]
+
+
+def test_what_the_params_types_list_is_accepted_at_every_depth(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=1000)
+    customer = fake_stripe.add_customer()
+
+    created = post(
+        http,
+        "/v1/subscriptions",
+        {
+            "customer": customer["id"],
+            "items[0][price]": price["id"],
+            "items[0][quantity]": "2",
+            "items[0][metadata][any key]": "any value",
+            "billing_mode[type]": "flexible",
+            "metadata[reservation]": "7",
+            "expand[0]": "latest_invoice.confirmation_secret",
+        },
+    )
+    setup_intent = post(
+        http,
+        "/v1/setup_intents",
+        {"customer": customer["id"], "allowed_payment_method_types[0]": "card"},
+    )
+    unset = post(http, f"/v1/customers/{customer['id']}", {"metadata": ""})
+
+    assert created.status_code == 200, created.text
+    assert created.json()["latest_invoice"]["confirmation_secret"]["type"] == "payment_intent"
+    assert setup_intent.status_code == 200, setup_intent.text
+    assert setup_intent.json()["payment_method_types"] == ["card"]
+    assert unset.status_code == 200, unset.text
+
+
+def _stripe_python_calls() -> dict[tuple[str, str], set[str]]:
+    """(method, path as a route pattern) -> the Params types stripe-python's services send."""
+    calls: dict[tuple[str, str], set[str]] = {}
+    call = re.compile(
+        r'params: (?:Optional\[)?"(\w+Params)".*?self\._request(?:_async)?\(\s*'
+        r'"(get|post|delete)",\s*"(/v1/[^"]+)"',
+        re.DOTALL,
+    )
+    for source in Path(stripe_python.__file__).parent.rglob("_*_service.py"):
+        for params_name, method, template in call.findall(source.read_text(encoding="utf-8")):
+            pattern = re.sub(r"\{\w+\}", "([^/]+)", template)
+            calls.setdefault((method.upper(), pattern), set()).add(params_name)
+    return calls
+
+
+def test_every_route_checks_the_params_type_stripe_python_sends_on_it(
+    fake_stripe: FakeStripe,  # noqa: F811
+) -> None:
+    calls = _stripe_python_calls()
+
+    mismatched = {
+        f"{route.method} {route.pattern.pattern}": (
+            route.params_type.__name__,
+            calls.get((route.method, route.pattern.pattern)),
+        )
+        for route in fake_stripe.routes
+        if calls.get((route.method, route.pattern.pattern)) != {route.params_type.__name__}
+    }
+
+    assert len(fake_stripe.routes) > 40
+    assert mismatched == {}
+
+
+def test_a_route_without_a_params_type_is_a_test_kit_error(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    class FakeWithAnUncheckedRoute(FakeStripe):
+        def _table(self) -> list[tuple[str, str, object, Handler]]:
+            return [*super()._table(), ("GET", r"/v1/charges", None, self._get_account)]
+
+    def list_charges(params: Params) -> StripeObject:
+        return list_object("/v1/charges", [], params)
+
+    with pytest.raises(TypeError, match=r"GET /v1/charges names no stripe\.params type"):
+        FakeWithAnUncheckedRoute(now=FAKE_STRIPE_NOW)
+    with pytest.raises(TypeError, match=r"GET /v1/charges names no stripe\.params type"):
+        fake_stripe.add_route("GET", r"/v1/charges", dict, list_charges)
+
+    # A test's own route is checked like the fake's.
+    fake_stripe.add_route(
+        "GET", r"/v1/charges", stripe_python.params.ChargeListParams, list_charges
+    )
+    assert http.get("/v1/charges", params={"customer": "cus_1"}).status_code == 200
+    assert http.get("/v1/charges", params={"customers": "cus_1"}).status_code == 400
+
+
+def test_an_unknown_id_in_any_path_is_404_resource_missing(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    routes_with_an_id = [route for route in fake_stripe.routes if route.pattern.groups]
+    answers = {}
+    for route in routes_with_an_id:
+        # Any other `pm_...` id is a card the fake makes up on first use.
+        unknown = "pm_missing" if "payment_methods" in route.pattern.pattern else "x_unknown"
+        path = route.pattern.pattern.replace("([^/]+)", unknown)
+        response = http.request(route.method, path)
+        error = response.json()["error"]
+        answers[f"{route.method} {path}"] = (response.status_code, error.get("code"), error)
+
+    assert len(answers) > 20
+    for request, (status, code, error) in answers.items():
+        assert (status, code) == (404, "resource_missing"), request
+        assert error["type"] == "invalid_request_error", request
+        expected_param = "payment_method" if "/payment_methods/" in request else "id"
+        assert error["param"] == expected_param, request
+        assert error["message"].startswith("No such "), request

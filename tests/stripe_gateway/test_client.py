@@ -15,6 +15,7 @@ from app.stripe_gateway.errors import (
     StripeUnavailable,
 )
 from tests.stripe.fake import FakeStripe, StripeRequest
+from tests.stripe.wire import Params, StripeObject, resource_missing
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 GOOD_CARD = "pm_card_visa"
@@ -208,6 +209,42 @@ async def test_a_missing_payment_method_is_not_found(
             )
 
 
+@pytest.mark.parametrize("param", ["id", None])
+@pytest.mark.parametrize("call", ["retrieve", "attach", "detach"])
+async def test_a_missing_payment_method_is_not_found_whichever_param_stripe_names(
+    gateway: StripeGateway, fake: FakeStripe, call: str, param: str | None
+) -> None:
+    """The fake names `payment_method`; Stripe names `id` for most objects missing from a
+    path. Either way the card the user chose does not exist, not a request we built wrongly."""
+    customer_id = customer_with_card(fake, card=None)
+
+    def missing(params: Params, payment_method_id: str) -> StripeObject:
+        raise resource_missing("PaymentMethod", payment_method_id, param=param)
+
+    for route in list(fake.routes):
+        if route.pattern.pattern.startswith("/v1/payment_methods/"):
+            fake.add_route(route.method, route.pattern.pattern, route.params_type, missing)
+
+    with pytest.raises(PaymentMethodNotFound):
+        if call == "retrieve":
+            await gateway.retrieve_payment_method(GOOD_CARD)
+        elif call == "attach":
+            await gateway.attach_payment_method(
+                payment_method_id=GOOD_CARD, customer_id=customer_id, idempotency_key="a"
+            )
+        else:
+            await gateway.detach_payment_method(payment_method_id=GOOD_CARD, idempotency_key="d")
+
+
+async def test_a_missing_customer_on_attach_is_our_error_not_the_cards(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
+    with pytest.raises(StripeIntegrationError):
+        await gateway.attach_payment_method(
+            payment_method_id=GOOD_CARD, customer_id="cus_unknown", idempotency_key="a"
+        )
+
+
 async def test_detach_the_default_card(gateway: StripeGateway, fake: FakeStripe) -> None:
     customer_id = customer_with_card(fake)
 
@@ -231,10 +268,11 @@ async def test_create_setup_intent_for_off_session_card_payments(
     assert request.params == {
         "customer": customer_id,
         "usage": "off_session",
-        "payment_method_types": ["card"],
+        "allowed_payment_method_types": ["card"],
     }
     assert request.idempotency_key == "seti-1"
     (setup_intent,) = fake.setup_intents.values()
+    assert setup_intent["payment_method_types"] == ["card"]
     assert client_secret == setup_intent["client_secret"]
     assert client_secret.startswith(f"{setup_intent['id']}_secret_")
 

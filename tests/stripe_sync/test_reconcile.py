@@ -3,16 +3,15 @@ never delivered, finding drift, repairing it from Stripe, alerting on it."""
 
 import asyncio
 import copy
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-import respx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from stripe import params as stripe_params
 from typer.testing import CliRunner, Result
 
 from app.billing_history import service as billing_history_service
@@ -26,28 +25,19 @@ from app.stripe_sync.tasks import reconcile_stripe_nightly
 from tests.conftest import TokenFactory
 from tests.factories import subscribe_through_api
 from tests.running_jobs import app_job_ctx
-from tests.stripe.fake import FakeStripe, StripeRequest
-from tests.stripe.plugin import FAKE_STRIPE_NOW, STRIPE_API
-from tests.stripe.wire import StripeObject, decode_params, list_object
+from tests.stripe.fake import FakeStripe
+from tests.stripe.wire import Params, StripeObject, list_object
 from tests.webhooks.helpers import local_subscription, post_event, run_worker
 
 # --- the fake's missing list endpoints -------------------------------------------------
 
 
-def _page(url: str, newest_first: list[StripeObject], params: dict[str, Any]) -> StripeObject:
+def _page(url: str, newest_first: list[StripeObject], params: Params) -> StripeObject:
     after = params.get("starting_after")
     if after:
         ids = [obj["id"] for obj in newest_first]
         newest_first = newest_first[ids.index(after) + 1 :]
     return list_object(url, newest_first, params)
-
-
-def _record(fake: FakeStripe, request: httpx.Request) -> dict[str, Any]:
-    params = decode_params(request.url.query.decode("ascii"))
-    fake.requests.append(
-        StripeRequest("GET", request.url.path, params, None, request.headers.get("Stripe-Version"))
-    )
-    return params
 
 
 @pytest.fixture
@@ -57,33 +47,28 @@ def stripe_event_log() -> list[StripeObject]:
 
 
 @pytest.fixture
-def fake_stripe(stripe_event_log: list[StripeObject]) -> Iterator[FakeStripe]:
-    """The suite's fake, with GET /v1/events and GET /v1/invoices routed first."""
-    fake = FakeStripe(now=FAKE_STRIPE_NOW)
+def fake_stripe(fake_stripe: FakeStripe, stripe_event_log: list[StripeObject]) -> FakeStripe:
+    """The suite's fake, with GET /v1/events and GET /v1/invoices."""
 
-    def list_events(request: httpx.Request) -> httpx.Response:
-        params = _record(fake, request)
+    def list_events(params: Params) -> StripeObject:
         since = int((params.get("created") or {}).get("gte") or 0)
         found = sorted(
             (event for event in stripe_event_log if event["created"] >= since),
             key=lambda event: -event["created"],
         )
-        return httpx.Response(200, json=_page("/v1/events", found, params))
+        return _page("/v1/events", found, params)
 
-    def list_invoices(request: httpx.Request) -> httpx.Response:
-        params = _record(fake, request)
+    def list_invoices(params: Params) -> StripeObject:
         found = [
-            fake.render(invoice, [])
-            for invoice in reversed(fake.invoices.values())
+            invoice
+            for invoice in reversed(fake_stripe.invoices.values())
             if invoice["customer"] == params.get("customer")
         ]
-        return httpx.Response(200, json=_page("/v1/invoices", found, params))
+        return _page("/v1/invoices", found, params)
 
-    with respx.mock(base_url=STRIPE_API, assert_all_called=False) as router:
-        router.get("/v1/events").mock(side_effect=list_events)
-        router.get("/v1/invoices").mock(side_effect=list_invoices)
-        router.route().mock(side_effect=fake.handle)
-        yield fake
+    fake_stripe.add_route("GET", r"/v1/events", stripe_params.EventListParams, list_events)
+    fake_stripe.add_route("GET", r"/v1/invoices", stripe_params.InvoiceListParams, list_invoices)
+    return fake_stripe
 
 
 # --- helpers ---------------------------------------------------------------------------

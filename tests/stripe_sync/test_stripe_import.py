@@ -2,14 +2,12 @@
 and cards adopted once, matched by metadata or email."""
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-import respx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from stripe import params as stripe_params
 from typer.testing import CliRunner, Result
 
 from app.cli import app as cli
@@ -20,41 +18,30 @@ from app.stripe_gateway.client import StripeGateway
 from app.stripe_sync.stripe_import import import_from_stripe
 from tests.conftest import TEST_NOW
 from tests.factories import create_customer, create_synced_plan
-from tests.stripe.fake import FakeStripe, StripeRequest
-from tests.stripe.plugin import FAKE_STRIPE_NOW, STRIPE_API
-from tests.stripe.wire import StripeObject, decode_params, list_object
+from tests.stripe.fake import FakeStripe
+from tests.stripe.wire import Params, StripeObject, list_object
 
 # Small pages, so the import has to follow `has_more` through all of them.
 CUSTOMERS_PER_PAGE = 2
 
 
 @pytest.fixture
-def fake_stripe() -> Iterator[FakeStripe]:
+def fake_stripe(fake_stripe: FakeStripe) -> FakeStripe:
     """The suite's fake, with GET /v1/customers paginated by `starting_after`."""
-    fake = FakeStripe(now=FAKE_STRIPE_NOW)
 
-    def list_customers(request: httpx.Request) -> httpx.Response:
-        params = decode_params(request.url.query.decode("ascii"))
-        fake.requests.append(
-            StripeRequest(
-                "GET", request.url.path, params, None, request.headers.get("Stripe-Version")
-            )
-        )
+    def list_customers(params: Params) -> StripeObject:
         found = [
-            fake.render(customer, [])
-            for customer in reversed(fake.customers.values())
+            customer
+            for customer in reversed(fake_stripe.customers.values())
             if not params.get("email") or customer.get("email") == params["email"]
         ]
         after = params.get("starting_after")
         if after:
             found = found[[customer["id"] for customer in found].index(after) + 1 :]
-        page = list_object("/v1/customers", found, {**params, "limit": CUSTOMERS_PER_PAGE})
-        return httpx.Response(200, json=page)
+        return list_object("/v1/customers", found, {**params, "limit": CUSTOMERS_PER_PAGE})
 
-    with respx.mock(base_url=STRIPE_API, assert_all_called=False) as router:
-        router.get("/v1/customers").mock(side_effect=list_customers)
-        router.route().mock(side_effect=fake.handle)
-        yield fake
+    fake_stripe.add_route("GET", r"/v1/customers", stripe_params.CustomerListParams, list_customers)
+    return fake_stripe
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 import asyncio
 
 import httpx
+import pytest
 import stripe as stripe_python
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -354,6 +355,93 @@ async def test_bad_subscribe_requests_write_nothing(
     assert foreign_card.json()["error"]["code"] == "payment_method_not_found"
     assert await _subscriptions(session) == []
     assert fake_stripe.calls("POST", "/v1/subscriptions") == []
+
+
+async def _mirrored_cards(session: AsyncSession) -> list[str]:
+    query = select(PaymentMethod.stripe_payment_method_id).execution_options(populate_existing=True)
+    return list((await session.scalars(query)).all())
+
+
+async def test_subscribing_with_a_card_stripe_does_not_know_is_404_and_writes_nothing(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = bearer(make_token("42"))
+
+    unknown = await client.post(
+        SUBSCRIBE, json={"plan_id": plan.id, "payment_method_id": "pm_missing"}, headers=token
+    )
+
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["success"] is False
+    assert unknown.json()["error"]["code"] == "payment_method_not_found"
+    assert await _subscriptions(session) == []
+    assert await _mirrored_cards(session) == []
+    assert fake_stripe.calls("POST", "/v1/subscriptions") == []
+    # The slot was freed at once: the same account subscribes with a real card.
+    paid = await client.post(
+        SUBSCRIBE, json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"}, headers=token
+    )
+    assert paid.status_code == 200, paid.text
+
+
+async def test_a_retry_with_a_card_stripe_does_not_know_keeps_the_unpaid_subscription(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = bearer(make_token("42"))
+    declined = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_chargeDeclined"},
+        headers=token,
+    )
+    assert declined.status_code == 402, declined.text
+
+    unknown = await client.post(
+        SUBSCRIBE, json={"plan_id": plan.id, "payment_method_id": "pm_missing"}, headers=token
+    )
+
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["error"]["code"] == "payment_method_not_found"
+    [subscription] = await _subscriptions(session)
+    assert subscription.status == "incomplete"
+    assert await _mirrored_cards(session) == ["pm_card_chargeDeclined"]
+    assert [c for c in fake_stripe.requests if c.path.endswith("/pay")] == []
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    ["sub_123", "pm-123", "pm_", "pm_" + "a" * 253, "pm_12$4", "pm_a b", "pm_caf\u00e9", 42],
+)
+async def test_subscribing_with_a_malformed_card_id_is_422_and_stripe_is_not_called(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    malformed: object,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    calls_before = len(fake_stripe.requests)
+
+    response = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": malformed},
+        headers=bearer(make_token("42")),
+    )
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert [detail["field"] for detail in error["details"]] == ["body.payment_method_id"]
+    assert len(fake_stripe.requests) == calls_before
+    assert await _subscriptions(session) == []
+    assert await _mirrored_cards(session) == []
 
 
 async def test_a_token_email_never_takes_over_a_legacy_stripe_customer_and_its_cards(

@@ -692,19 +692,18 @@ async def test_an_invoice_paid_before_its_charge_row_existed_shows_paid_once_bil
     await _usage(session, subscription, minutes="2100")
     # Stripe charges the one-off invoice the moment it is finalized, so its `paid` state
     # exists before the charge's history row does.
-    finalize_route = next(
-        index
-        for index, route in enumerate(fake_stripe._routes)
-        if route[1].pattern.endswith("finalize")
+    finalize = next(
+        route for route in fake_stripe.routes if route.pattern.pattern.endswith("/finalize")
     )
-    method, pattern, finalize = fake_stripe._routes[finalize_route]
 
     def finalize_and_charge(params: Any, invoice_id: str) -> Any:
-        opened = copy.deepcopy(finalize(params, invoice_id))
+        opened = copy.deepcopy(finalize.handler(params, invoice_id))
         fake_stripe.pay_invoice_out_of_band(invoice_id)
         return opened
 
-    fake_stripe._routes[finalize_route] = (method, pattern, finalize_and_charge)
+    fake_stripe.add_route(
+        finalize.method, finalize.pattern.pattern, finalize.params_type, finalize_and_charge
+    )
     fake_stripe.now += 10 * 86_400
     clock.set(datetime.fromtimestamp(fake_stripe.now, UTC))
     stripe_subscription.update(

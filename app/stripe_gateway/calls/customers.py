@@ -51,7 +51,7 @@ class CustomerCalls(StripeCalls):
     # --- payment methods ---------------------------------------------------------------
 
     async def retrieve_payment_method(self, payment_method_id: str) -> PaymentMethodCard:
-        async with translated_errors():
+        async with translated_errors(about_payment_method=True):
             payment_method = plain(
                 await self._stripe.payment_methods.retrieve_async(payment_method_id)
             )
@@ -67,7 +67,7 @@ class CustomerCalls(StripeCalls):
     async def attach_payment_method(
         self, *, payment_method_id: str, customer_id: str, idempotency_key: str
     ) -> PaymentMethodCard:
-        async with translated_errors():
+        async with translated_errors(about_payment_method=True):
             payment_method = plain(
                 await self._stripe.payment_methods.attach_async(
                     payment_method_id, {"customer": customer_id}, self._options(idempotency_key)
@@ -76,7 +76,7 @@ class CustomerCalls(StripeCalls):
         return parse_payment_method(payment_method)
 
     async def detach_payment_method(self, *, payment_method_id: str, idempotency_key: str) -> None:
-        async with translated_errors():
+        async with translated_errors(about_payment_method=True):
             await self._stripe.payment_methods.detach_async(
                 payment_method_id, options=self._options(idempotency_key)
             )
@@ -112,7 +112,10 @@ class CustomerCalls(StripeCalls):
                     {
                         "customer": customer_id,
                         "usage": "off_session",
-                        "payment_method_types": ["card"],
+                        # Cards only: the service mirrors brand, last4 and expiry. The pinned
+                        # API version names this `allowed_payment_method_types` (it refuses
+                        # the older `payment_method_types`).
+                        "allowed_payment_method_types": ["card"],
                     },
                     self._options(idempotency_key),
                 )
