@@ -112,7 +112,7 @@ async def test_a_service_token_is_counted_apart_on_its_own_higher_limit(
     limited: Any, clock: FrozenClock, make_token: TokenFactory
 ) -> None:
     settings = limited(RATE_LIMIT_PER_USER_PER_MINUTE=2, RATE_LIMIT_PER_SERVICE_PER_MINUTE=4)
-    service = bearer(make_token("telephony", roles=["service"]))
+    service = bearer(make_token("9001", roles=["service"]))
     async with serving(settings, clock) as [client]:
         # For several customers, all on the service principal's one budget.
         statuses = [
@@ -121,7 +121,7 @@ async def test_a_service_token_is_counted_apart_on_its_own_higher_limit(
         ]
         over = await client.get(f"{API}/alerts/?customer_id=9", headers=service)
         # A user whose id happens to be the service's is another caller.
-        user = await client.get(f"{API}/account/", headers=bearer(make_token("telephony")))
+        user = await client.get(f"{API}/account/", headers=bearer(make_token("9001")))
 
     assert 429 not in statuses
     assert_rate_limited(over, "service", 4)
