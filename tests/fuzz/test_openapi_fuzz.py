@@ -131,9 +131,19 @@ async def known_ids(
     event_id = await store_webhook_event(client, fake_stripe)
     return {
         "plan_id": [catalog.plan_id, catalog.upgrade_plan_id, catalog.downgrade_plan_id],
+        "plan_reference": [catalog.plan_id, catalog.upgrade_plan_id, catalog.plan_slug],
         "add_on_id": [catalog.add_on_id],
         "customer_id": [own.user_id, other.user_id],
         "payment_method_id": [*own.payment_method_ids, *other.payment_method_ids],
+        # The fake's cards that decline, need 3-D Secure, or do not exist; and a new one.
+        "card": [
+            *own.payment_method_ids,
+            *other.payment_method_ids,
+            "pm_card_chargeDeclinedInsufficientFunds",
+            "pm_card_authenticationRequired",
+            "pm_card_missing",
+            "pm_card_amex",
+        ],
         "record_id": [own.invoice_record_id, own.refund_record_id, other.invoice_record_id],
         "alert_id": [*own.alert_ids, *other.alert_ids],
         "stripe_event_id": [event_id],
@@ -151,19 +161,57 @@ def _case_strategy(
     return operation.as_strategy(generation_mode=mode, path_parameters=dict(known))
 
 
+# Body fields that name an object, and the known values each may take instead.
+KNOWN_BODY_FIELDS = {
+    "plan_id": "plan_reference",
+    "addon_id": "add_on_id",
+    "payment_method_id": "card",
+    "customer_id": "customer_id",
+}
+
+
+def _naming_known_objects(
+    case: Case[Any], known_ids: dict[str, list[Any]]
+) -> st.SearchStrategy[Case[Any]]:
+    """The case, with the object ids of its body (and of its add-ons) drawn from known ones."""
+    if not isinstance(case.body, dict):
+        return st.just(case)
+    body: dict[str, Any] = case.body
+    add_ons = body.get("add_ons")
+    items = (
+        [body, *(item for item in add_ons if isinstance(item, dict))]
+        if isinstance(add_ons, list)
+        else [body]
+    )
+    slots = [(item, name) for item in items for name in KNOWN_BODY_FIELDS if name in item]
+    if not slots:
+        return st.just(case)
+
+    def patched(values: tuple[Any, ...]) -> Case[Any]:
+        for (item, name), value in zip(slots, values, strict=True):
+            item[name] = value
+        return case
+
+    known = (st.sampled_from(known_ids[KNOWN_BODY_FIELDS[name]]) for _, name in slots)
+    return st.tuples(*known).map(patched)
+
+
 def _cases(operation: Operation, known_ids: dict[str, list[Any]]) -> st.SearchStrategy[Case[Any]]:
+    """Cases as schemathesis generates them, and cases naming objects that exist (in the path
+    and in the body), so that fuzzed fields get past the 404s."""
     generated = [_case_strategy(operation.label, mode, None) for mode in GenerationMode]
     names = [parameter.name for parameter in operation.path_parameters]
-    if not names:
-        return st.one_of(generated)
-    known = st.tuples(*(st.sampled_from(known_ids[name]) for name in names)).flatmap(
+    known_paths = st.tuples(*(st.sampled_from(known_ids[name]) for name in names))
+    known = known_paths.flatmap(
         lambda values: st.one_of(
             [
                 _case_strategy(operation.label, mode, tuple(zip(names, values, strict=True)))
+                if names
+                else _case_strategy(operation.label, mode, None)
                 for mode in GenerationMode
             ]
         )
-    )
+    ).flatmap(lambda case: _naming_known_objects(case, known_ids))
     return st.one_of([*generated, known])
 
 
