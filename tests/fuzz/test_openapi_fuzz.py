@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import hypothesis
+import pytest
 import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck, given
@@ -43,6 +44,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import TokenFactory, bearer, make_settings
 from tests.populated_accounts import (
@@ -111,6 +113,17 @@ class FuzzTally:
             f"{self.responses} responses over {len(self.operations)} operations, "
             f"{self.server_errors} 5xx ({seed})"
         )
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str) -> Settings:
+    # Thousands of requests a minute from one caller: rate limits would answer most of them.
+    return make_settings(
+        database_url,
+        redis_url,
+        RATE_LIMIT_PER_USER_PER_MINUTE=10**9,
+        RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE=10**9,
+    )
 
 
 @pytest_asyncio.fixture
