@@ -9,11 +9,17 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_BIN := .venv/bin
 
-.PHONY: help install run test lint bench clean
+# Examples per API operation in `make fuzz` (`make test` runs a few, the same each run).
+FUZZ_EXAMPLES ?= 500
+
+.PHONY: help install run test lint fuzz bench clean
 
 help:
 	@echo "make run    start the service and its worker (embedded PostgreSQL/Redis by default)"
 	@echo "make test   lint, type-check and run the tests"
+	@echo "make fuzz   fuzz every API operation from its OpenAPI schema, FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) each,"
+	@echo "            with a new seed each run (printed; FUZZ_SEED=N runs one again), and its"
+	@echo "            coverage cases (boundaries, each way to break each parameter)"
 	@echo "make bench  run the benchmarks"
 
 $(CURDIR)/.tools/bin/uv:
@@ -34,6 +40,9 @@ lint: install
 
 test: lint
 	$(VENV_BIN)/pytest
+
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_RANDOMIZED=1 FUZZ_COVERAGE=1 $(VENV_BIN)/pytest tests/fuzz
 
 bench: install
 	$(VENV_BIN)/python -m bench

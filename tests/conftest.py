@@ -22,7 +22,7 @@ from app.main import create_app
 from app.models import Base
 from tests import infra
 
-pytest_plugins = ["tests.stripe.plugin"]
+pytest_plugins = ["tests.stripe.plugin", "tests.run_summary"]
 
 TEST_JWT_SECRET = "test-secret-for-the-billing-service-suite-0123456789"
 TEST_NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -32,7 +32,15 @@ async def list_billing_history(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     entry_type: Annotated[BillingHistoryType | None, Query(alias="type")] = None,
-    status: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
+    status: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=32,
+            pattern=r"^[a-z_]+$",
+            description="Stripe's status of the invoice or refund: `paid`, `open`, `refunded`...",
+        ),
+    ] = None,
     include_archived: Annotated[
         bool,
         Query(description="Also list archived (settled, old) rows, in the same order."),

@@ -42,6 +42,8 @@ async def get_account_reference(
         Query(
             min_length=1,
             max_length=255,
+            # No NUL, which PostgreSQL text cannot hold: a 422 here, not a database error.
+            pattern=r"^[^\x00]+$",
             description="A service token's customer (the dashboard user id).",
         ),
     ] = None,

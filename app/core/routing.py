@@ -15,5 +15,6 @@ class SlashTolerantRouter(APIRouter):
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().add_api_route(path, endpoint, **kwargs)
         twin = path.removesuffix("/") if path.endswith("/") else f"{path}/"
-        if twin and twin != path:
+        # A router's root ("/" under its prefix) has the bare prefix as its twin: path "".
+        if twin != path and (twin or self.prefix):
             super().add_api_route(twin, endpoint, **{**kwargs, "include_in_schema": False})

@@ -30,7 +30,10 @@ async def list_webhook_events(
     clock: ClockDep,
     _: BillingAdmin,
     status: Annotated[Literal["pending", "processed", "failed", "ignored"] | None, Query()] = None,
-    type: Annotated[str | None, Query(max_length=255)] = None,
+    type: Annotated[
+        str | None,
+        Query(max_length=255, pattern=r"^[a-z0-9_.]+$", description="`invoice.paid`, ..."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> WebhookEventListResponse:
     """Newest first, with counts by status and the processing lag."""

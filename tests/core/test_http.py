@@ -1,5 +1,6 @@
 """What every route shares: the error envelope, body limits, CORS, probes."""
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -134,6 +135,21 @@ async def test_openapi_documents_the_routes_once(client: httpx.AsyncClient) -> N
     assert "/subscriptions/api/plans/" in schema["paths"]
     assert "/subscriptions/api/plans" not in schema["paths"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_every_documented_path_answers_the_same_without_its_trailing_slash(
+    client: httpx.AsyncClient,
+) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    answers = {}
+    for template, operations in schema["paths"].items():
+        path = re.sub(r"{[^}]+}", "1", template)
+        for method in operations:
+            with_slash = await client.request(method, path)
+            without = await client.request(method, path.rstrip("/"))
+            answers[f"{method.upper()} {template}"] = (with_slash.status_code, without.status_code)
+
+    assert {route: pair for route, pair in answers.items() if pair[0] != pair[1]} == {}
 
 
 async def test_streamed_body_over_the_limit_is_413_too(
