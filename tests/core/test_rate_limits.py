@@ -6,7 +6,6 @@ an injected monotonic clock.
 """
 
 import socket
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -274,11 +273,12 @@ async def test_a_hung_redis_costs_one_short_timeout_then_nothing(
 ) -> None:
     settings = make_settings(database_url, silent_redis, RATE_LIMIT_REDIS_TIMEOUT_SECONDS=0.05)
     headers = bearer(make_token("42"))
+    errors = counter("billing_rate_limit_fail_open_total", reason="storage_error")
+    paused = counter("billing_rate_limit_fail_open_total", reason="paused")
     async with serving(settings, clock) as [client]:
-        started = time.perf_counter()
         responses = [await client.get(f"{API}/account/", headers=headers) for _ in range(5)]
-        elapsed = time.perf_counter() - started
 
     assert [response.status_code for response in responses] == [200] * 5
-    # One 0.05 s timeout, not five, nor arq's 5 s ones; generous for a busy machine.
-    assert elapsed < 2
+    # Redis was waited for once (one short timeout); the four after it did not ask at all.
+    assert counter("billing_rate_limit_fail_open_total", reason="storage_error") == errors + 1
+    assert counter("billing_rate_limit_fail_open_total", reason="paused") == paused + 4
