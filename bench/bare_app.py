@@ -29,6 +29,13 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
+@app.get("/hello")
+async def hello() -> dict[str, object]:
+    # No database: the ceiling of FastAPI under uvicorn here, and the proof that the load
+    # generator can go faster than the endpoints compared.
+    return {"success": True}
+
+
 @app.get("/bare-select")
 async def bare_select() -> dict[str, object]:
     async with state["pool"].acquire() as connection:
