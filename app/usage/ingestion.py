@@ -176,12 +176,22 @@ class _Ingestion:
         outcomes: list[RecordOutcome | None],
     ) -> list[_Accepted]:
         checked: list[tuple[int, UsageRecordCreate, AccountReference]] = []
+        # A batch names few customers, each many times: each is resolved once.
+        accounts: dict[str | None, AccountReference | AppError] = {}
         for index, record in enumerate(records):
             if isinstance(record, AppError):
                 outcomes[index] = _failed(record)
                 continue
             try:
-                account = account_reference(self.principal, record.customer_id)
+                account = accounts.get(record.customer_id)
+                if account is None:
+                    try:
+                        account = account_reference(self.principal, record.customer_id)
+                    except AppError as error:
+                        account = error
+                    accounts[record.customer_id] = account
+                if isinstance(account, AppError):
+                    raise account
                 _check_measurement(record, self.now)
             except AppError as error:
                 outcomes[index] = _failed(error, record.call_id)
