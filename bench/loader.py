@@ -89,6 +89,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.answered: asyncio.Future[int] | None = None
+        self.body: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they have its methods.
@@ -101,7 +102,10 @@ class Connection(asyncio.Protocol):
         if self.answered is not None and not self.answered.done():
             self.answered.set_exception(exc or ConnectionError("the server closed the connection"))
 
-    # httptools callback: the whole answer (headers and body) has been read.
+    # httptools callbacks: a piece of the answer's body; the whole answer has been read.
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+
     def on_message_complete(self) -> None:
         if self.answered is not None and not self.answered.done():
             self.answered.set_result(self.parser.get_status_code())
@@ -116,8 +120,17 @@ class Connection(asyncio.Protocol):
             lines.append(f"Content-Length: {len(body or b'')}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode()
         self.answered = asyncio.get_running_loop().create_future()
+        self.body = []
         self.transport.write(head + body if body else head)
         return await self.answered
+
+
+def _error_code(body: list[bytes]) -> str:
+    """The error envelope's code, to tell apart failures of one status."""
+    try:
+        return str(json.loads(b"".join(body))["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return "?"
 
 
 async def run(plan: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +166,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
                 if timed:
                     latencies.append(time.perf_counter() - started)
                 if status >= 300:
-                    key = f"{method} {path.split('?')[0]} {status}"
+                    key = f"{method} {path.split('?')[0]} {status} {_error_code(connection.body)}"
                     failures[key] = failures.get(key, 0) + 1
 
         started = time.perf_counter()
