@@ -11,7 +11,7 @@ from app.billing_history.router import router as billing_history_router
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from app.core.errors import error_responses, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.rate_limits import (
@@ -23,6 +23,7 @@ from app.core.rate_limits import (
     create_rate_limiter,
 )
 from app.core.request_logging import RequestLoggingMiddleware
+from app.core.routing import TrailingSlashMiddleware
 from app.core.unexpected_errors import UnexpectedErrorMiddleware
 from app.customers.router import router as customers_router
 from app.health.router import router as health_router
@@ -65,6 +66,7 @@ def create_app(
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         # Connects lazily: the API starts, and answers what it can, while Redis is down.
         app.state.redis = connect_job_queue(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
@@ -91,6 +93,8 @@ def create_app(
     app.state.stripe_gateway = stripe_gateway or StripeGateway(settings)
     app.state.default_branding = seller_branding
 
+    # Innermost, just before routing: the API's routes are declared with a trailing slash.
+    app.add_middleware(TrailingSlashMiddleware, prefix=API_PREFIX)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)

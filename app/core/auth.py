@@ -102,8 +102,60 @@ def _optional_text(claims: dict[str, Any], name: str, max_length: int) -> str | 
     return value
 
 
-def decode_access_token(token: str, settings: Settings, now: datetime) -> Principal:
-    """Verify a bearer token and return who it speaks for; raise `Unauthorized` otherwise."""
+@dataclass(frozen=True, slots=True)
+class _VerifiedToken:
+    """What a token's signature and every claim but the time ones established."""
+
+    principal: Principal
+    expires_at: int
+    not_before: int | None
+
+
+class _VerifiedTokens:
+    """Tokens already verified, so a caller's next request skips the signature and claims.
+
+    Keyed by the token and every setting its verification depended on (key, algorithm,
+    audience, issuer, user id claim and pattern), so a changed setting verifies afresh. Only
+    tokens that passed are kept; the time claims are checked against the clock on every use,
+    cached or not, and a token found expired is dropped. Bounded: past `max_entries`, expired
+    tokens go first, then the oldest.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[tuple[str, ...], _VerifiedToken] = {}
+
+    def get(self, key: tuple[str, ...]) -> _VerifiedToken | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[str, ...], verified: _VerifiedToken, now: float) -> None:
+        if len(self._entries) >= self.max_entries:
+            expired = [k for k, entry in self._entries.items() if entry.expires_at < now]
+            for stale in expired:
+                del self._entries[stale]
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+        self._entries[key] = verified
+
+    def drop(self, key: tuple[str, ...]) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+verified_tokens = _VerifiedTokens(max_entries=10_000)
+
+
+def _check_time(verified: _VerifiedToken, settings: Settings, timestamp: float) -> None:
+    leeway = settings.JWT_LEEWAY_SECONDS
+    if timestamp > verified.expires_at + leeway:
+        raise Unauthorized("The token has expired.")
+    if verified.not_before is not None and timestamp < verified.not_before - leeway:
+        raise Unauthorized("The token is not valid yet.")
+
+
+def _verify(token: str, settings: Settings, timestamp: float) -> _VerifiedToken:
     try:
         claims = jwt.decode(
             token,
@@ -111,7 +163,7 @@ def decode_access_token(token: str, settings: Settings, now: datetime) -> Princi
             algorithms=[settings.JWT_ALGORITHM],
             audience=settings.JWT_AUDIENCE,
             issuer=settings.JWT_ISSUER,
-            # Time claims are checked below against the injected clock.
+            # Time claims are checked by the caller against the injected clock, on every use.
             options={
                 "verify_exp": False,
                 "verify_nbf": False,
@@ -127,7 +179,6 @@ def decode_access_token(token: str, settings: Settings, now: datetime) -> Princi
         raise Unauthorized("The token is invalid.") from None
 
     leeway = settings.JWT_LEEWAY_SECONDS
-    timestamp = now.timestamp()
     expires_at = _timestamp_claim(claims, "exp")
     if expires_at is None:
         raise Unauthorized("The token has no expiry.")
@@ -140,12 +191,44 @@ def decode_access_token(token: str, settings: Settings, now: datetime) -> Princi
     if claims.get("token_type") != "access":
         raise Unauthorized("Only access tokens are accepted.")
 
-    return Principal(
+    principal = Principal(
         user_id=_user_id_from(claims, settings),
         roles=_roles_from(claims),
         email=_optional_text(claims, "email", max_length=320),
         name=_optional_text(claims, "name", max_length=255),
     )
+    return _VerifiedToken(principal, expires_at, not_before)
+
+
+def decode_access_token(token: str, settings: Settings, now: datetime) -> Principal:
+    """Verify a bearer token and return who it speaks for; raise `Unauthorized` otherwise.
+
+    A token verified before (same settings) is not verified again, but its expiry and
+    not-before are checked against `now` every time.
+    """
+    key = (
+        token,
+        settings.jwt_verification_key,
+        settings.JWT_ALGORITHM,
+        settings.JWT_AUDIENCE or "",
+        settings.JWT_ISSUER or "",
+        settings.JWT_USER_ID_CLAIM,
+        settings.JWT_USER_ID_PATTERN,
+    )
+    timestamp = now.timestamp()
+    verified = verified_tokens.get(key)
+    if verified is None:
+        verified = _verify(token, settings, timestamp)
+        verified_tokens.put(key, verified, timestamp)
+        return verified.principal
+    try:
+        _check_time(verified, settings, timestamp)
+    except Unauthorized:
+        # Expired for good (a not-yet-valid token is kept: it becomes valid).
+        if timestamp > verified.expires_at + settings.JWT_LEEWAY_SECONDS:
+            verified_tokens.drop(key)
+        raise
+    return verified.principal
 
 
 def issue_access_token(

@@ -4,32 +4,74 @@ The request owns the transaction: the session below commits once, after the rout
 and before the response is sent, and rolls back on any error. Services only flush.
 """
 
+import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.config import Settings
 from app.core.errors import AppError
 
+# A connection back in the pool for longer than this is pinged before its next use; one in
+# steady use is not (pool_pre_ping would cost every request a round trip to PostgreSQL).
+PING_CONNECTIONS_IDLE_FOR_SECONDS = 10.0
+# Connections are replaced after this long, so none outlives a server-side idle timeout or a
+# failover for long.
+RECYCLE_CONNECTIONS_AFTER_SECONDS = 1800
+
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
+        # Every connection is kept once opened: an overflow connection is closed at its
+        # checkin while the pool is full, so under load each request past the pool's size
+        # would open a new one (a PostgreSQL backend started, TLS and auth) and close it again.
         pool_size=settings.DATABASE_POOL_SIZE,
-        max_overflow=settings.DATABASE_POOL_SIZE,
-        pool_pre_ping=True,
+        max_overflow=0,
+        pool_recycle=RECYCLE_CONNECTIONS_AFTER_SECONDS,
         # A failed statement's error (logged, sometimes shown in a traceback) would otherwise
         # quote its bound values: emails, tokens, whatever a row held.
         hide_parameters=True,
     )
+    _ping_connections_back_from_idle(engine)
+    return engine
+
+
+def _ping_connections_back_from_idle(engine: AsyncEngine) -> None:
+    """Check a connection that sat idle before handing it out, and only such a one.
+
+    A dead one (PostgreSQL restarted, a proxy dropped it) raises DisconnectionError, on which
+    the pool discards it and checks out another, retrying up to three times: the request
+    never sees it. A connection that dies while in steady use fails its statement instead;
+    SQLAlchemy then invalidates every connection opened before it, so one request (which the
+    client retries) meets the outage, not one per pooled connection.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def remember_checkin(_: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, _: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None:
+            return  # just connected
+        if time.monotonic() - checked_in_at < PING_CONNECTIONS_IDLE_FOR_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError("a pooled connection failed its ping") from error
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -49,6 +91,22 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: autocommitted statements, no BEGIN and COMMIT.
+
+    Under READ COMMITTED (PostgreSQL's default, ours) each statement sees its own snapshot
+    inside a transaction too, so a read-only request sees exactly what it saw in one, and
+    saves two round trips.
+    """
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
 def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
@@ -61,6 +119,8 @@ SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionma
 # scope="function": the commit runs when the route returns, before the response is sent, so
 # a failed commit becomes an error response instead of a 200 for a write that never happened.
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+# For routes that never write (the quota check, summaries): see create_read_sessionmaker.
+ReadSessionDep = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 
 
 def is_unique_violation(error: IntegrityError) -> bool:

@@ -7,6 +7,7 @@ it enqueues carry it on (`app.jobs.enqueue`). The dependencies that know the cal
 `user_id` and `customer_id` the same way.
 """
 
+import logging
 import re
 import time
 import uuid
@@ -22,6 +23,7 @@ REQUEST_ID_HEADER: Final = "X-Request-ID"
 _SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 logger = structlog.get_logger(__name__)
+_stdlib_logger = logging.getLogger(__name__)
 
 
 def accepted_request_id(header_value: str | None) -> str:
@@ -61,14 +63,16 @@ class RequestLoggingMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            client = scope.get("client")
-            logger.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round(((finished or time.perf_counter()) - started) * 1000, 1),
-                client_ip=client[0] if client else None,
-            )
+            # The line's fields are gathered only when INFO is logged at all.
+            if _stdlib_logger.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                logger.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(((finished or time.perf_counter()) - started) * 1000, 1),
+                    client_ip=client[0] if client else None,
+                )
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**outer_context)

@@ -49,15 +49,26 @@ class Placement:
 
 
 def place_record(
-    subscriptions: Sequence[SubscriptionTerms], occurred_at: datetime, now: datetime
+    subscriptions: Sequence[SubscriptionTerms],
+    occurred_at: datetime,
+    now: datetime,
+    *,
+    periods: dict[int, UsagePeriod] | None = None,
 ) -> Placement:
-    """The subscription and period of a record at `occurred_at`, received at `now`."""
+    """The subscription and period of a record at `occurred_at`, received at `now`.
+
+    `periods`, when given, keeps the period last found per subscription, so the records of a
+    batch that fall in one period do not compute it each."""
     holding = [terms for terms in subscriptions if terms.holds(occurred_at)]
     if not holding:
         raise NoActiveSubscription()
     # Subscriptions of one customer do not overlap; if data says otherwise, the newest wins.
     terms = max(holding, key=lambda candidate: (candidate.starts_at, candidate.subscription_id))
-    period = usage_period_containing(terms.anchor, occurred_at)
+    period = periods.get(terms.subscription_id) if periods is not None else None
+    if period is None or not period.start <= occurred_at < period.end:
+        period = usage_period_containing(terms.anchor, occurred_at)
+        if periods is not None:
+            periods[terms.subscription_id] = period
     closed_at = period.end if terms.ends_at is None else min(period.end, terms.ends_at)
     if now > closed_at + LATE_RECORD_WINDOW:
         raise UsageTooLate()

@@ -5,7 +5,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,8 +18,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.core.auth import decode_access_token, issue_access_token
 from app.core.clock import FrozenClock
 from app.core.config import Settings
+from app.core.errors import Unauthorized
 from app.main import create_app
 from app.models import Customer
 from tests.conftest import TEST_JWT_SECRET, TokenFactory, bearer, make_settings
@@ -305,3 +307,21 @@ def test_a_user_id_pattern_that_is_no_regular_expression_is_refused(
 ) -> None:
     with pytest.raises(ValidationError, match="JWT_USER_ID_PATTERN"):
         make_settings(database_url, redis_url, JWT_USER_ID_PATTERN="[0-9")
+
+
+def test_a_cached_token_is_checked_against_the_clock_on_every_use(settings: Settings) -> None:
+    issued = datetime(2026, 1, 1, tzinfo=UTC)
+    token = issue_access_token(
+        settings, user_id="42", roles=[], now=issued, lifetime=timedelta(minutes=5)
+    )
+    leeway = timedelta(seconds=settings.JWT_LEEWAY_SECONDS)
+
+    assert decode_access_token(token, settings, issued).user_id == "42"
+    # Verified once and cached; a later use past exp (and the leeway) is refused all the same.
+    expired_at = issued + timedelta(minutes=5) + leeway + timedelta(seconds=1)
+    with pytest.raises(Unauthorized, match="expired"):
+        decode_access_token(token, settings, expired_at)
+    other = settings.model_copy(update={"JWT_AUDIENCE": "another-service"})
+    with pytest.raises(Unauthorized):
+        # Other settings verify afresh: the cache never answers for them.
+        decode_access_token(token, other, issued)
