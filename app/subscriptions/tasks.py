@@ -1,0 +1,61 @@
+"""arq jobs and crons of the subscriptions domain: dunning's payment retries."""
+
+from app.jobs.context import JobContext, job
+from app.jobs.enqueue import RUN_PAYMENT_RETRY, enqueue_job
+from app.models.subscription import ENDED_STATUSES
+from app.subscriptions import dunning, repository
+
+
+@job
+async def run_payment_retry(context: JobContext, retry_id: int) -> str:
+    """Run one dunning retry (enqueued by the sweeper, or right after a new default card)."""
+    return await dunning.run_retry(
+        sessionmaker=context.sessionmaker,
+        gateway=context.stripe_gateway,
+        clock=context.clock,
+        retry_id=retry_id,
+    )
+
+
+@job
+async def retry_payment_with_new_card(context: JobContext, customer_id: int) -> str:
+    """A new default card while in dunning: a retry at once (enqueued by payment methods
+    after its commit; should Redis lose it, the scheduled retries still run)."""
+    now = context.clock.now()
+    async with context.transaction() as session:
+        subscription = await repository.get_live_for_customer(session, customer_id, for_update=True)
+        if (
+            subscription is None
+            or subscription.dunning_invoice_id is None
+            or subscription.status in ENDED_STATUSES
+            or await repository.has_running_payment_retry(session, subscription.id)
+        ):
+            return "not_in_dunning"
+        retry_id = await dunning.request_retry(
+            session, subscription=subscription, trigger="new_card", now=now
+        )
+    return await dunning.run_retry(
+        sessionmaker=context.sessionmaker,
+        gateway=context.stripe_gateway,
+        clock=context.clock,
+        retry_id=retry_id,
+    )
+
+
+@job
+async def sweep_dunning(context: JobContext) -> int:
+    """Cron, every minute: dunning's housekeeping (`dunning.sweep`), then every retry due
+    (or lost by a dead worker) enqueued; returns how many. A job id per sweep: the rows, not
+    arq, keep a retry from running twice."""
+    result = await dunning.sweep(
+        sessionmaker=context.sessionmaker,
+        gateway=context.stripe_gateway,
+        clock=context.clock,
+        settings=context.settings,
+    )
+    stamp = int(context.clock.now().timestamp())
+    for retry_id in result.due_retry_ids:
+        await enqueue_job(
+            context.redis, RUN_PAYMENT_RETRY, retry_id, job_id=f"payment-retry:{retry_id}:{stamp}"
+        )
+    return len(result.due_retry_ids)
