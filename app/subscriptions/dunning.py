@@ -198,7 +198,7 @@ async def request_retry(
     invoice_id = subscription.dunning_invoice_id
     if invoice_id is None or subscription.status in ENDED_STATUSES:
         raise NotInDunning()
-    if await repository.has_running_payment_retry(session, subscription.id):
+    if await repository.has_payment_retry_in_flight(session, subscription.id):
         raise PaymentRetryInProgress()
     attempt = await repository.last_payment_retry_attempt(session, invoice_id) + 1
     retry = PaymentRetry(
@@ -210,7 +210,14 @@ async def request_retry(
         status="scheduled",
         created_at=now,
     )
-    session.add(retry)
+    try:
+        # The attempt number is unique per invoice: of two requests racing for it, one wins
+        # and the other is told an attempt is under way.
+        async with session.begin_nested():
+            session.add(retry)
+            await session.flush()
+    except IntegrityError:
+        raise PaymentRetryInProgress() from None
     # A customer asked to act (SCA) gave a new card or an operator retries: back to retrying.
     subscription.dunning_action_required = False
     await session.flush()
@@ -319,15 +326,23 @@ async def run_retry(
         return retry.status
 
 
-async def _ask_customer_to_act(
-    session: AsyncSession, subscription: Subscription, hosted_invoice_url: str | None, now: datetime
+async def stop_for_customer_action(
+    session: AsyncSession, *, subscription: Subscription, now: datetime
 ) -> None:
-    invoice_id = subscription.dunning_invoice_id
+    """The bank wants the customer to authenticate (SCA): retrying without them does
+    nothing, so the scheduled retries stop; their payment (or a new card) recovers."""
     subscription.dunning_action_required = True
     subscription.next_payment_retry_at = None
     await repository.cancel_scheduled_payment_retries(
         session, subscription_id=subscription.id, now=now
     )
+
+
+async def _ask_customer_to_act(
+    session: AsyncSession, subscription: Subscription, hosted_invoice_url: str | None, now: datetime
+) -> None:
+    invoice_id = subscription.dunning_invoice_id
+    await stop_for_customer_action(session, subscription=subscription, now=now)
     # The same notice (and key) as `invoice.payment_action_required`: told once.
     await notifications_service.notify(
         session,

@@ -231,14 +231,18 @@ async def list_payment_retries(
     ).all()
 
 
-async def has_running_payment_retry(session: AsyncSession, subscription_id: int) -> bool:
+async def has_payment_retry_in_flight(session: AsyncSession, subscription_id: int) -> bool:
+    """An attempt under way, or one asked for now (an operator's, a new card's) not yet run."""
     return bool(
         await session.scalar(
             select(func.count())
             .select_from(PaymentRetry)
             .where(
                 PaymentRetry.subscription_id == subscription_id,
-                PaymentRetry.status == "running",
+                or_(
+                    PaymentRetry.status == "running",
+                    (PaymentRetry.status == "scheduled") & (PaymentRetry.trigger != "schedule"),
+                ),
             )
         )
     )

@@ -28,7 +28,7 @@ async def retry_payment_with_new_card(context: JobContext, customer_id: int) -> 
             subscription is None
             or subscription.dunning_invoice_id is None
             or subscription.status in ENDED_STATUSES
-            or await repository.has_running_payment_retry(session, subscription.id)
+            or await repository.has_payment_retry_in_flight(session, subscription.id)
         ):
             return "not_in_dunning"
         retry_id = await dunning.request_retry(

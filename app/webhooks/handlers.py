@@ -240,9 +240,13 @@ async def invoice_action_required(session: AsyncSession, context: EventContext) 
     """The customer must authenticate (3-D Secure): a notice with the hosted invoice link.
     No retry: retrying without the customer does nothing."""
     invoice = parse_invoice(context.obj)
-    customer, _ = await _record_invoice(session, invoice, context)
+    customer, subscription = await _record_invoice(session, invoice, context)
     if customer is None:
         return
+    if subscription is not None and subscription.dunning_invoice_id == invoice.id:
+        # The dunned invoice needs the customer: off-session retries stop (and the notice
+        # below is the one dunning would send, under the same key).
+        await dunning.stop_for_customer_action(session, subscription=subscription, now=context.now)
     await notifications_service.notify(
         session,
         customer_id=customer.id,

@@ -19,6 +19,7 @@ from app.models import Notification, PaymentRetry
 from app.subscriptions.tasks import retry_payment_with_new_card, run_payment_retry, sweep_dunning
 from app.usage.tasks import bill_ended_subscription_usage
 from app.webhooks.tasks import process_stripe_event
+from tests.cli.conftest import invoke
 from tests.conftest import TokenFactory, bearer, make_settings
 from tests.factories import subscribe_through_api
 from tests.running_jobs import app_job_ctx, job_ctx, run_queued_jobs
@@ -493,3 +494,18 @@ async def test_operators_list_dunning_and_retry_now(dunning: Dunning) -> None:
     assert (await dunning.client.get(ADMIN_DUNNING, headers=admin)).json()["dunning"] == []
     customer = await dunning.client.get(ADMIN_DUNNING, headers=bearer(dunning.make_token("42")))
     assert customer.status_code == 403
+
+
+async def test_billing_dunning_prints_the_same_table(
+    dunning: Dunning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = dunning.app.state.settings
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("JWT_SECRET", settings.JWT_SECRET.get_secret_value())
+    result = await invoke("dunning")
+    assert result.exit_code == 0, result.output
+    header, row = result.output.splitlines()
+    assert header.split()[:3] == ["subscription", "customer", "state"]
+    assert row.split()[1:6] == ["42", "retrying", "past_due", dunning.invoice_id, "1"]
+    assert "insufficient_funds" in row
