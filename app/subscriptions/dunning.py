@@ -171,6 +171,21 @@ async def stop(session: AsyncSession, *, subscription: Subscription, now: dateti
     await session.flush()
 
 
+async def close_written_off(
+    session: AsyncSession, *, subscription: Subscription, stripe_invoice_id: str, now: datetime
+) -> None:
+    """The dunned invoice was voided or marked uncollectible (on Stripe's dashboard, or by
+    the final action): nothing is owed on it any more, so dunning ends without a retry.
+    The status follows Stripe's `customer.subscription.updated`."""
+    if subscription.dunning_invoice_id != stripe_invoice_id:
+        return
+    await repository.cancel_scheduled_payment_retries(
+        session, subscription_id=subscription.id, now=now
+    )
+    _clear(subscription)
+    await session.flush()
+
+
 def _clear(subscription: Subscription) -> None:
     subscription.dunning_invoice_id = None
     subscription.last_decline_code = None

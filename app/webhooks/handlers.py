@@ -175,6 +175,17 @@ async def invoice_recorded(session: AsyncSession, context: EventContext) -> None
     await _record_invoice(session, parse_invoice(context.obj), context)
 
 
+async def invoice_closed(session: AsyncSession, context: EventContext) -> None:
+    """invoice.voided / invoice.marked_uncollectible: the billing-history row, and the end of
+    a dunning of that invoice (nothing is owed on it any more)."""
+    invoice = parse_invoice(context.obj)
+    _, subscription = await _record_invoice(session, invoice, context)
+    if subscription is not None and invoice.status in ("void", "uncollectible"):
+        await dunning.close_written_off(
+            session, subscription=subscription, stripe_invoice_id=invoice.id, now=context.now
+        )
+
+
 async def invoice_created(session: AsyncSession, context: EventContext) -> None:
     """invoice.created: the billing-history row, and, for a renewal (or a change that starts
     a new period), the usage periods it closes: their overage charges are written here and
@@ -341,8 +352,8 @@ HANDLERS: dict[str, Handler] = {
     "invoice.created": invoice_created,
     "invoice.finalized": invoice_recorded,
     # The final action of dunning (or an operator on Stripe's dashboard) closing an invoice.
-    "invoice.marked_uncollectible": invoice_recorded,
-    "invoice.voided": invoice_recorded,
+    "invoice.marked_uncollectible": invoice_closed,
+    "invoice.voided": invoice_closed,
     "invoice.paid": invoice_paid,
     "invoice.payment_succeeded": invoice_paid,
     "invoice.payment_failed": invoice_payment_failed,

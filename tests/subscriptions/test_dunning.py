@@ -509,3 +509,21 @@ async def test_billing_dunning_prints_the_same_table(
     assert header.split()[:3] == ["subscription", "customer", "state"]
     assert row.split()[1:6] == ["42", "retrying", "past_due", dunning.invoice_id, "1"]
     assert "insufficient_funds" in row
+
+
+async def test_the_dunned_invoice_voided_on_stripes_dashboard_ends_dunning_without_retries(
+    dunning: Dunning,
+) -> None:
+    invoice = dunning.fake.invoices[dunning.invoice_id]
+    invoice.update(status="void", auto_advance=False)
+    await dunning.event("invoice.voided", invoice)
+
+    subscription = await local_subscription(dunning.session)
+    assert subscription.dunning_invoice_id is None and subscription.grace_period_ends_at is None
+    for _ in range(4):
+        dunning.advance(DAY)
+        assert await dunning.sweep_and_run() == []
+    assert dunning.pay_calls() == []
+    assert {status for _, status in await dunning.retries()} == {"canceled"}
+    entitlements = await dunning.entitlements()
+    assert entitlements["call_allowed"] is True and entitlements["in_grace"] is False
