@@ -239,6 +239,39 @@ async def request_retry(
     return retry.id
 
 
+async def retry_with_new_card(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    customer_id: int,
+    only_if_default: str | None = None,
+) -> str:
+    """The customer has a new default card: if a payment of theirs is being dunned, retry it
+    now with that card (a new attempt, its own key); returns what became of it.
+    `only_if_default`: a card just added, retried with only if it is the default now."""
+    async with sessionmaker.begin() as session:
+        if only_if_default is not None:
+            default = await payment_methods_service.default_card_id(
+                session, customer_id=customer_id
+            )
+            if default != only_if_default:
+                return "not_default"
+        subscription = await repository.get_live_for_customer(session, customer_id, for_update=True)
+        if (
+            subscription is None
+            or subscription.dunning_invoice_id is None
+            or await repository.has_payment_retry_in_flight(session, subscription.id)
+        ):
+            return "not_in_dunning"
+        retry_id = await request_retry(
+            session, subscription=subscription, trigger="new_card", now=clock.now()
+        )
+    return await run_retry(
+        sessionmaker=sessionmaker, gateway=gateway, clock=clock, retry_id=retry_id
+    )
+
+
 # --- running one retry -----------------------------------------------------------------
 
 

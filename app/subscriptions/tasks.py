@@ -2,8 +2,7 @@
 
 from app.jobs.context import JobContext, job
 from app.jobs.enqueue import RUN_PAYMENT_RETRY, enqueue_job
-from app.models.subscription import ENDED_STATUSES
-from app.subscriptions import dunning, repository
+from app.subscriptions import dunning
 
 
 @job
@@ -21,24 +20,11 @@ async def run_payment_retry(context: JobContext, retry_id: int) -> str:
 async def retry_payment_with_new_card(context: JobContext, customer_id: int) -> str:
     """A new default card while in dunning: a retry at once (enqueued by payment methods
     after its commit; should Redis lose it, the scheduled retries still run)."""
-    now = context.clock.now()
-    async with context.transaction() as session:
-        subscription = await repository.get_live_for_customer(session, customer_id, for_update=True)
-        if (
-            subscription is None
-            or subscription.dunning_invoice_id is None
-            or subscription.status in ENDED_STATUSES
-            or await repository.has_payment_retry_in_flight(session, subscription.id)
-        ):
-            return "not_in_dunning"
-        retry_id = await dunning.request_retry(
-            session, subscription=subscription, trigger="new_card", now=now
-        )
-    return await dunning.run_retry(
+    return await dunning.retry_with_new_card(
         sessionmaker=context.sessionmaker,
         gateway=context.stripe_gateway,
         clock=context.clock,
-        retry_id=retry_id,
+        customer_id=customer_id,
     )
 
 

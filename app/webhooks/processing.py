@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
 from app.core.config import Settings, get_settings
+from app.customers import service as customers_service
 from app.models import StripeEvent
 from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
 from app.stripe_gateway.parsing import (
@@ -158,6 +159,9 @@ async def _after_commit(
             sessionmaker=sessionmaker, gateway=gateway, stripe_invoice_id=parse_invoice(obj).id
         )
         return
+    if event_type == "setup_intent.succeeded":
+        await _retry_dunned_payment_with_new_card(sessionmaker, gateway, clock, obj)
+        return
     if event_type == "invoice.created":
         closed_subscription_id = parse_invoice(obj).subscription_id
     elif event_type == "customer.subscription.deleted":
@@ -170,6 +174,35 @@ async def _after_commit(
         clock=clock,
         stripe_subscription_id=closed_subscription_id,
     )
+
+
+async def _retry_dunned_payment_with_new_card(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    obj: dict[str, Any],
+) -> None:
+    """A card added with a SetupIntent (the dashboard's way to replace a failing card) that
+    is the default now: a dunned payment of the customer is retried at once. Best effort:
+    the scheduled retries still run should this fail."""
+    setup_intent = parse_setup_intent(obj)
+    stripe_customer_id, card_id = setup_intent.customer_id, setup_intent.payment_method_id
+    if not stripe_customer_id or not card_id:
+        return
+    async with sessionmaker() as session:
+        customer = await customers_service.find_by_stripe_customer_id(session, stripe_customer_id)
+    if customer is None:
+        return
+    try:
+        await dunning.retry_with_new_card(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=clock,
+            customer_id=customer.id,
+            only_if_default=card_id,
+        )
+    except Exception as error:
+        logger.warning("dunning_new_card_retry_failed", customer=customer.id, error=str(error))
 
 
 async def _finish(

@@ -24,7 +24,7 @@ from tests.conftest import TokenFactory, bearer, make_settings
 from tests.factories import subscribe_through_api
 from tests.running_jobs import app_job_ctx, job_ctx, run_queued_jobs
 from tests.stripe.fake import FakeStripe
-from tests.webhooks.helpers import deliver, local_subscription
+from tests.webhooks.helpers import deliver, local_subscription, setup_intent_payload
 
 CARD = "pm_card_visa"  # the card subscribe_through_api pays with: the customer's default
 DECLINED = ("requires_payment_method", "insufficient_funds")
@@ -527,3 +527,29 @@ async def test_the_dunned_invoice_voided_on_stripes_dashboard_ends_dunning_witho
     assert {status for _, status in await dunning.retries()} == {"canceled"}
     entitlements = await dunning.entitlements()
     assert entitlements["call_allowed"] is True and entitlements["in_grace"] is False
+
+
+async def test_a_card_set_up_as_the_new_default_retries_at_once(dunning: Dunning) -> None:
+    [customer] = dunning.fake.customers.values()
+    dunning.fake.add_payment_method("pm_card_replacement", customer=customer["id"])
+    customer["invoice_settings"]["default_payment_method"] = "pm_card_replacement"
+    setup_intent = setup_intent_payload(customer["id"], "pm_card_replacement")
+
+    await dunning.event("setup_intent.succeeded", setup_intent)
+
+    subscription = await local_subscription(dunning.session)
+    assert subscription.status == "active" and subscription.dunning_invoice_id is None
+    [call] = dunning.fake.calls("POST", f"/v1/invoices/{dunning.invoice_id}/pay")
+    assert call.params["payment_method"] == "pm_card_replacement"
+
+
+async def test_a_card_set_up_that_is_not_the_default_retries_nothing(dunning: Dunning) -> None:
+    [customer] = dunning.fake.customers.values()
+    dunning.fake.add_payment_method("pm_card_spare", customer=customer["id"])
+
+    await dunning.event(
+        "setup_intent.succeeded", setup_intent_payload(customer["id"], "pm_card_spare")
+    )
+
+    assert dunning.pay_calls() == []
+    assert (await local_subscription(dunning.session)).status == "past_due"
