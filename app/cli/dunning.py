@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cli.common import with_database
 from app.core.config import get_settings
-from app.subscriptions import dunning
+from app.subscriptions import dunning_operators
 from app.subscriptions.schemas import DunningPublic
 
 dunning_app = typer.Typer()
@@ -51,7 +51,7 @@ def list_dunning() -> None:
 
     async def work(sessionmaker: async_sessionmaker[AsyncSession]) -> list[DunningPublic]:
         async with sessionmaker() as session:
-            return await dunning.list_dunning(session)
+            return await dunning_operators.list_dunning(session)
 
     entries = asyncio.run(with_database(get_settings(), work))
     if not entries:

@@ -11,7 +11,7 @@ from app.core.errors import Forbidden, Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.stripe_gateway.dependencies import StripeGatewayDep
 from app.stripe_gateway.errors import StripeUnavailable
-from app.subscriptions import dunning
+from app.subscriptions import dunning_operators
 from app.subscriptions.errors import NotInDunning, PaymentRetryInProgress, SubscriptionNotFound
 from app.subscriptions.schemas import DunningListResponse, DunningRetryResponse
 
@@ -30,7 +30,7 @@ SubscriptionIdPath = Annotated[int, Path(ge=1, le=2**63 - 1)]
     summary="Subscriptions in dunning: attempts, decline codes, next retry, grace end, state",
 )
 async def list_dunning(session: SessionDep, _: BillingAdmin) -> DunningListResponse:
-    return DunningListResponse(dunning=await dunning.list_dunning(session))
+    return DunningListResponse(dunning=await dunning_operators.list_dunning(session))
 
 
 @router.post(
@@ -48,7 +48,7 @@ async def retry_now(
     _: BillingAdmin,
     subscription_id: SubscriptionIdPath,
 ) -> DunningRetryResponse:
-    outcome, state = await dunning.retry_now(
+    outcome, state = await dunning_operators.retry_now(
         sessionmaker=sessionmaker, gateway=gateway, clock=clock, subscription_id=subscription_id
     )
     return DunningRetryResponse(outcome=outcome, dunning=state)

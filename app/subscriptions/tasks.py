@@ -2,13 +2,13 @@
 
 from app.jobs.context import JobContext, job
 from app.jobs.enqueue import RUN_PAYMENT_RETRY, enqueue_job
-from app.subscriptions import dunning
+from app.subscriptions import payment_retries
 
 
 @job
 async def run_payment_retry(context: JobContext, retry_id: int) -> str:
     """Run one dunning retry (enqueued by the sweeper, or right after a new default card)."""
-    return await dunning.run_retry(
+    return await payment_retries.run_retry(
         sessionmaker=context.sessionmaker,
         gateway=context.stripe_gateway,
         clock=context.clock,
@@ -20,7 +20,7 @@ async def run_payment_retry(context: JobContext, retry_id: int) -> str:
 async def retry_payment_with_new_card(context: JobContext, customer_id: int) -> str:
     """A new default card while in dunning: a retry at once (enqueued by payment methods
     after its commit; should Redis lose it, the scheduled retries still run)."""
-    return await dunning.retry_with_new_card(
+    return await payment_retries.retry_with_new_card(
         sessionmaker=context.sessionmaker,
         gateway=context.stripe_gateway,
         clock=context.clock,
@@ -33,7 +33,7 @@ async def sweep_dunning(context: JobContext) -> int:
     """Cron, every minute: dunning's housekeeping (`dunning.sweep`), then every retry due
     (or lost by a dead worker) enqueued; returns how many. A job id per sweep: the rows, not
     arq, keep a retry from running twice."""
-    result = await dunning.sweep(
+    result = await payment_retries.sweep(
         sessionmaker=context.sessionmaker,
         gateway=context.stripe_gateway,
         clock=context.clock,

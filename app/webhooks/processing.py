@@ -33,7 +33,7 @@ from app.stripe_gateway.parsing import (
     parse_setup_intent,
     parse_subscription,
 )
-from app.subscriptions import dunning
+from app.subscriptions import dunning, payment_retries
 from app.usage import overage_billing
 from app.webhooks import repository
 from app.webhooks.handlers import HANDLERS, EventContext, RelatedObjects
@@ -155,7 +155,7 @@ async def _after_commit(
     stays pending in the database for its sweeper, and the event counts as processed. A
     failed invoice now dunned gets Stripe's automatic collection turned off."""
     if event_type == "invoice.payment_failed":
-        await dunning.stop_automatic_collection_of_invoice(
+        await payment_retries.stop_automatic_collection_of_invoice(
             sessionmaker=sessionmaker, gateway=gateway, stripe_invoice_id=parse_invoice(obj).id
         )
         return
@@ -194,7 +194,7 @@ async def _retry_dunned_payment_with_new_card(
     if customer is None:
         return
     try:
-        await dunning.retry_with_new_card(
+        await payment_retries.retry_with_new_card(
             sessionmaker=sessionmaker,
             gateway=gateway,
             clock=clock,
