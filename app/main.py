@@ -39,6 +39,7 @@ from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
 from app.stripe_gateway.client import StripeGateway
 from app.subscriptions.admin_router import router as subscriptions_admin_router
+from app.subscriptions.dunning_router import router as dunning_admin_router
 from app.subscriptions.router import router as subscriptions_router
 from app.usage.router import router as usage_router
 from app.webhooks.admin_router import router as webhook_admin_router
@@ -129,6 +130,7 @@ def create_app(
         customers_router,
         subscriptions_router,
         subscriptions_admin_router,
+        dunning_admin_router,
         payment_methods_router,
         billing_history_router,
         invoices_router,

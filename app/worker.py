@@ -27,6 +27,7 @@ from app.jobs.queue import dump_job, load_job
 from app.metrics.worker_endpoint import start_worker_metrics_endpoint, stop_worker_metrics_endpoint
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_sync.tasks import reconcile_stripe_nightly
+from app.subscriptions.tasks import retry_payment_with_new_card, run_payment_retry, sweep_dunning
 from app.usage.tasks import (
     bill_ended_subscription_usage,
     bill_overage_adjustments,
@@ -77,6 +78,8 @@ class WorkerSettings:
         process_stripe_event,
         bill_overage_charge,
         bill_ended_subscription_usage,
+        run_payment_retry,
+        retry_payment_with_new_card,
     ]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
@@ -87,6 +90,8 @@ class WorkerSettings:
         # Overage: pending charges every minute (a renewal is a draft for about an hour), the
         # periods no invoice closes and the late records every ten minutes.
         cron(sweep_overage_charges, second={45}, run_at_startup=True),
+        # Dunning: retries due (or lost with Redis or a worker), suspensions, final cancels.
+        cron(sweep_dunning, second={50}, run_at_startup=True, timeout=900),
         cron(close_ended_usage_periods, minute=set(range(2, 60, 10)), second={0}, timeout=900),
         cron(bill_overage_adjustments, minute=set(range(7, 60, 10)), second={0}, timeout=900),
         cron(detect_usage_anomalies, minute={23}, second={0}, timeout=900),

@@ -9,6 +9,7 @@ import typer
 from app.cli.archive import archive_app
 from app.cli.catalog import catalog_app
 from app.cli.dev import dev_app
+from app.cli.dunning import dunning_app
 from app.cli.stripe_sync import stripe_sync_app
 from app.cli.tokens import tokens_app
 from app.cli.webhooks import webhooks_app
@@ -25,5 +26,13 @@ def _log_to_stderr() -> None:
 
 
 # The order `billing --help` lists them in: running it, the catalog, access, Stripe, upkeep.
-for commands in (dev_app, catalog_app, tokens_app, stripe_sync_app, webhooks_app, archive_app):
+for commands in (
+    dev_app,
+    catalog_app,
+    tokens_app,
+    stripe_sync_app,
+    webhooks_app,
+    dunning_app,
+    archive_app,
+):
     app.add_typer(commands)

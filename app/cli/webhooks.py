@@ -41,6 +41,7 @@ def replay_webhook(
             clock=clock,
             stripe_event_id=event_id,
             max_attempts=settings.WEBHOOK_MAX_ATTEMPTS,
+            settings=settings,
         )
 
     try:

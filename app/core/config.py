@@ -6,8 +6,10 @@ setting with a comment.
 """
 
 import ipaddress
+import itertools
 import re
 import sys
+from datetime import timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
@@ -79,8 +81,17 @@ class Settings(BaseSettings):
 
     # Subscriptions.
     TRIAL_PERIOD_DAYS: int = Field(default=14, ge=0)
-    GRACE_PERIOD_DAYS: int = Field(default=3, ge=0)
-    MAX_PAYMENT_RETRIES: int = Field(default=3, ge=0)
+    # Dunning: days of access kept after an invoice first fails (fractions allowed, so a
+    # staging system can use minutes), the service's own retries of it, and what follows
+    # when both are used up (see `app.subscriptions.dunning`).
+    GRACE_PERIOD_DAYS: float = Field(default=3, ge=0)
+    MAX_PAYMENT_RETRIES: int = Field(default=3, ge=0, le=20)
+    # When each retry runs, counted from the first failure: `1d,2d,3d`, `30m,2h`, `90s`.
+    # Empty: spread evenly over the grace period (retry k of n at k/n of it).
+    PAYMENT_RETRY_DELAYS: Annotated[list[timedelta], NoDecode] = Field(default_factory=list)
+    DUNNING_FINAL_ACTION: Literal["suspend", "cancel"] = "suspend"
+    # With `cancel`: days after the suspension before the subscription is canceled.
+    DUNNING_CANCEL_AFTER_DAYS: float = Field(default=14, ge=0)
     BILLING_CURRENCY: str = "usd"
 
     # Authentication (tokens issued by the dashboard, SimpleJWT-compatible).
@@ -190,6 +201,47 @@ class Settings(BaseSettings):
         if any(threshold <= 0 for threshold in value):
             raise ValueError("usage alert thresholds are positive percentages")
         return sorted(set(value))
+
+    @field_validator("PAYMENT_RETRY_DELAYS", mode="before")
+    @classmethod
+    def _split_retry_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [parse_duration(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_retry_delays(self) -> "Settings":
+        delays = self.PAYMENT_RETRY_DELAYS
+        if any(delay <= timedelta(0) for delay in delays):
+            raise ValueError("PAYMENT_RETRY_DELAYS: every delay must be positive")
+        if any(later <= earlier for earlier, later in itertools.pairwise(delays)):
+            raise ValueError(
+                "PAYMENT_RETRY_DELAYS: delays count from the first failure, so each must be "
+                "longer than the one before"
+            )
+        if delays and len(delays) < self.MAX_PAYMENT_RETRIES:
+            raise ValueError(
+                f"PAYMENT_RETRY_DELAYS lists {len(delays)} delays for MAX_PAYMENT_RETRIES="
+                f"{self.MAX_PAYMENT_RETRIES}: list one per retry, or none to spread them "
+                "over GRACE_PERIOD_DAYS"
+            )
+        if not delays and self.MAX_PAYMENT_RETRIES and self.GRACE_PERIOD_DAYS == 0:
+            raise ValueError(
+                "MAX_PAYMENT_RETRIES needs PAYMENT_RETRY_DELAYS when GRACE_PERIOD_DAYS is 0"
+            )
+        return self
+
+    @property
+    def grace_period(self) -> timedelta:
+        return timedelta(days=self.GRACE_PERIOD_DAYS)
+
+    @property
+    def payment_retry_offsets(self) -> list[timedelta]:
+        """When each of the `MAX_PAYMENT_RETRIES` retries is due, after the first failure."""
+        count = self.MAX_PAYMENT_RETRIES
+        if self.PAYMENT_RETRY_DELAYS:
+            return list(self.PAYMENT_RETRY_DELAYS[:count])
+        return [self.grace_period * attempt / count for attempt in range(1, count + 1)]
 
     @field_validator("JWT_USER_ID_PATTERN")
     @classmethod
@@ -321,6 +373,18 @@ def to_asyncpg_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ConfigurationError("DATABASE_URL must be a PostgreSQL URL (postgresql://...)")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `2h`, `1.5d`: a non-negative duration (a sign is not accepted)."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration such as 1d, 12h, 30m or 90s: {text.strip()!r}")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -61,6 +61,15 @@ FAILED_PAYMENT_ATTEMPTS = Counter(
     registry=REGISTRY,
 )
 
+PAYMENT_RETRIES = Counter(
+    "billing_payment_retries",
+    "The service's own attempts at a failed invoice (dunning), by outcome: paid, declined, "
+    "action_required, not_open (paid or closed elsewhere first), canceled (the subscription "
+    "ended or recovered before it ran).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
 USAGE_ALERTS_RAISED = Counter(
     "billing_usage_alerts_raised",
     "Usage alerts created, by kind (usage_threshold, overage, usage_anomaly).",

@@ -24,6 +24,8 @@ logger = structlog.get_logger(__name__)
 # The names of the jobs enqueued from outside their own domain. The functions carry the
 # same names (arq's job name is the function's name); the worker registers them.
 BILL_ENDED_SUBSCRIPTION_USAGE: Final = "bill_ended_subscription_usage"
+RUN_PAYMENT_RETRY: Final = "run_payment_retry"
+RETRY_PAYMENT_WITH_NEW_CARD: Final = "retry_payment_with_new_card"
 
 
 async def enqueue_job(

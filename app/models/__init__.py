@@ -10,6 +10,7 @@ from app.models.invoice_document import InvoiceDocument
 from app.models.notification import Notification
 from app.models.operator_alert import OperatorAlert
 from app.models.payment_method import PaymentMethod
+from app.models.payment_retry import PaymentRetry
 from app.models.stripe_event import StripeEvent, StripeObjectWatermark
 from app.models.subscription import Subscription
 from app.models.subscription_add_on import SubscriptionAddOn
@@ -36,6 +37,7 @@ __all__ = [
     "OperatorAlert",
     "OverageCharge",
     "PaymentMethod",
+    "PaymentRetry",
     "StripeEvent",
     "StripeObjectWatermark",
     "Subscription",

@@ -71,6 +71,18 @@ class Subscription(TimestampedMixin, Base):
     ended_at: Mapped[datetime | None]
     failed_payment_attempts: Mapped[int] = mapped_column(server_default="0")
     grace_period_ends_at: Mapped[datetime | None]
+    # Dunning (`app.subscriptions.dunning`): the open invoice being retried, the latest
+    # decline, the next retry of ours, and when access was suspended for non-payment
+    # (distinct from an operator's suspension on the customer). All cleared on recovery.
+    dunning_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    last_decline_code: Mapped[str | None] = mapped_column(String(64))
+    next_payment_retry_at: Mapped[datetime | None]
+    # The customer must act (SCA): off-session retries stopped until they pay.
+    dunning_action_required: Mapped[bool] = mapped_column(server_default=text("false"))
+    # Stripe's automatic collection turned off for `dunning_invoice_id` (done by the sweeper,
+    # outside the webhook's transaction).
+    dunning_auto_advance_off: Mapped[bool] = mapped_column(server_default=text("false"))
+    payment_overdue_at: Mapped[datetime | None]
     last_stripe_event_at: Mapped[datetime | None]
 
     # The reservation: what a subscribe asked for (hash of plan, cycle and add-ons) and until

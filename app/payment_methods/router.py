@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import Path
 
 from app.core.db import SessionmakerDep
-from app.core.deps import AttemptTokenDep
+from app.core.deps import AttemptTokenDep, RedisDep
 from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.core.schemas import (
@@ -63,10 +63,12 @@ async def attach_payment_method(
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
     attempt: AttemptTokenDep,
+    redis: RedisDep,
 ) -> PaymentMethodResponse:
     card = await service.attach_payment_method(
         sessionmaker=sessionmaker,
         gateway=gateway,
+        redis=redis,
         customer=customer,
         payment_method_id=attach_request.payment_method_id,
         set_default=attach_request.set_default,
@@ -104,10 +106,12 @@ async def make_default(
     sessionmaker: SessionmakerDep,
     gateway: StripeGatewayDep,
     attempt: AttemptTokenDep,
+    redis: RedisDep,
 ) -> PaymentMethodResponse:
     card = await service.make_default(
         sessionmaker=sessionmaker,
         gateway=gateway,
+        redis=redis,
         customer=customer,
         payment_method_id=payment_method_id,
         attempt=attempt,

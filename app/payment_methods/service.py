@@ -7,9 +7,11 @@ keep it true when cards change elsewhere.
 
 from collections.abc import Sequence
 
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.customers import service as customers_service
+from app.jobs.enqueue import RETRY_PAYMENT_WITH_NEW_CARD, enqueue_job
 from app.models import Customer, PaymentMethod
 from app.payment_methods import repository
 from app.payment_methods.errors import LastPaymentMethod
@@ -105,7 +107,8 @@ async def _attach(
     payment_method_id: str,
     set_default: bool,
     attempt: str,
-) -> None:
+) -> bool:
+    """Attach (and mirror) the card; True when it became the default."""
     await _attach_on_stripe(
         gateway,
         customer=customer,
@@ -127,6 +130,7 @@ async def _attach(
         sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
         make_default=make_default,
     )  # fmt: skip
+    return make_default and previous_default != payment_method_id
 
 
 async def list_payment_methods(
@@ -161,11 +165,12 @@ async def attach_payment_method(
     payment_method_id: str,
     set_default: bool,
     attempt: str,
+    redis: ArqRedis | None = None,
 ) -> PaymentMethod:
     stripe_customer_id = await customers_service.ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
     )
-    await _attach(
+    new_default = await _attach(
         sessionmaker,
         gateway,
         customer=customer,
@@ -177,7 +182,23 @@ async def attach_payment_method(
     async with sessionmaker() as session:
         card = await repository.get_for_customer(session, customer.id, payment_method_id)
     assert card is not None
+    if new_default and redis is not None:
+        await _retry_dunned_payment(redis, customer, payment_method_id, attempt)
     return card
+
+
+async def _retry_dunned_payment(
+    redis: ArqRedis, customer: Customer, payment_method_id: str, attempt: str
+) -> None:
+    """A new default card: should a payment of the customer's be failing, subscriptions'
+    dunning retries it now (a job by name: that layer is above this one). Lost with Redis,
+    the scheduled retries still run."""
+    await enqueue_job(
+        redis,
+        RETRY_PAYMENT_WITH_NEW_CARD,
+        customer.id,
+        job_id=f"new-card-retry:{customer.id}:{payment_method_id}:{attempt}",
+    )
 
 
 async def make_default(
@@ -187,6 +208,7 @@ async def make_default(
     customer: Customer,
     payment_method_id: str,
     attempt: str,
+    redis: ArqRedis | None = None,
 ) -> PaymentMethod:
     async with sessionmaker() as session:
         card = await repository.get_for_customer(session, customer.id, payment_method_id)
@@ -205,6 +227,8 @@ async def make_default(
                 session, customer_id=customer.id, stripe_payment_method_id=payment_method_id
             )
         card.is_default = True
+        if redis is not None:
+            await _retry_dunned_payment(redis, customer, payment_method_id, attempt)
     return card
 
 
@@ -321,3 +345,9 @@ async def forget_customer_card(
 async def clear_default_card(session: AsyncSession, *, customer_id: int) -> None:
     """Stripe's default is no card (or none at all): no mirrored card is the default."""
     await repository.clear_default(session, customer_id=customer_id)
+
+
+async def default_card_id(session: AsyncSession, *, customer_id: int) -> str | None:
+    """The Stripe id of the customer's default card as mirrored here, if any."""
+    cards = await repository.list_for_customer(session, customer_id)
+    return next((card.stripe_payment_method_id for card in cards if card.is_default), None)

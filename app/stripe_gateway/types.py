@@ -69,6 +69,18 @@ class InvoicePaymentOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class InvoiceCollection:
+    """What one attempt of ours to collect an open invoice came to: `paid`; `declined` (with
+    Stripe's decline code); `action_required` (the customer must authenticate: SCA);
+    `not_open` (paid, voided or uncollectible meanwhile: nothing was attempted)."""
+
+    outcome: Literal["paid", "declined", "action_required", "not_open"]
+    invoice_status: str | None
+    decline_code: str | None = None
+    hosted_invoice_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentMethodCard:
     id: str
     customer_id: str | None

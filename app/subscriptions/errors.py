@@ -38,3 +38,13 @@ class ActionNotAllowed(Conflict):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code  # type: ignore[misc]
+
+
+class NotInDunning(Conflict):
+    code = "not_in_dunning"
+    message = "This subscription has no failed payment to retry."
+
+
+class PaymentRetryInProgress(Conflict):
+    code = "payment_retry_in_progress"
+    message = "A payment retry of this subscription is already under way."

@@ -50,4 +50,19 @@ async def describe_subscription(
         grace_period_ends_at=subscription.grace_period_ends_at,
         suspended_at=customer.suspended_at if customer else None,
         stripe_subscription_id=subscription.stripe_subscription_id,
+        in_grace=in_dunning_grace(subscription),
+        grace_period_end=subscription.grace_period_ends_at,
+        next_payment_retry=subscription.next_payment_retry_at,
+        last_decline_code=subscription.last_decline_code,
+        payment_action_required=subscription.dunning_action_required,
+        payment_overdue_since=subscription.payment_overdue_at,
+    )
+
+
+def in_dunning_grace(subscription: Subscription) -> bool:
+    """A failed payment being retried, access kept: in dunning and not suspended for it."""
+    return (
+        subscription.dunning_invoice_id is not None
+        and subscription.payment_overdue_at is None
+        and subscription.status == "past_due"
     )

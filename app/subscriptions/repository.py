@@ -1,10 +1,12 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import (
+    PaymentRetry,
     Subscription,
     SubscriptionAddOn,
     SubscriptionPlanChange,
@@ -161,3 +163,135 @@ async def list_linked_to_stripe(session: AsyncSession) -> Sequence[Subscription]
 async def insert(session: AsyncSession, subscription: Subscription) -> None:
     session.add(subscription)
     await session.flush()
+
+
+# --- dunning: the subscriptions in it and their payment retries -----------------------
+
+
+async def list_in_dunning(session: AsyncSession) -> Sequence[Subscription]:
+    return (
+        await session.scalars(
+            select(Subscription)
+            .where(Subscription.dunning_invoice_id.is_not(None))
+            .order_by(Subscription.id)
+        )
+    ).all()
+
+
+async def find_for_update(session: AsyncSession, subscription_id: int) -> Subscription | None:
+    return await session.scalar(
+        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+    )
+
+
+async def get_by_dunning_invoice(
+    session: AsyncSession, stripe_invoice_id: str, *, for_update: bool = False
+) -> Subscription | None:
+    query = select(Subscription).where(Subscription.dunning_invoice_id == stripe_invoice_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def insert_payment_retry_if_new(session: AsyncSession, retry: dict[str, object]) -> None:
+    """One row per (invoice, attempt): a redelivered failure schedules nothing twice."""
+    await session.execute(
+        pg_insert(PaymentRetry)
+        .values(**retry)
+        .on_conflict_do_nothing(constraint="uq_payment_retries_invoice_attempt")
+    )
+
+
+async def last_payment_retry_attempt(session: AsyncSession, stripe_invoice_id: str) -> int:
+    return int(
+        await session.scalar(
+            select(func.coalesce(func.max(PaymentRetry.attempt), 0)).where(
+                PaymentRetry.stripe_invoice_id == stripe_invoice_id
+            )
+        )
+        or 0
+    )
+
+
+async def get_payment_retry_for_update(session: AsyncSession, retry_id: int) -> PaymentRetry | None:
+    return await session.scalar(
+        select(PaymentRetry).where(PaymentRetry.id == retry_id).with_for_update()
+    )
+
+
+async def list_payment_retries(
+    session: AsyncSession, subscription_ids: Sequence[int]
+) -> Sequence[PaymentRetry]:
+    return (
+        await session.scalars(
+            select(PaymentRetry)
+            .where(PaymentRetry.subscription_id.in_(subscription_ids))
+            .order_by(PaymentRetry.subscription_id, PaymentRetry.attempt)
+        )
+    ).all()
+
+
+async def has_payment_retry_in_flight(session: AsyncSession, subscription_id: int) -> bool:
+    """An attempt under way, or one asked for now (an operator's, a new card's) not yet run."""
+    return bool(
+        await session.scalar(
+            select(func.count())
+            .select_from(PaymentRetry)
+            .where(
+                PaymentRetry.subscription_id == subscription_id,
+                or_(
+                    PaymentRetry.status == "running",
+                    (PaymentRetry.status == "scheduled") & (PaymentRetry.trigger != "schedule"),
+                ),
+            )
+        )
+    )
+
+
+async def pending_payment_retries(
+    session: AsyncSession, stripe_invoice_id: str
+) -> Sequence[PaymentRetry]:
+    """The invoice's retries still to run (scheduled) or under way (running), first due first."""
+    return (
+        await session.scalars(
+            select(PaymentRetry)
+            .where(
+                PaymentRetry.stripe_invoice_id == stripe_invoice_id,
+                PaymentRetry.status.in_(("scheduled", "running")),
+            )
+            .order_by(PaymentRetry.due_at, PaymentRetry.attempt)
+        )
+    ).all()
+
+
+async def cancel_scheduled_payment_retries(
+    session: AsyncSession, *, subscription_id: int, now: datetime
+) -> int:
+    result = await session.execute(
+        update(PaymentRetry)
+        .where(
+            PaymentRetry.subscription_id == subscription_id,
+            PaymentRetry.status == "scheduled",
+        )
+        .values(status="canceled", finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def due_payment_retry_ids(
+    session: AsyncSession, *, now: datetime, stale_before: datetime, limit: int
+) -> list[int]:
+    """Retries due and not running, and those whose run was claimed before `stale_before`
+    and never finished (its worker died): the sweeper runs both."""
+    rows = await session.scalars(
+        select(PaymentRetry.id)
+        .where(
+            or_(
+                (PaymentRetry.status == "scheduled") & (PaymentRetry.due_at <= now),
+                (PaymentRetry.status == "running") & (PaymentRetry.started_at < stale_before),
+            )
+        )
+        .order_by(PaymentRetry.due_at)
+        .limit(limit)
+    )
+    return list(rows)

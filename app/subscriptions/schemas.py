@@ -86,6 +86,24 @@ class SubscriptionPublic(BaseModel):
     # The account's access suspended by an operator since then; null when not suspended.
     suspended_at: datetime | None = None
     stripe_subscription_id: str | None
+    # Dunning: a payment failed and the service is retrying it, access kept meanwhile.
+    in_grace: bool = Field(
+        default=False,
+        description="A payment failed; access is kept while the service retries it.",
+    )
+    grace_period_end: datetime | None = Field(
+        default=None, description="When access stops if the payment is still not through."
+    )
+    next_payment_retry: datetime | None = None
+    last_decline_code: str | None = None
+    payment_action_required: bool = Field(
+        default=False,
+        description="The bank wants the customer to authenticate: pay the open invoice on its "
+        "hosted page (the link is in the notice); retries stopped until then.",
+    )
+    payment_overdue_since: datetime | None = Field(
+        default=None, description="Access suspended for non-payment since then."
+    )
 
 
 class SubscriptionResponse(SuccessResponse):
@@ -123,3 +141,46 @@ class SuspensionPublic(BaseModel):
     suspended: bool
     suspended_at: datetime | None
     reason: str | None
+
+
+class PaymentRetryPublic(BaseModel):
+    attempt: int
+    trigger: Literal["schedule", "operator", "new_card"]
+    due_at: datetime
+    status: Literal["scheduled", "running", "succeeded", "failed", "action_required", "canceled"]
+    decline_code: str | None
+    finished_at: datetime | None
+
+
+class DunningPublic(BaseModel):
+    """A subscription in dunning, for operators."""
+
+    subscription_id: int
+    customer_id: str = Field(description="The dashboard user id of the account.")
+    status: str
+    state: Literal["retrying", "action_required", "suspended", "ended"] = Field(
+        description="`retrying`: in grace, retries ahead; `action_required`: waiting for the "
+        "customer to authenticate; `suspended`: retries and grace used up, calls refused; "
+        "`ended`: the subscription ended."
+    )
+    invoice: str
+    failed_payment_attempts: int
+    last_decline_code: str | None
+    decline_codes: list[str]
+    next_payment_retry: datetime | None
+    grace_period_end: datetime | None
+    payment_overdue_since: datetime | None
+    retries: list[PaymentRetryPublic]
+
+
+class DunningListResponse(SuccessResponse):
+    dunning: list[DunningPublic]
+
+
+class DunningRetryResponse(SuccessResponse):
+    outcome: str = Field(
+        description="What the retry came to: succeeded, failed, action_required, canceled, busy"
+    )
+    dunning: DunningPublic | None = Field(
+        description="The subscription's dunning afterwards; null once it recovered."
+    )

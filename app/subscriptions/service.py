@@ -299,12 +299,6 @@ async def apply_schedule(
     subscription.pending_change_at = schedule.current_phase_end
 
 
-def record_payment_recovered(subscription: Subscription) -> None:
-    """The failed-attempt counter and the grace period reset."""
-    subscription.failed_payment_attempts = 0
-    subscription.grace_period_ends_at = None
-
-
 def record_failed_payment_attempts(subscription: Subscription, attempts: int) -> None:
     """Stripe's count of attempts at the open invoice, so a redelivery cannot count twice."""
     subscription.failed_payment_attempts = max(subscription.failed_payment_attempts, attempts)

@@ -3,7 +3,10 @@
 Whether the next call is allowed, by the subscription's status:
 - `active`: allowed, also past 100% of the included minutes (those calls are overage);
 - `trialing`: allowed until the included minutes are used up (a trial has no overage);
-- `past_due`: allowed during the grace period (`grace_period_ends_at`), suspended after it;
+- `past_due` in dunning (a failed payment the service retries): allowed until its retries
+  and grace are used up and the dunning sweeper suspends it (`payment_overdue_at`: reason
+  `payment_overdue`); `past_due` otherwise: allowed during the grace period
+  (`grace_period_ends_at`), suspended after it;
 - `unpaid`, `canceled`, `incomplete_expired`, `paused`: suspended;
 - suspended by an operator (or by dunning), whatever the status: suspended;
 - `pending`, `incomplete` (the first payment is not through), or no subscription: not
@@ -53,6 +56,8 @@ def decide_call(
     grace_period_ends_at: datetime | None,
     now: datetime,
     suspended_at: datetime | None = None,
+    in_dunning: bool = False,
+    payment_overdue_at: datetime | None = None,
 ) -> CallDecision:
     """Whether the next call may be placed (the rules in this module's docstring)."""
     if suspended_at is not None and status not in _NOT_STARTED_STATUSES:
@@ -61,6 +66,10 @@ def decide_call(
         return CallDecision(call_allowed=False, suspended=False, reason="subscription_not_started")
     if status in _SUSPENDED_STATUSES:
         return CallDecision(call_allowed=False, suspended=True, reason=_SUSPENDED_STATUSES[status])
+    if payment_overdue_at is not None:
+        return CallDecision(call_allowed=False, suspended=True, reason="payment_overdue")
+    if in_dunning:
+        return ALLOWED
     if status == "past_due" and grace_period_ends_at is not None and now >= grace_period_ends_at:
         return CallDecision(call_allowed=False, suspended=True, reason="grace_period_expired")
     if status == "trialing" and minutes_used >= minutes_included:
@@ -115,6 +124,13 @@ async def get_entitlements(
         grace_period_ends_at=state.grace_period_ends_at,
         now=now,
         suspended_at=state.suspended_at,
+        in_dunning=state.dunning_invoice_id is not None,
+        payment_overdue_at=state.payment_overdue_at,
+    )
+    in_grace = (
+        state.dunning_invoice_id is not None
+        and state.payment_overdue_at is None
+        and state.status == "past_due"
     )
     assert state.plan_id is not None and state.plan_slug and state.plan_name
     return Entitlements(
@@ -135,4 +151,7 @@ async def get_entitlements(
         call_allowed=decision.call_allowed,
         suspended=decision.suspended,
         reason=decision.reason,
+        in_grace=in_grace,
+        grace_period_end=state.grace_period_ends_at if in_grace else None,
+        next_payment_retry=state.next_payment_retry_at if in_grace else None,
     )

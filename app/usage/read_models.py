@@ -30,6 +30,9 @@ class AccountUsageState:
     trial_end: datetime | None
     grace_period_ends_at: datetime | None
     suspended_at: datetime | None
+    dunning_invoice_id: str | None
+    next_payment_retry_at: datetime | None
+    payment_overdue_at: datetime | None
     plan_id: int | None
     plan_slug: str | None
     plan_name: str | None
@@ -52,6 +55,7 @@ _ACCOUNT_USAGE_STATE = text(
     SELECT c.id AS customer_id, s.id AS subscription_id, s.status,
            COALESCE(s.billing_cycle_anchor, s.current_period_start, s.created_at) AS anchor,
            s.current_period_end, s.trial_end, s.grace_period_ends_at, c.suspended_at,
+           s.dunning_invoice_id, s.next_payment_retry_at, s.payment_overdue_at,
            p.id AS plan_id, p.slug AS plan_slug, p.name AS plan_name, p.currency,
            COALESCE(p.included_minutes, 0) + COALESCE(a.extra_minutes, 0) AS minutes_included,
            COALESCE(p.max_agents, 0) + COALESCE(a.extra_agents, 0) AS agents_allowed,

@@ -203,6 +203,7 @@ EntitlementReason = Literal[
     "subscription_not_started",
     "trial_minutes_exhausted",
     "grace_period_expired",
+    "payment_overdue",
     "unpaid",
     "canceled",
     "incomplete_expired",
@@ -232,7 +233,18 @@ class Entitlements(BaseModel):
         description="Access is suspended (unpaid, canceled, grace over, or by an operator)."
     )
     reason: EntitlementReason | None = Field(
-        description="Why `call_allowed` is false; null when it is true."
+        description="Why `call_allowed` is false; null when it is true. `payment_overdue`: "
+        "a failed payment's retries and grace period are used up; `suspended`: an operator's."
+    )
+    in_grace: bool = Field(
+        default=False,
+        description="A payment failed; access is kept while the service retries it.",
+    )
+    grace_period_end: datetime | None = Field(
+        default=None, description="When access stops if the payment is still not through."
+    )
+    next_payment_retry: datetime | None = Field(
+        default=None, description="The service's next attempt at the failed payment."
     )
 
 

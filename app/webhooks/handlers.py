@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_history import service as billing_history_service
+from app.core.config import Settings
 from app.core.metrics import FAILED_PAYMENT_ATTEMPTS
 from app.customers import service as customers_service
 from app.models import Customer, Subscription
@@ -30,6 +31,7 @@ from app.stripe_gateway.parsing import (
     parse_subscription,
 )
 from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
+from app.subscriptions import dunning
 from app.subscriptions import service as subscriptions_service
 from app.usage import overage_billing
 
@@ -39,10 +41,13 @@ logger = structlog.get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class RelatedObjects:
     """What a handler needs beyond its event's object, read from Stripe before the
-    transaction: for a setup intent, the card it set up and the customer's default card."""
+    transaction: for a setup intent, the card it set up and the customer's default card; for
+    a failed invoice, its decline code."""
 
     payment_method: PaymentMethodCard | None = None
     default_payment_method_id: str | None = None
+    # For a failed invoice: the decline code of its latest payment attempt.
+    decline_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,8 @@ class EventContext:
     occurred_at: datetime
     now: datetime
     related: RelatedObjects
+    # The deployment's settings (the dunning schedule).
+    settings: Settings
 
 
 Handler = Callable[[AsyncSession, EventContext], Awaitable[None]]
@@ -91,6 +98,8 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
     await _apply_subscription(session, state, context)
     subscription = await subscriptions_service.find_by_stripe_id(session, state.id, lock=True)
     if subscription is not None:
+        # No dunning retry after the end (the open invoice stays open, collected by nobody).
+        await dunning.stop(session, subscription=subscription, now=context.now)
         await overage_billing.close_periods_on_cancel(
             session, subscription=subscription, now=context.now
         )
@@ -166,6 +175,17 @@ async def invoice_recorded(session: AsyncSession, context: EventContext) -> None
     await _record_invoice(session, parse_invoice(context.obj), context)
 
 
+async def invoice_closed(session: AsyncSession, context: EventContext) -> None:
+    """invoice.voided / invoice.marked_uncollectible: the billing-history row, and the end of
+    a dunning of that invoice (nothing is owed on it any more)."""
+    invoice = parse_invoice(context.obj)
+    _, subscription = await _record_invoice(session, invoice, context)
+    if subscription is not None and invoice.status in ("void", "uncollectible"):
+        await dunning.close_written_off(
+            session, subscription=subscription, stripe_invoice_id=invoice.id, now=context.now
+        )
+
+
 async def invoice_created(session: AsyncSession, context: EventContext) -> None:
     """invoice.created: the billing-history row, and, for a renewal (or a change that starts
     a new period), the usage periods it closes: their overage charges are written here and
@@ -192,13 +212,17 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
         stripe_invoice_id=invoice.id,
         created=invoice.created,
     )
-    if not newer_unpaid:
-        subscriptions_service.record_payment_recovered(subscription)
+    if not newer_unpaid or subscription.dunning_invoice_id == invoice.id:
+        # Paid by any means (our retry, the hosted page, another card): out of dunning.
+        await dunning.recover(
+            session, subscription=subscription, stripe_invoice_id=invoice.id, now=context.now
+        )
 
 
 async def invoice_payment_failed(session: AsyncSession, context: EventContext) -> None:
     """The attempt count is Stripe's (`attempt_count`), so a redelivery cannot count twice.
-    Dunning starts its grace period here."""
+    A renewal's (plan change's, overage's) first failure starts dunning: past_due, a grace
+    period, and the service's own retries (`app.subscriptions.dunning`)."""
     invoice = parse_invoice(context.obj)
     _, subscription = await _record_invoice(session, invoice, context)
     attempts = invoice.attempt_count
@@ -211,15 +235,29 @@ async def invoice_payment_failed(session: AsyncSession, context: EventContext) -
         subscriptions_service.record_failed_payment_attempts(subscription, attempts)
         # Only attempts new to us: a redelivery or a replay of the same attempt adds nothing.
         FAILED_PAYMENT_ATTEMPTS.inc(max(subscription.failed_payment_attempts - recorded_before, 0))
+    if subscription is not None:
+        await dunning.enter(
+            session,
+            subscription=subscription,
+            invoice=invoice,
+            decline_code=context.related.decline_code,
+            failed_at=context.occurred_at,
+            settings=context.settings,
+            now=context.now,
+        )
 
 
 async def invoice_action_required(session: AsyncSession, context: EventContext) -> None:
     """The customer must authenticate (3-D Secure): a notice with the hosted invoice link.
     No retry: retrying without the customer does nothing."""
     invoice = parse_invoice(context.obj)
-    customer, _ = await _record_invoice(session, invoice, context)
+    customer, subscription = await _record_invoice(session, invoice, context)
     if customer is None:
         return
+    if subscription is not None and subscription.dunning_invoice_id == invoice.id:
+        # The dunned invoice needs the customer: off-session retries stop (and the notice
+        # below is the one dunning would send, under the same key).
+        await dunning.stop_for_customer_action(session, subscription=subscription, now=context.now)
     await notifications_service.notify(
         session,
         customer_id=customer.id,
@@ -313,6 +351,9 @@ HANDLERS: dict[str, Handler] = {
     "subscription_schedule.completed": schedule_changed,
     "invoice.created": invoice_created,
     "invoice.finalized": invoice_recorded,
+    # The final action of dunning (or an operator on Stripe's dashboard) closing an invoice.
+    "invoice.marked_uncollectible": invoice_closed,
+    "invoice.voided": invoice_closed,
     "invoice.paid": invoice_paid,
     "invoice.payment_succeeded": invoice_paid,
     "invoice.payment_failed": invoice_payment_failed,

@@ -23,6 +23,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
+from app.core.config import Settings, get_settings
+from app.customers import service as customers_service
 from app.models import StripeEvent
 from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
 from app.stripe_gateway.parsing import (
@@ -31,6 +33,7 @@ from app.stripe_gateway.parsing import (
     parse_setup_intent,
     parse_subscription,
 )
+from app.subscriptions import dunning, payment_retries
 from app.usage import overage_billing
 from app.webhooks import repository
 from app.webhooks.handlers import HANDLERS, EventContext, RelatedObjects
@@ -111,6 +114,13 @@ async def _related_objects(
 ) -> RelatedObjects:
     """What a handler needs beyond the event's object, fetched (or written) on Stripe before
     its transaction opens."""
+    if event_type == "invoice.payment_failed":
+        invoice = parse_invoice(obj)
+        if invoice.status != "open" or not dunning.is_dunned_invoice(invoice):
+            return RelatedObjects()
+        # The decline code is on the payment, not the invoice (basil).
+        outcome = await gateway.latest_payment_outcome(invoice_id=invoice.id)
+        return RelatedObjects(decline_code=outcome.decline_code)
     if event_type != "setup_intent.succeeded":
         return RelatedObjects()
     setup_intent = parse_setup_intent(obj)
@@ -142,7 +152,16 @@ async def _after_commit(
     """The Stripe writes an applied event leads to, made once its transaction committed (a
     handler cannot call Stripe): the overage charges a renewal or a cancellation closed go
     onto their invoice now, while a renewal is still a draft. Best effort: what fails here
-    stays pending in the database for its sweeper, and the event counts as processed."""
+    stays pending in the database for its sweeper, and the event counts as processed. A
+    failed invoice now dunned gets Stripe's automatic collection turned off."""
+    if event_type == "invoice.payment_failed":
+        await payment_retries.stop_automatic_collection_of_invoice(
+            sessionmaker=sessionmaker, gateway=gateway, stripe_invoice_id=parse_invoice(obj).id
+        )
+        return
+    if event_type == "setup_intent.succeeded":
+        await _retry_dunned_payment_with_new_card(sessionmaker, gateway, clock, obj)
+        return
     if event_type == "invoice.created":
         closed_subscription_id = parse_invoice(obj).subscription_id
     elif event_type == "customer.subscription.deleted":
@@ -155,6 +174,35 @@ async def _after_commit(
         clock=clock,
         stripe_subscription_id=closed_subscription_id,
     )
+
+
+async def _retry_dunned_payment_with_new_card(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    obj: dict[str, Any],
+) -> None:
+    """A card added with a SetupIntent (the dashboard's way to replace a failing card) that
+    is the default now: a dunned payment of the customer is retried at once. Best effort:
+    the scheduled retries still run should this fail."""
+    setup_intent = parse_setup_intent(obj)
+    stripe_customer_id, card_id = setup_intent.customer_id, setup_intent.payment_method_id
+    if not stripe_customer_id or not card_id:
+        return
+    async with sessionmaker() as session:
+        customer = await customers_service.find_by_stripe_customer_id(session, stripe_customer_id)
+    if customer is None:
+        return
+    try:
+        await payment_retries.retry_with_new_card(
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=clock,
+            customer_id=customer.id,
+            only_if_default=card_id,
+        )
+    except Exception as error:
+        logger.warning("dunning_new_card_retry_failed", customer=customer.id, error=str(error))
 
 
 async def _finish(
@@ -209,6 +257,7 @@ async def _apply(
     as_of: datetime,
     related: RelatedObjects,
     now: datetime,
+    settings: Settings,
 ) -> None:
     """Apply `obj` if the object's watermark is still the one read before deciding (compare
     and set under the row lock); otherwise `_WatermarkMoved`, and the caller decides again."""
@@ -228,6 +277,7 @@ async def _apply(
             occurred_at=claimed.created,
             now=now,
             related=related,
+            settings=settings,
         )
         await HANDLERS[claimed.event_type](session, context)
 
@@ -248,6 +298,7 @@ async def _process_claimed(
     clock: Clock,
     stripe_event_id: str,
     claim: _Claimed,
+    settings: Settings,
 ) -> None:
     for _ in range(MAX_APPLY_ROUNDS):
         read_watermark = await _read_watermark(sessionmaker, claim.object_id)
@@ -280,6 +331,7 @@ async def _process_claimed(
                 as_of=as_of,
                 related=related,
                 now=clock.now(),
+                settings=settings,
             )
         except _WatermarkMoved:
             continue
@@ -295,14 +347,18 @@ async def process_event(
     clock: Clock,
     stripe_event_id: str,
     max_attempts: int,
+    settings: Settings | None = None,
 ) -> ProcessingResult:
-    """Process one stored event; safe to call any number of times, concurrently too."""
+    """Process one stored event; safe to call any number of times, concurrently too.
+    `settings`: the deployment's (read when not given), for the rules handlers apply."""
     claim = await _claim(sessionmaker, stripe_event_id, clock.now())
     if isinstance(claim, ProcessingResult):
         return claim
     error: str | None = None
     try:
-        await _process_claimed(sessionmaker, gateway, clock, stripe_event_id, claim)
+        await _process_claimed(
+            sessionmaker, gateway, clock, stripe_event_id, claim, settings or get_settings()
+        )
     except Exception as exception:
         error = f"{type(exception).__name__}: {exception}"
     return await _finish(

@@ -20,6 +20,7 @@ async def process_stripe_event(context: JobContext, stripe_event_id: str) -> str
         clock=context.clock,
         stripe_event_id=stripe_event_id,
         max_attempts=context.settings.WEBHOOK_MAX_ATTEMPTS,
+        settings=context.settings,
     )
     if result.outcome == "retry" and result.retry_in is not None:
         # The next attempt as its own job; should Redis lose it, the sweeper finds the

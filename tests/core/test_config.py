@@ -1,3 +1,4 @@
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,46 @@ def test_archive_after_days_is_unset_by_default_and_a_positive_number_of_days(
         monkeypatch.setenv("ARCHIVE_AFTER_DAYS", refused)
         with pytest.raises(ValueError, match="ARCHIVE_AFTER_DAYS"):
             _settings()
+
+
+def test_payment_retries_default_to_a_spread_over_the_grace_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    day = timedelta(days=1)
+    assert _settings().payment_retry_offsets == [day, 2 * day, 3 * day]
+    monkeypatch.setenv("GRACE_PERIOD_DAYS", "0.01")  # about 14 minutes, for a staging system
+    monkeypatch.setenv("MAX_PAYMENT_RETRIES", "2")
+    staging = _settings()
+    assert staging.grace_period == timedelta(minutes=14.4)
+    assert staging.payment_retry_offsets == [timedelta(minutes=7.2), timedelta(minutes=14.4)]
+    monkeypatch.setenv("PAYMENT_RETRY_DELAYS", "30m, 2h,1.5d")
+    assert _settings().payment_retry_offsets == [timedelta(minutes=30), timedelta(hours=2)]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"PAYMENT_RETRY_DELAYS": "-1d,2d,3d"}, "not a duration"),
+        ({"PAYMENT_RETRY_DELAYS": "0d,2d,3d"}, "must be positive"),
+        ({"PAYMENT_RETRY_DELAYS": "2d,1d,3d"}, "longer than the one before"),
+        ({"PAYMENT_RETRY_DELAYS": "1d,2d"}, "2 delays for MAX_PAYMENT_RETRIES=3"),
+        ({"GRACE_PERIOD_DAYS": "-1"}, "GRACE_PERIOD_DAYS"),
+        ({"GRACE_PERIOD_DAYS": "0"}, "needs PAYMENT_RETRY_DELAYS"),
+        ({"DUNNING_FINAL_ACTION": "delete"}, "DUNNING_FINAL_ACTION"),
+    ],
+)
+def test_start_up_refuses_dunning_settings_that_make_no_sense(
+    values: dict[str, object], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.chdir("/")  # no .env file
+
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["issue-token", "--user-id", "1"])
+
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("configuration error:") and message in lines[0], lines[0]

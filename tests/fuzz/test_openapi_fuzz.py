@@ -147,6 +147,7 @@ async def known_ids(
         "plan_reference": [catalog.plan_id, catalog.upgrade_plan_id, catalog.plan_slug],
         "add_on_id": [catalog.add_on_id],
         "customer_id": [own.user_id, other.user_id],
+        "subscription_id": [own.subscription_id, other.subscription_id],
         "payment_method_id": [*own.payment_method_ids, *other.payment_method_ids],
         # The fake's cards that decline, need 3-D Secure, or do not exist; and a new one.
         "card": [

@@ -143,6 +143,10 @@ ADMIN: dict[Route, Callable[[Parties], Call]] = {
         {"customer_id": p.other.user_id}
     ),
     ("GET", _api("/admin/webhook-events/")): lambda p: Call(),
+    ("GET", _api("/admin/dunning/")): lambda p: Call(),
+    ("POST", _api("/admin/dunning/{subscription_id}/retry/")): lambda p: Call(
+        {"subscription_id": p.other.subscription_id}
+    ),
     ("POST", _api("/admin/webhook-events/{stripe_event_id}/replay/")): lambda p: Call(
         {"stripe_event_id": p.stripe_event_id}
     ),

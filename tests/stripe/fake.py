@@ -185,6 +185,13 @@ class FakeStripe(FakeInvoicing):
             ),
             ("GET", r"/v1/tax_rates/([^/]+)", p.TaxRateRetrieveParams, self._get_tax_rate),
             ("POST", r"/v1/invoices/([^/]+)/pay", p.InvoicePayParams, self._pay_invoice),
+            ("POST", r"/v1/invoices/([^/]+)", p.InvoiceUpdateParams, self._update_invoice),
+            (
+                "POST",
+                r"/v1/invoices/([^/]+)/mark_uncollectible",
+                p.InvoiceMarkUncollectibleParams,
+                self._mark_invoice_uncollectible,
+            ),
             (
                 "POST",
                 r"/v1/invoices/([^/]+)/finalize",

@@ -9,7 +9,12 @@ What the overage billing relies on, as Stripe documents it:
 - an invoice created through the API (`POST /v1/invoices`) is a draft holding no pending item
   unless `pending_invoice_items_behavior=include`; `POST /v1/invoices/{id}/finalize` opens it.
 
-Simplification: a finalized invoice is left `open` (no automatic payment attempt).
+Simplification: a finalized invoice is left `open`; Stripe's automatic collection runs when a
+test says so (`collect_automatically` for the attempt at finalization, `run_stripe_retries`
+for Stripe's own retry schedule, `STRIPE_RETRY_SCHEDULE_DAYS` after each failure), and only
+while the invoice's `auto_advance` is on: `POST /v1/invoices/{id}` with `auto_advance=false`
+stops it (and clears `next_payment_attempt`), as Stripe documents. Every attempt, Stripe's or
+through `POST /v1/invoices/{id}/pay`, is in `payment_attempts`.
 
 For invoice documents, `add_invoice` stores a finished invoice of any lines, discounts and
 taxes (`new_line`, `add_coupon_discount`, `add_tax_rate`, `add_account_tax_id`); retrieving it
@@ -62,6 +67,10 @@ _INVOICE_PARAMS = {
     "pending_invoice_items_behavior",
     "subscription",
 }
+# Stripe's default custom retry schedule for failed subscription payments ("retry 3 days
+# after the previous attempt, then 5, then 7"); after the last, the subscription is canceled
+# (the dashboard's default "if all retries fail" setting).
+STRIPE_RETRY_SCHEDULE_DAYS = (3, 5, 7)
 # How many lines a retrieved invoice embeds (Stripe: "the first handful").
 EMBEDDED_LINES = 10
 _MAX_PAGE = 100
@@ -128,6 +137,71 @@ class FakeInvoicing(FakeSchedules):
     def finalize_invoice(self, invoice_id: str) -> StripeObject:
         """Stripe finalizing a draft (the hour after a renewal, or on request)."""
         return self._finalize_invoice({}, invoice_id)
+
+    def collect_automatically(self, invoice_id: str) -> str:
+        """Stripe's own attempt at an open invoice (at finalization, or when its
+        `next_payment_attempt` comes): `paid`, `failed`, or `skipped` when the invoice is not
+        open or its `auto_advance` is off. A failure schedules the next attempt of Stripe's
+        retry schedule; after the last one Stripe cancels the subscription."""
+        invoice = self.invoice(invoice_id)
+        if invoice["status"] != "open" or not invoice.get("auto_advance"):
+            return "skipped"
+        subscription = self.subscriptions.get(self._subscription_id_of(invoice) or "")
+        payment_method_id = (
+            self._charge_card(subscription)
+            if subscription
+            else self.default_payment_method_of(invoice["customer"])
+        )
+        self.payment_attempts.append((invoice_id, "stripe_automatic"))
+        if self._attempt(invoice, payment_method_id) == "succeeded":
+            invoice["next_payment_attempt"] = None
+            return "paid"
+        failures = invoice["attempt_count"]
+        if failures <= len(STRIPE_RETRY_SCHEDULE_DAYS):
+            delay = STRIPE_RETRY_SCHEDULE_DAYS[failures - 1] * 86_400
+            invoice["next_payment_attempt"] = self.now + delay
+            if subscription is not None and subscription["status"] == "active":
+                subscription["status"] = "past_due"
+        else:
+            invoice["next_payment_attempt"] = None
+            if subscription is not None:
+                subscription.update(status="canceled", canceled_at=self.now, ended_at=self.now)
+        return "failed"
+
+    def run_stripe_retries(self) -> list[str]:
+        """Stripe's retry schedule up to `now`: every open invoice whose automatic collection
+        is on and whose `next_payment_attempt` has come is attempted. Returns their ids."""
+        due = [
+            invoice["id"]
+            for invoice in self.invoices.values()
+            if invoice["status"] == "open"
+            and invoice.get("auto_advance")
+            and invoice.get("next_payment_attempt") is not None
+            and invoice["next_payment_attempt"] <= self.now
+        ]
+        for invoice_id in due:
+            self.collect_automatically(invoice_id)
+        return due
+
+    def _update_invoice(self, params: Params, invoice_id: str) -> StripeObject:
+        check_params(params, {"auto_advance", "expand", "metadata"}, "POST /v1/invoices/{id}")
+        invoice = self.invoice(invoice_id)
+        if "auto_advance" in params:
+            invoice["auto_advance"] = as_bool(params["auto_advance"])
+            if not invoice["auto_advance"]:
+                invoice["next_payment_attempt"] = None
+        if "metadata" in params:
+            invoice["metadata"] = merge_metadata(invoice["metadata"], params["metadata"])
+        return self.render(invoice, params.get("expand") or [])
+
+    def _mark_invoice_uncollectible(self, params: Params, invoice_id: str) -> StripeObject:
+        check_params(params, {"expand"}, "POST /v1/invoices/{id}/mark_uncollectible")
+        invoice = self.invoice(invoice_id)
+        if invoice["status"] != "open":
+            raise invalid_request(f"You cannot mark an invoice that is {invoice['status']}.")
+        invoice.update(status="uncollectible", auto_advance=False, next_payment_attempt=None)
+        invoice["status_transitions"]["marked_uncollectible_at"] = self.now
+        return self.render(invoice, params.get("expand") or [])
 
     def new_line(
         self,

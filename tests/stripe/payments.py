@@ -41,6 +41,12 @@ class FakePayments(FakeState):
         super().__init__(now)
         # subscription id -> (invoice id, the items to apply once that invoice is paid, metadata)
         self._pending: dict[str, tuple[str, list[StripeObject], dict[str, str]]] = {}
+        # (invoice id, who attempted: "stripe_automatic", or "pay" for POST
+        # /v1/invoices/{id}/pay), one per charge actually attempted (a replayed key is none).
+        self.payment_attempts: list[tuple[str, str]] = []
+        # A card's outcome set by a test (payment intent status, decline code), over the one
+        # its id names: a card that starts declining at a renewal, or works again later.
+        self.card_outcomes: dict[str, tuple[str, str | None]] = {}
 
     # --- look-ups ----------------------------------------------------------------------
 
@@ -264,7 +270,9 @@ class FakePayments(FakeState):
         if payment_method_id is None:
             return str(payment_intent["status"])
         payment_intent["payment_method"] = payment_method_id
-        status, decline_code = card_outcome(payment_method_id)
+        status, decline_code = self.card_outcomes.get(payment_method_id) or card_outcome(
+            payment_method_id
+        )
         payment_intent.update(status=status, last_payment_error=None, next_action=None)
         if status == "requires_action":
             payment_intent["next_action"] = {"type": "use_stripe_sdk", "use_stripe_sdk": {}}
@@ -347,6 +355,7 @@ class FakePayments(FakeState):
             raise invalid_request(
                 "This customer has no attached payment source or default payment method."
             )
+        self.payment_attempts.append((invoice_id, "pay"))
         status = self._attempt(invoice, payment_method_id)
         if status == "succeeded":
             return invoice

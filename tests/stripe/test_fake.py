@@ -434,3 +434,67 @@ def test_an_unknown_id_in_any_path_is_404_resource_missing(
         expected_param = "payment_method" if "/payment_methods/" in request else "id"
         assert error["param"] == expected_param, request
         assert error["message"].startswith("No such "), request
+
+
+def _renewal_that_fails(fake: FakeStripe, http: httpx.Client) -> tuple[str, str]:
+    """A subscription paid by a card that declines from its renewal on; the renewal
+    finalized and Stripe's first attempt at it made. Returns (subscription, invoice)."""
+    fake.add_product(id="prod_a", name="A")
+    price = fake.add_price(product="prod_a", unit_amount=1000)
+    customer = fake.add_customer()
+    fake.add_payment_method("pm_card_visa", customer=customer["id"])
+    post(
+        http,
+        f"/v1/customers/{customer['id']}",
+        {"invoice_settings[default_payment_method]": "pm_card_visa"},
+    )
+    subscription = post(
+        http, "/v1/subscriptions", {"customer": customer["id"], "items[0][price]": price["id"]}
+    ).json()
+    fake.card_outcomes["pm_card_visa"] = ("requires_payment_method", "insufficient_funds")
+    draft = fake.renew_subscription(subscription["id"])
+    fake.finalize_invoice(draft["id"])
+    assert fake.collect_automatically(draft["id"]) == "failed"
+    return subscription["id"], draft["id"]
+
+
+def test_stripe_retries_an_invoice_on_its_own_schedule_then_cancels(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    subscription_id, invoice_id = _renewal_that_fails(fake_stripe, http)
+    assert fake_stripe.subscriptions[subscription_id]["status"] == "past_due"
+    attempted_at = []
+    for _ in range(20):
+        fake_stripe.now += 86_400
+        if fake_stripe.run_stripe_retries():
+            attempted_at.append(fake_stripe.now)
+
+    first = attempted_at[0] - 3 * 86_400
+    assert [moment - first for moment in attempted_at] == [3 * 86_400, 8 * 86_400, 15 * 86_400]
+    assert fake_stripe.invoices[invoice_id]["attempt_count"] == 4
+    assert fake_stripe.subscriptions[subscription_id]["status"] == "canceled"
+
+
+def test_auto_advance_off_stops_stripes_retries_and_pay_still_works(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    subscription_id, invoice_id = _renewal_that_fails(fake_stripe, http)
+    assert fake_stripe.invoices[invoice_id]["next_payment_attempt"] is not None
+
+    updated = post(http, f"/v1/invoices/{invoice_id}", {"auto_advance": "false"}, "off-1")
+    for _ in range(20):
+        fake_stripe.now += 86_400
+        assert fake_stripe.run_stripe_retries() == []
+
+    assert updated.json()["auto_advance"] is False
+    assert updated.json()["next_payment_attempt"] is None
+    assert fake_stripe.subscriptions[subscription_id]["status"] == "past_due"
+    del fake_stripe.card_outcomes["pm_card_visa"]
+    paid = post(http, f"/v1/invoices/{invoice_id}/pay", {}, "pay-1")
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    assert fake_stripe.payment_attempts == [(invoice_id, "stripe_automatic"), (invoice_id, "pay")]
+    assert fake_stripe.subscriptions[subscription_id]["status"] == "active"
+    refused = post(http, f"/v1/invoices/{invoice_id}/mark_uncollectible", {})
+    assert refused.status_code == 400

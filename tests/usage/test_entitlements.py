@@ -101,6 +101,9 @@ async def test_an_active_subscription_with_add_ons(
         "call_allowed": True,
         "suspended": False,
         "reason": None,
+        "in_grace": False,
+        "grace_period_end": None,
+        "next_payment_retry": None,
     }
 
 

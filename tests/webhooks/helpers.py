@@ -43,6 +43,7 @@ async def run_worker(app: FastAPI, event_id: str, *, max_attempts: int = 3) -> P
         clock=app.state.clock,
         stripe_event_id=event_id,
         max_attempts=max_attempts,
+        settings=app.state.settings,
     )
 
 

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from app.stripe_gateway.calls.base import SAAS_TAX_CODE, Params, StripeCalls, plain
+from app.stripe_gateway.errors import PaymentDeclined
 from app.stripe_gateway.invoice_details import (
     INVOICE_DOCUMENT_EXPANSIONS,
     parse_invoice_details,
@@ -11,7 +12,12 @@ from app.stripe_gateway.invoice_details import (
 )
 from app.stripe_gateway.parsing import parse_invoice, parse_invoice_item
 from app.stripe_gateway.translation import translated_errors
-from app.stripe_gateway.types import InvoiceDetails, InvoiceItemState, InvoiceState
+from app.stripe_gateway.types import (
+    InvoiceCollection,
+    InvoiceDetails,
+    InvoiceItemState,
+    InvoiceState,
+)
 
 
 class InvoiceCalls(StripeCalls):
@@ -149,3 +155,58 @@ class InvoiceCalls(StripeCalls):
                 )
             )
         return str(invoice["status"])
+
+    # --- dunning: the service collects a failed invoice itself ------------------------
+
+    async def stop_automatic_collection(self, *, invoice_id: str, idempotency_key: str) -> None:
+        """`auto_advance=false` on an open invoice: Stripe stops retrying it on its own
+        schedule (and so never cancels the subscription over it); our retries pay it."""
+        async with translated_errors():
+            await self._stripe.invoices.update_async(
+                invoice_id, {"auto_advance": False}, self._options(idempotency_key)
+            )
+
+    async def collect_invoice(
+        self, *, invoice_id: str, payment_method_id: str | None, idempotency_key: str
+    ) -> InvoiceCollection:
+        """One attempt at an open invoice with `payment_method_id`, else the default card
+        Stripe holds (the subscription's, else the customer's). The key names the invoice
+        and the attempt, so a repeat of the same attempt is answered by Stripe with the
+        first outcome."""
+        current = await self.find_invoice(invoice_id)
+        if current is None or current.status != "open":
+            return InvoiceCollection("not_open", current.status if current else None)
+        try:
+            async with translated_errors():
+                invoice = plain(
+                    await self._stripe.invoices.pay_async(
+                        invoice_id,
+                        {"payment_method": payment_method_id} if payment_method_id else {},
+                        self._options(idempotency_key),
+                    )
+                )
+        except PaymentDeclined as declined:
+            details = declined.details if isinstance(declined.details, dict) else {}
+            if details.get("stripe_code") == "invoice_payment_intent_requires_action":
+                return InvoiceCollection(
+                    "action_required", "open", hosted_invoice_url=current.hosted_invoice_url
+                )
+            decline_code = details.get("decline_code") or details.get("stripe_code")
+            return InvoiceCollection(
+                "declined",
+                "open",
+                str(decline_code or "card_declined"),
+                hosted_invoice_url=current.hosted_invoice_url,
+            )
+        status = str(invoice["status"])
+        return InvoiceCollection(
+            "paid" if status == "paid" else "declined",
+            status,
+            hosted_invoice_url=current.hosted_invoice_url,
+        )
+
+    async def mark_invoice_uncollectible(self, *, invoice_id: str, idempotency_key: str) -> None:
+        async with translated_errors():
+            await self._stripe.invoices.mark_uncollectible_async(
+                invoice_id, {}, self._options(idempotency_key)
+            )
