@@ -338,8 +338,10 @@ def mixed_templates(settings: Settings, subscribers: list[str]) -> list[dict[str
         "Authorization": f"Bearer {_token(settings, SERVICE_USER, ['service'])}",
         "Content-Type": "application/json",
     }
+    # A card of its own for each subscriber: the fake's `pm_card_visa` is one card, attached
+    # to the first subscriber, and to everyone else another customer's card does not exist.
     subscribe_body = json.dumps(
-        {"plan_id": 1, "payment_method_id": "pm_card_visa", "billing_cycle": "monthly"}
+        {"plan_id": 1, "payment_method_id": "pm_bench{{uuid}}", "billing_cycle": "monthly"}
     )
     return [
         {"weight": 80, "method": "POST", "path": f"{API}/usage/", "headers": service,
