@@ -147,11 +147,13 @@ class _VerifiedTokens:
 verified_tokens = _VerifiedTokens(max_entries=10_000)
 
 
-def _check_time(verified: _VerifiedToken, settings: Settings, timestamp: float) -> None:
+def _check_time(
+    expires_at: int, not_before: int | None, settings: Settings, timestamp: float
+) -> None:
     leeway = settings.JWT_LEEWAY_SECONDS
-    if timestamp > verified.expires_at + leeway:
+    if timestamp > expires_at + leeway:
         raise Unauthorized("The token has expired.")
-    if verified.not_before is not None and timestamp < verified.not_before - leeway:
+    if not_before is not None and timestamp < not_before - leeway:
         raise Unauthorized("The token is not valid yet.")
 
 
@@ -178,15 +180,11 @@ def _verify(token: str, settings: Settings, timestamp: float) -> _VerifiedToken:
     except JWTError:
         raise Unauthorized("The token is invalid.") from None
 
-    leeway = settings.JWT_LEEWAY_SECONDS
     expires_at = _timestamp_claim(claims, "exp")
     if expires_at is None:
         raise Unauthorized("The token has no expiry.")
-    if timestamp > expires_at + leeway:
-        raise Unauthorized("The token has expired.")
     not_before = _timestamp_claim(claims, "nbf")
-    if not_before is not None and timestamp < not_before - leeway:
-        raise Unauthorized("The token is not valid yet.")
+    _check_time(expires_at, not_before, settings, timestamp)
 
     if claims.get("token_type") != "access":
         raise Unauthorized("Only access tokens are accepted.")
@@ -222,7 +220,7 @@ def decode_access_token(token: str, settings: Settings, now: datetime) -> Princi
         verified_tokens.put(key, verified, timestamp)
         return verified.principal
     try:
-        _check_time(verified, settings, timestamp)
+        _check_time(verified.expires_at, verified.not_before, settings, timestamp)
     except Unauthorized:
         # Expired for good (a not-yet-valid token is kept: it becomes valid).
         if timestamp > verified.expires_at + settings.JWT_LEEWAY_SECONDS:

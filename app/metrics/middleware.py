@@ -9,8 +9,8 @@ UNMATCHED_ROUTE = "unmatched"
 
 def route_template(scope: Scope) -> str:
     """The matched route's path template (`/subscriptions/api/plans/{plan_id}`, never a raw
-    path with ids, which would make a series per id). A route and its slash-less twin share
-    one label; a path no route matches is `unmatched`."""
+    path with ids, which would make a series per id), without its trailing slash; a path no
+    route matches is `unmatched`."""
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(template, str):
