@@ -9,7 +9,7 @@ from typing import NoReturn, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.config import Settings
+from app.core.config import ConfigurationError, Settings
 from app.core.db import create_engine, create_sessionmaker
 from app.stripe_gateway.client import StripeGateway
 
@@ -40,8 +40,12 @@ def fail(message: str, *, exit_code: int) -> NoReturn:
 async def with_database(
     settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
 ) -> T:
-    """Run `work(sessionmaker)` on an engine that lives as long as the work."""
-    engine = create_engine(settings)
+    """Run `work(sessionmaker)` on an engine that lives as long as the work; a store that is
+    not configured stops the command with one line, not a traceback."""
+    try:
+        engine = create_engine(settings)
+    except ConfigurationError as error:
+        fail(f"configuration error: {error}", exit_code=2)
     try:
         return await work(create_sessionmaker(engine))
     finally:

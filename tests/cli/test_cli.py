@@ -91,3 +91,17 @@ def test_issue_token_grants_roles_in_production_only_when_asked_explicitly(
     assert "--allow-roles-in-production" in refused.output
     assert granted.exit_code == 0, granted.output
     assert plain_user.exit_code == 0, plain_user.output
+
+
+def test_a_command_without_a_database_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    result = CliRunner().invoke(cli, ["dunning"])
+
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "configuration error: DATABASE_URL is not set (`make run` starts an embedded "
+        "PostgreSQL when it is not)"
+    ]
