@@ -10,9 +10,10 @@ One live subscription per account holds here as in subscribe, and a second check
   subscribe is 409 `subscription_exists` and only this session can create the subscription.
 - A new checkout while one is open replaces it: the open session is expired on Stripe first
   (an expired session can no longer be paid), then a new one is created. Had the customer
-  paid it meanwhile, the checkout is 409 `subscription_exists`. Two checkouts racing to
-  replace the same session both create one, but only the first to record its session keeps
-  it (compare and set on `checkout_session_id`); the other expires its own before answering.
+  paid it meanwhile, the checkout is 409 `subscription_exists`. While a request replaces the
+  session the row names none (so that session's expiry event leaves the row alone) and holds
+  a short lease, so a second checkout meanwhile is 409; the new session is recorded only if
+  the row is still waiting for it (compare and set), else it is expired before answering.
 - A session lives `CHECKOUT_SESSION_LIFETIME` (Stripe's minimum is 30 minutes); its expiry
   (`checkout.session.expired`) releases the slot.
 - `checkout.session.completed` applies the subscription it created to the reservation (by the
@@ -111,10 +112,13 @@ async def _reserve(
             details={"status": existing.status},
         )
     if existing.checkout_session_id is None:
-        # A subscribe (or a first checkout) is talking to Stripe, or one failed half-way:
+        # A subscribe (or another checkout) is talking to Stripe, or one failed half-way:
         # only its own retry may resume it.
         raise _in_progress()
-    return existing.id, order, existing.checkout_session_id
+    replaced = existing.checkout_session_id
+    existing.checkout_session_id = None
+    existing.reserved_until = now + RESERVATION_LEASE
+    return existing.id, order, replaced
 
 
 async def start_checkout(
@@ -152,47 +156,63 @@ async def start_checkout(
             success_url=settings.checkout_success_url,
             cancel_url=settings.STRIPE_CANCEL_URL,
             expires_at=expires_at,
-            # From our ids: the reservation, what it buys, and the session it replaces, so
-            # a retried Stripe call returns the same session and a new checkout a new one.
+            # From our ids: the reservation, what it buys, the session it replaces and the
+            # expiry asked for (a parameter: the same key with another would be refused), so
+            # stripe-python's own retries of this call get the same session back.
             idempotency_key=(
                 f"checkout:{reservation_id}:{order.fingerprint[:32]}:{replaced or 'first'}"
+                f":{int(expires_at.timestamp())}"
             ),
             pending_invoice_item_interval="month" if order.billing_cycle == "yearly" else None,
         )
     except Exception:
-        if replaced is None:
-            await _release_first_reservation(sessionmaker, reservation_id)
+        await _undo_reservation(sessionmaker, reservation_id, replaced, clock)
         raise
 
     async with sessionmaker.begin() as session:
-        subscription = await repository.get_for_update(session, reservation_id)
-        recorded = (
-            subscription.status == "pending"
-            and subscription.stripe_subscription_id is None
-            and subscription.checkout_session_id == replaced
+        subscription = await repository.get_unconfirmed_reservation(
+            session, reservation_id, for_update=True
         )
-        if recorded:
+        recorded = (
+            subscription is not None
+            and subscription.status == "pending"
+            and subscription.checkout_session_id is None
+        )
+        if subscription is not None and recorded:
             subscription.checkout_session_id = created.id
             subscription.reserved_until = (created.expires_at or expires_at) + EXPIRY_MARGIN
             await _write_order(session, subscription, order)
     if not recorded:
-        # Another checkout replaced the same session first: this one must never be paid.
+        # The reservation was taken over meanwhile: this session must never be paid.
         await gateway.expire_checkout_session(created.id)
         raise _in_progress()
     return created
 
 
-async def _release_first_reservation(
-    sessionmaker: async_sessionmaker[AsyncSession], reservation_id: int
+async def _undo_reservation(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    reservation_id: int,
+    replaced: str | None,
+    clock: Clock,
 ) -> None:
-    """A first checkout that failed: free the slot unless a session was recorded meanwhile.
+    """A checkout that failed before recording its session. A first one frees the slot; a
+    replacement names the session it meant to replace again (expired, or paid meanwhile:
+    its own event then settles the row either way).
 
-    Should Stripe have created the session before the failure reached us (a timeout), its
+    Should Stripe have created a first session before the failure reached us (a timeout), its
     payment finds no reservation and raises an operator alert (`record_completed_checkout`)."""
     async with sessionmaker.begin() as session:
-        subscription = await repository.get_for_update(session, reservation_id)
-        if subscription.checkout_session_id is None and subscription.stripe_subscription_id is None:
+        subscription = await repository.get_unconfirmed_reservation(
+            session, reservation_id, for_update=True
+        )
+        if subscription is None or subscription.checkout_session_id is not None:
+            return
+        if replaced is None:
             await repository.delete_subscription_with_add_ons(session, reservation_id)
+            return
+        subscription.checkout_session_id = replaced
+        # At most the old session's lifetime is left; its expiry event frees the slot sooner.
+        subscription.reserved_until = clock.now() + CHECKOUT_SESSION_LIFETIME + EXPIRY_MARGIN
 
 
 async def record_completed_checkout(

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Subscription, SubscriptionPlan
+from app.models import OperatorAlert, Subscription, SubscriptionPlan
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_add_on, create_synced_plan
 from tests.stripe.fake import FakeStripe
@@ -73,7 +73,10 @@ async def test_a_checkout_session_has_the_prices_trial_and_urls_of_a_subscribe(
     )
     assert create.params["cancel_url"] == "http://localhost:3000/billing/cancel"
     fingerprint = reservation.request_fingerprint or ""
-    assert create.idempotency_key == f"checkout:{reservation.id}:{fingerprint[:32]}:first"
+    expires_at = int(fake_stripe.checkout_sessions[answered["id"]]["expires_at"])
+    assert create.idempotency_key == (
+        f"checkout:{reservation.id}:{fingerprint[:32]}:first:{expires_at}"
+    )
     assert (reservation.status, reservation.checkout_session_id) == ("pending", answered["id"])
 
 
@@ -146,6 +149,7 @@ async def test_an_expired_checkout_frees_the_account_for_a_subscribe(
 
 async def test_a_new_checkout_expires_the_open_one_before_it_can_be_paid(
     client: httpx.AsyncClient,
+    app: FastAPI,
     make_token: TokenFactory,
     session: AsyncSession,
     fake_stripe: FakeStripe,
@@ -155,6 +159,14 @@ async def test_a_new_checkout_expires_the_open_one_before_it_can_be_paid(
     first = (await _checkout(client, token, monthly)).json()["checkout_session"]["id"]
 
     second = await _checkout(client, token, monthly, billing_cycle="yearly")
+    # The first session's expiry reaches us afterwards: it releases nothing of the second's.
+    expired = event_at(
+        fake_stripe,
+        "checkout.session.expired",
+        fake_stripe.checkout_sessions[first],
+        fake_stripe.now,
+    )
+    assert await deliver(client, app, expired) == "processed"
 
     assert second.status_code == 200, second.text
     second_id = second.json()["checkout_session"]["id"]
@@ -163,6 +175,7 @@ async def test_a_new_checkout_expires_the_open_one_before_it_can_be_paid(
     assert fake_stripe.checkout_sessions[second_id]["status"] == "open"
     [reservation] = await _subscriptions(session)
     assert (reservation.checkout_session_id, reservation.billing_cycle) == (second_id, "yearly")
+    assert reservation.status == "pending"
 
 
 async def test_a_checkout_paid_meanwhile_is_not_replaced(
@@ -263,3 +276,35 @@ async def test_a_cancellation_made_in_the_portal_arrives_as_a_webhook_and_is_app
 
     manage = await client.get(MANAGE, headers=bearer(token))
     assert manage.json()["subscription"]["cancel_at_period_end"] is True
+
+
+async def test_a_paid_checkout_that_no_reservation_expects_raises_an_operator_alert(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    customer = fake_stripe.add_customer()["id"]
+    # A session made outside this service's rules (say, by hand on Stripe's dashboard).
+    stray = fake_stripe._create_checkout_session(
+        {
+            "mode": "subscription",
+            "customer": customer,
+            "line_items": [{"price": plan.stripe_monthly_price_id, "quantity": "1"}],
+            "subscription_data": {"metadata": {"billing_subscription_id": "999999"}},
+            "success_url": "https://dashboard.example/ok",
+        }
+    )
+    completed = fake_stripe.complete_checkout_session(stray["id"])
+    event = event_at(fake_stripe, "checkout.session.completed", completed, fake_stripe.now)
+
+    assert await deliver(client, app, event) == "processed"
+
+    assert await _subscriptions(session) == []
+    [alert] = (await session.scalars(select(OperatorAlert))).all()
+    assert alert.kind == "checkout_without_reservation"
+    assert alert.details == {
+        "checkout_session": stray["id"],
+        "subscription": completed["subscription"],
+    }
