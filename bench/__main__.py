@@ -454,7 +454,7 @@ async def worker_events_per_second(settings: Settings) -> float:
 def run(database_url: str, redis_url: str, only: str | None) -> None:
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
     with ExitStack() as stack:
-        stripe = stack.enter_context(uvicorn("bench.stripe_server:app", {}))
+        stripe = stack.enter_context(uvicorn("tests.stripe.http_server:app", {}))
         settings = make_settings(
             database_url,
             redis_url,

@@ -13,7 +13,7 @@ from app.cli.dunning import dunning_app
 from app.cli.stripe_sync import stripe_sync_app
 from app.cli.tokens import tokens_app
 from app.cli.webhooks import webhooks_app
-from app.core.config import get_settings
+from app.core.config import ConfigurationError, get_settings
 from app.core.logging import configure_logging
 
 app = typer.Typer(no_args_is_help=True, help="Operate the billing service.")
@@ -36,3 +36,23 @@ for commands in (
     archive_app,
 ):
     app.add_typer(commands)
+
+
+def describe_error(error: BaseException) -> str:
+    """An error as one line: the message an operator acts on, without a traceback."""
+    text = " ".join(str(error).split())
+    name = type(error).__name__
+    return f"{name}: {text}" if text else name
+
+
+def main() -> None:
+    """The `billing` executable: the commands, with any error they meet reported as one line
+    on stderr and a non-zero exit (2 for a configuration error, else 1), never a traceback."""
+    try:
+        app()
+    except ConfigurationError as error:
+        typer.echo(f"configuration error: {' '.join(str(error).split())}", err=True)
+        raise SystemExit(2) from None
+    except Exception as error:
+        typer.echo(f"error: {describe_error(error)}", err=True)
+        raise SystemExit(1) from None

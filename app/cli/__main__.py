@@ -1,3 +1,3 @@
-from app.cli import app
+from app.cli import main
 
-app()
+main()

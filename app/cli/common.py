@@ -3,19 +3,18 @@ local token secret, and the way a command reports an error and stops."""
 
 import secrets
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cli.stores import DATA_DIR, command_stores
 from app.core.config import ConfigurationError, Settings
 from app.core.db import create_engine, create_sessionmaker
 from app.stripe_gateway.client import StripeGateway
 
 T = TypeVar("T")
 
-DATA_DIR = Path(".data")
 # A local run's token secret: random per checkout, never in the repository.
 DEV_JWT_SECRET_FILE = DATA_DIR / "dev-jwt-secret"
 
@@ -40,16 +39,18 @@ def fail(message: str, *, exit_code: int) -> NoReturn:
 async def with_database(
     settings: Settings, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]
 ) -> T:
-    """Run `work(sessionmaker)` on an engine that lives as long as the work; a store that is
-    not configured stops the command with one line, not a traceback."""
-    try:
-        engine = create_engine(settings)
-    except ConfigurationError as error:
-        fail(f"configuration error: {error}", exit_code=2)
-    try:
-        return await work(create_sessionmaker(engine))
-    finally:
-        await engine.dispose()
+    """Run `work(sessionmaker)` on an engine that lives as long as the work, on the stores
+    `command_stores` finds (or starts); a store that is not configured stops the command with
+    one line, not a traceback."""
+    async with command_stores(settings) as settings_with_stores:
+        try:
+            engine = create_engine(settings_with_stores)
+        except ConfigurationError as error:
+            fail(f"configuration error: {error}", exit_code=2)
+        try:
+            return await work(create_sessionmaker(engine))
+        finally:
+            await engine.dispose()
 
 
 async def with_stripe(
@@ -58,7 +59,9 @@ async def with_stripe(
 ) -> T:
     """Run `work(sessionmaker, gateway)` with a database and the Stripe gateway."""
 
-    async def with_gateway(sessionmaker: async_sessionmaker[AsyncSession]) -> T:
-        return await work(sessionmaker, StripeGateway(settings))
+    async with command_stores(settings) as settings_with_stores:
 
-    return await with_database(settings, with_gateway)
+        async def with_gateway(sessionmaker: async_sessionmaker[AsyncSession]) -> T:
+            return await work(sessionmaker, StripeGateway(settings_with_stores))
+
+        return await with_database(settings_with_stores, with_gateway)

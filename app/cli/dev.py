@@ -15,13 +15,24 @@ import uvicorn
 from pydantic import SecretStr
 
 from app.cli.catalog import install_catalog, report_catalog
-from app.cli.common import DATA_DIR, local_jwt_secret
+from app.cli.common import local_jwt_secret
+from app.cli.local_stripe import serve_local_stripe
+from app.cli.stores import (
+    DATA_DIR,
+    DEV_DATABASE_NAME,
+    command_stores,
+    record_stores,
+    remove_record,
+)
 from app.core.config import Settings, get_settings
 from app.core.migrations import upgrade_to_head
 
-DEV_DATABASE_NAME = "billing"
 # The worker with our logging in charge of arq's lines too (see app/worker.py).
 WORKER_COMMAND = ["arq", "app.worker.WorkerSettings", "--custom-log-dict", "app.worker.log_config"]
+
+# The key the API, the worker and the commands send to the local Stripe stand-in: a test
+# key, so STRIPE_LIVE_MODE's check passes; the stand-in takes any.
+LOCAL_STRIPE_KEY = "sk_test_local_stand_in"
 
 dev_app = typer.Typer()
 
@@ -29,7 +40,12 @@ dev_app = typer.Typer()
 @dev_app.command()
 def migrate() -> None:
     """Apply the database migrations (alembic upgrade head)."""
-    upgrade_to_head(get_settings().database_url)
+
+    async def run() -> None:
+        async with command_stores(get_settings()) as settings:
+            await asyncio.to_thread(upgrade_to_head, settings.database_url)
+
+    asyncio.run(run())
     typer.echo("migrations applied")
 
 
@@ -84,6 +100,15 @@ def _start_stores(settings: Settings, stack: ExitStack) -> dict[str, str]:
         redis = stack.enter_context(EmbeddedRedis(DATA_DIR / "redis"))
         urls["REDIS_URL"] = redis.start()
         typer.echo(f"embedded Redis: {urls['REDIS_URL']}")
+    if settings.STRIPE_SECRET_KEY is None and not settings.STRIPE_API_BASE:
+        stripe_url = serve_local_stripe(stack)
+        if stripe_url is not None:
+            urls["STRIPE_API_BASE"] = stripe_url
+            urls["STRIPE_SECRET_KEY"] = LOCAL_STRIPE_KEY
+            typer.echo(
+                f"no STRIPE_SECRET_KEY: Stripe is the test kit's fake on {stripe_url} "
+                "(nothing reaches Stripe; set STRIPE_SECRET_KEY to use your test account)"
+            )
     return urls
 
 
@@ -127,11 +152,11 @@ def dev() -> None:
     settings = get_settings()
     with ExitStack() as stack:
         urls = _start_stores(settings, stack)
-        settings = settings.model_copy(
-            update={**urls, "JWT_SECRET": SecretStr(urls["JWT_SECRET"])}
-            if "JWT_SECRET" in urls
-            else urls
-        )
+        update: dict[str, object] = dict(urls)
+        for secret in ("JWT_SECRET", "STRIPE_SECRET_KEY"):
+            if secret in urls:
+                update[secret] = SecretStr(urls[secret])
+        settings = settings.model_copy(update=update)
         upgrade_to_head(settings.database_url)
         report_catalog(asyncio.run(install_catalog(settings)))
         environment = {**os.environ, **urls}
@@ -145,6 +170,10 @@ def dev() -> None:
             name: subprocess.Popen(command, env=environment, start_new_session=True)  # noqa: S603
             for name, command in commands.items()
         }
+        # What `billing` commands in another terminal run against (app/cli/stores.py); the
+        # token secret stays in its own file.
+        record_stores({name: value for name, value in urls.items() if name != "JWT_SECRET"})
+        stack.callback(remove_record)
         typer.echo(f"API on http://{settings.HOST}:{settings.PORT}/docs; Ctrl-C stops")
         exit_code = _supervise(processes)
     raise typer.Exit(exit_code)

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     STRIPE_LIVE_MODE: bool = False
     STRIPE_SUCCESS_URL: str = "http://localhost:3000/billing/success"
     STRIPE_CANCEL_URL: str = "http://localhost:3000/billing/cancel"
+    # Where the billing portal's return link leads (the dashboard's billing page).
+    STRIPE_PORTAL_RETURN_URL: str = "http://localhost:3000/billing"
     STRIPE_AUTOMATIC_TAX: bool = False
     STRIPE_API_BASE: str | None = None
     # stripe-python's own retries of a request that timed out or could not connect.
@@ -342,6 +344,15 @@ class Settings(BaseSettings):
             return self.JWT_SECRET.get_secret_value()
         assert self.JWT_PUBLIC_KEY is not None
         return self.JWT_PUBLIC_KEY
+
+    @property
+    def checkout_success_url(self) -> str:
+        """STRIPE_SUCCESS_URL with Stripe's `{CHECKOUT_SESSION_ID}` placeholder, which Stripe
+        replaces with the session's id, so the dashboard's page can tell which one ended."""
+        url = self.STRIPE_SUCCESS_URL
+        if "{CHECKOUT_SESSION_ID}" in url:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}session_id={{CHECKOUT_SESSION_ID}}"
 
     @property
     def stripe_webhook_secrets(self) -> list[str]:

@@ -89,6 +89,10 @@ class Subscription(TimestampedMixin, Base):
     # when the request that holds it is working on it. A retry after that resumes it.
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     reserved_until: Mapped[datetime | None]
+    # A reservation paid through Stripe Checkout: its open (or last) Checkout Session. The
+    # reservation holds the one-live-subscription slot while the session is open, so a
+    # second checkout or subscribe is refused before any payment (`subscriptions.checkout`).
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
 
     # A change that waits for the period end (downgrade, yearly to monthly), held by a
     # Stripe subscription schedule.

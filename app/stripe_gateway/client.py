@@ -17,6 +17,7 @@ import stripe
 from app.core.config import Settings
 from app.stripe_gateway.calls.base import SAAS_TAX_CODE
 from app.stripe_gateway.calls.catalog import CatalogCalls
+from app.stripe_gateway.calls.checkout import CheckoutCalls
 from app.stripe_gateway.calls.customers import CustomerCalls
 from app.stripe_gateway.calls.events import EventCalls
 from app.stripe_gateway.calls.invoices import InvoiceCalls
@@ -28,7 +29,9 @@ __all__ = ["PINNED_API_VERSION", "SAAS_TAX_CODE", "StripeGateway"]
 PINNED_API_VERSION: str = stripe.api_version
 
 
-class StripeGateway(CustomerCalls, SubscriptionCalls, CatalogCalls, InvoiceCalls, EventCalls):
+class StripeGateway(
+    CustomerCalls, SubscriptionCalls, CatalogCalls, InvoiceCalls, EventCalls, CheckoutCalls
+):
     def __init__(self, settings: Settings) -> None:
         secret_key = settings.STRIPE_SECRET_KEY
         self._client = stripe.StripeClient(

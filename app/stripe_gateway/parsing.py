@@ -19,6 +19,7 @@ from app.stripe_gateway.fields import (
 from app.stripe_gateway.types import (
     AccountState,
     ChargeState,
+    CheckoutSessionState,
     CustomerState,
     DisputeState,
     InvoiceItemState,
@@ -236,6 +237,19 @@ def parse_customer(customer: StripeDict) -> CustomerState:
         default_payment_method_id=expandable_id(
             nested(customer, "invoice_settings", "default_payment_method")
         ),
+    )
+
+
+def parse_checkout_session(checkout_session: StripeDict) -> CheckoutSessionState:
+    metadata = checkout_session.get("metadata") or {}
+    return CheckoutSessionState(
+        id=str(checkout_session["id"]),
+        status=str(checkout_session.get("status")),
+        url=checkout_session.get("url"),
+        customer_id=expandable_id(checkout_session.get("customer")),
+        subscription_id=expandable_id(checkout_session.get("subscription")),
+        expires_at=from_timestamp(checkout_session.get("expires_at")),
+        metadata={str(key): str(value) for key, value in metadata.items()},
     )
 
 

@@ -364,3 +364,17 @@ class StripeEventEnvelope:
     object_id: str | None
     # The event exactly as Stripe sent it, stored as JSON.
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutSessionState:
+    """A Checkout Session: `open` while the customer may pay on its `url`, then `complete`
+    (with the subscription it created) or `expired`."""
+
+    id: str
+    status: str
+    url: str | None
+    customer_id: str | None
+    subscription_id: str | None
+    expires_at: datetime | None
+    metadata: dict[str, str] = field(default_factory=dict)

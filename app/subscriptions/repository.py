@@ -141,6 +141,15 @@ async def get_unconfirmed_reservation(
     return await session.scalar(query)
 
 
+async def get_by_checkout_session_id(
+    session: AsyncSession, checkout_session_id: str, *, for_update: bool
+) -> Subscription | None:
+    query = select(Subscription).where(Subscription.checkout_session_id == checkout_session_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
 async def delete_add_on_line(session: AsyncSession, line: SubscriptionAddOn) -> None:
     await session.delete(line)
 

@@ -15,7 +15,7 @@ from app.stripe_gateway.errors import (
     PaymentMethodUnusable,
     StripeUnavailable,
 )
-from app.subscriptions import service
+from app.subscriptions import checkout, service
 from app.subscriptions.errors import (
     ActionNotAllowed,
     AddOnQuantityInvalid,
@@ -26,7 +26,12 @@ from app.subscriptions.errors import (
 )
 from app.subscriptions.schemas import (
     BillingCycle,
+    BillingPortalPublic,
+    BillingPortalResponse,
     ChangePreviewResponse,
+    CheckoutSessionPublic,
+    CheckoutSessionRequest,
+    CheckoutSessionResponse,
     ManageRequest,
     PlanReference,
     SubscribeRequest,
@@ -152,3 +157,64 @@ async def preview_change(
         billing_cycle=billing_cycle,
     )
     return ChangePreviewResponse(preview=preview)
+
+
+@router.post(
+    "/checkout-session/",
+    response_model=CheckoutSessionResponse,
+    responses=error_responses(
+        PlanNotFound,
+        PlanNotAvailable,
+        PlanNotSynced,
+        AddOnNotFound,
+        AddOnQuantityInvalid,
+        SubscriptionExists,
+    ),
+    summary="Start a Stripe Checkout for a plan",
+)
+async def create_checkout_session(
+    checkout_request: CheckoutSessionRequest,
+    customer: CurrentCustomer,
+    sessionmaker: SessionmakerDep,
+    gateway: StripeGatewayDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> CheckoutSessionResponse:
+    """A Checkout Session in subscription mode for the plan, cycle and add-ons (the prices,
+    trial and tax of `subscribe/`): send the customer to its `url`. Stripe sends them back to
+    `STRIPE_SUCCESS_URL` (with `session_id`) or `STRIPE_CANCEL_URL`; the subscription appears
+    in `manage/` once Stripe's `checkout.session.completed` is processed. A new checkout
+    replaces one still open; an account with a subscription is 409 `subscription_exists`."""
+    created = await checkout.start_checkout(
+        sessionmaker=sessionmaker,
+        gateway=gateway,
+        clock=clock,
+        settings=settings,
+        customer=customer,
+        request=checkout_request,
+    )
+    return CheckoutSessionResponse(
+        checkout_session=CheckoutSessionPublic(
+            id=created.id, url=created.url or "", expires_at=created.expires_at
+        )
+    )
+
+
+@router.post(
+    "/billing-portal/",
+    response_model=BillingPortalResponse,
+    summary="Open Stripe's billing portal",
+)
+async def open_billing_portal(
+    customer: CurrentCustomer,
+    sessionmaker: SessionmakerDep,
+    gateway: StripeGatewayDep,
+    settings: SettingsDep,
+) -> BillingPortalResponse:
+    """A billing portal session for the customer (cards, invoices, and what the portal's
+    configuration on Stripe allows); its return link is `STRIPE_PORTAL_RETURN_URL`. Changes
+    made there reach the service as webhooks."""
+    url = await checkout.open_billing_portal(
+        sessionmaker=sessionmaker, gateway=gateway, settings=settings, customer=customer
+    )
+    return BillingPortalResponse(billing_portal=BillingPortalPublic(url=url))

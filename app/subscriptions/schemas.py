@@ -27,6 +27,32 @@ class SubscribeRequest(InputSchema):
     add_ons: Annotated[list[AddOnSelection], Field(max_length=20)] = Field(default_factory=list)
 
 
+class CheckoutSessionRequest(InputSchema):
+    plan_id: PlanReference
+    billing_cycle: BillingCycle = "monthly"
+    add_ons: Annotated[list[AddOnSelection], Field(max_length=20)] = Field(default_factory=list)
+
+
+class CheckoutSessionPublic(BaseModel):
+    id: str = Field(description="The Checkout Session's id (`cs_...`).")
+    url: str = Field(description="Stripe's hosted payment page: send the customer there.")
+    expires_at: datetime | None = Field(
+        description="When the session stops taking payment; the account's slot is free again."
+    )
+
+
+class CheckoutSessionResponse(SuccessResponse):
+    checkout_session: CheckoutSessionPublic
+
+
+class BillingPortalPublic(BaseModel):
+    url: str = Field(description="Stripe's billing portal for the customer; short-lived.")
+
+
+class BillingPortalResponse(SuccessResponse):
+    billing_portal: BillingPortalPublic
+
+
 ManageAction = Literal[
     "upgrade",
     "downgrade",

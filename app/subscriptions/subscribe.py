@@ -26,7 +26,7 @@ from app.stripe_gateway.errors import PaymentDeclined
 from app.stripe_gateway.types import SubscriptionState
 from app.subscriptions import catalog, repository
 from app.subscriptions.errors import SubscriptionExists
-from app.subscriptions.schemas import SubscribeRequest
+from app.subscriptions.schemas import AddOnSelection, SubscribeRequest
 from app.subscriptions.stripe_state import apply_stripe_state
 
 # How long a request holds a reservation while it talks to Stripe (longer than its Stripe
@@ -62,6 +62,52 @@ class _Reservation:
     rebind: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Order:
+    """What a subscribe or a checkout buys, as Stripe will be asked for it."""
+
+    plan_id: int
+    billing_cycle: str
+    # (price id, quantity): the plan's price first, then the add-ons' in a fixed order.
+    items: list[tuple[str, int]]
+    # (add-on id, quantity), sorted.
+    add_ons: list[tuple[int, int]]
+    trial_days: int
+    fingerprint: str
+
+
+async def build_order(
+    session: AsyncSession,
+    *,
+    plan_id: int | str,
+    billing_cycle: str,
+    add_on_selections: list[AddOnSelection],
+    default_trial_days: int,
+) -> Order:
+    """The plan's and add-ons' prices for the cycle, and the trial (the plan's, else
+    `TRIAL_PERIOD_DAYS`): the one place subscribe and Checkout take them from. An unknown or
+    unsynced plan or add-on raises its 404/409 here."""
+    plan = await catalog.resolve_plan(session, plan_id)
+    add_on_items = []
+    add_ons = []
+    for selection in add_on_selections:
+        add_on = await catalog.resolve_add_on(session, selection.addon_id, selection.quantity)
+        add_on_items.append((catalog.price_id(add_on, billing_cycle), selection.quantity))
+        add_ons.append((add_on.id, selection.quantity))
+    # One order for the same request, however the client listed the add-ons: the Stripe
+    # call must be identical for its idempotency key to be honoured.
+    items = [(catalog.price_id(plan, billing_cycle), 1), *sorted(add_on_items)]
+    trial_days = default_trial_days if plan.trial_days is None else plan.trial_days
+    return Order(
+        plan_id=plan.id,
+        billing_cycle=billing_cycle,
+        items=items,
+        add_ons=sorted(add_ons),
+        trial_days=trial_days,
+        fingerprint=catalog.fingerprint(plan.id, billing_cycle, items, trial_days),
+    )
+
+
 async def _reserve(
     session: AsyncSession,
     *,
@@ -70,19 +116,15 @@ async def _reserve(
     clock: Clock,
     default_trial_days: int,
 ) -> _Reservation:
-    plan = await catalog.resolve_plan(session, subscribe_request.plan_id)
-    cycle = subscribe_request.billing_cycle
-    add_on_items = []
-    add_ons = []
-    for selection in subscribe_request.add_ons:
-        add_on = await catalog.resolve_add_on(session, selection.addon_id, selection.quantity)
-        add_on_items.append((catalog.price_id(add_on, cycle), selection.quantity))
-        add_ons.append((add_on.id, selection.quantity))
-    # One order for the same request, however the client listed the add-ons: the Stripe
-    # call must be identical for its idempotency key to be honoured.
-    items = [(catalog.price_id(plan, cycle), 1), *sorted(add_on_items)]
-    trial_days = default_trial_days if plan.trial_days is None else plan.trial_days
-    fingerprint = catalog.fingerprint(plan.id, cycle, items, trial_days)
+    order = await build_order(
+        session,
+        plan_id=subscribe_request.plan_id,
+        billing_cycle=subscribe_request.billing_cycle,
+        add_on_selections=subscribe_request.add_ons,
+        default_trial_days=default_trial_days,
+    )
+    cycle, items, add_ons = order.billing_cycle, order.items, order.add_ons
+    trial_days, fingerprint = order.trial_days, order.fingerprint
     now = clock.now()
 
     def reservation_of(subscription: Subscription, *, resumed: bool, rebind: bool) -> _Reservation:
@@ -92,9 +134,9 @@ async def _reserve(
             fingerprint=fingerprint,
             trial_days=trial_days,
             items=items,
-            plan_id=plan.id,
+            plan_id=order.plan_id,
             billing_cycle=cycle,
-            add_ons=sorted(add_ons),
+            add_ons=add_ons,
             resumed=resumed,
             rebind=rebind,
         )
@@ -104,6 +146,12 @@ async def _reserve(
         if existing.status in SETTLED_STATUSES:
             raise SubscriptionExists(details={"status": existing.status})
         if existing.reserved_until is not None and existing.reserved_until > now:
+            if existing.checkout_session_id is not None:
+                raise SubscriptionExists(
+                    "A Stripe Checkout for this account is open; complete it or start a new "
+                    "checkout.",
+                    details={"status": "checkout_open"},
+                )
             raise SubscriptionExists(
                 "A subscribe for this account is in progress.", details={"status": "pending"}
             )
@@ -114,13 +162,15 @@ async def _reserve(
                 details={"status": existing.status},
             )
         # A retry: the same request after a failure, a new card for an incomplete one, or a
-        # new request taking over an abandoned reservation.
+        # new request taking over an abandoned reservation (an expired checkout's too: its
+        # session can no longer be paid, and its expiry event must not release this slot).
         existing.reserved_until = now + RESERVATION_LEASE
+        existing.checkout_session_id = None
         return reservation_of(existing, resumed=True, rebind=rebind)
 
     reservation = Subscription(
         customer_id=customer.id,
-        plan_id=plan.id,
+        plan_id=order.plan_id,
         billing_cycle=cycle,
         status="pending",
         request_fingerprint=fingerprint,

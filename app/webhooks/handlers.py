@@ -22,6 +22,7 @@ from app.payment_methods import service as payment_methods_service
 from app.plans import service as plans_service
 from app.stripe_gateway.parsing import (
     parse_charge,
+    parse_checkout_session,
     parse_customer,
     parse_dispute,
     parse_invoice,
@@ -31,7 +32,7 @@ from app.stripe_gateway.parsing import (
     parse_subscription,
 )
 from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
-from app.subscriptions import dunning
+from app.subscriptions import checkout, dunning
 from app.subscriptions import service as subscriptions_service
 from app.usage import overage_billing
 
@@ -48,6 +49,8 @@ class RelatedObjects:
     default_payment_method_id: str | None = None
     # For a failed invoice: the decline code of its latest payment attempt.
     decline_code: str | None = None
+    # For a completed checkout: the subscription it created, as Stripe holds it now.
+    subscription: SubscriptionState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,23 @@ async def schedule_changed(session: AsyncSession, context: EventContext) -> None
     )
     if subscription is not None:
         await subscriptions_service.apply_schedule(session, subscription, schedule)
+
+
+async def checkout_completed(session: AsyncSession, context: EventContext) -> None:
+    """The customer paid on a Checkout page: the subscription it created is the
+    reservation's (see `app.subscriptions.checkout`)."""
+    await checkout.record_completed_checkout(
+        session,
+        checkout=parse_checkout_session(context.obj),
+        state=context.related.subscription,
+        now=context.now,
+    )
+
+
+async def checkout_expired(session: AsyncSession, context: EventContext) -> None:
+    await checkout.release_expired_checkout(
+        session, checkout_session_id=parse_checkout_session(context.obj).id
+    )
 
 
 # --- invoices --------------------------------------------------------------------------
@@ -345,6 +365,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.updated": subscription_changed,
     "customer.subscription.deleted": subscription_deleted,
     "customer.subscription.trial_will_end": trial_will_end,
+    "checkout.session.completed": checkout_completed,
+    "checkout.session.expired": checkout_expired,
     "subscription_schedule.updated": schedule_changed,
     "subscription_schedule.released": schedule_changed,
     "subscription_schedule.canceled": schedule_changed,

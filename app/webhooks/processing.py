@@ -29,6 +29,7 @@ from app.models import StripeEvent
 from app.stripe_gateway.client import PINNED_API_VERSION, StripeGateway
 from app.stripe_gateway.parsing import (
     event_object,
+    parse_checkout_session,
     parse_invoice,
     parse_setup_intent,
     parse_subscription,
@@ -121,6 +122,11 @@ async def _related_objects(
         # The decline code is on the payment, not the invoice (basil).
         outcome = await gateway.latest_payment_outcome(invoice_id=invoice.id)
         return RelatedObjects(decline_code=outcome.decline_code)
+    if event_type == "checkout.session.completed":
+        subscription_id = parse_checkout_session(obj).subscription_id
+        if subscription_id is None:
+            return RelatedObjects()
+        return RelatedObjects(subscription=await gateway.retrieve_subscription(subscription_id))
     if event_type != "setup_intent.succeeded":
         return RelatedObjects()
     setup_intent = parse_setup_intent(obj)

@@ -25,6 +25,7 @@ OBJECT_OF_TYPE = {
     "charge.dispute": "dispute",
     "charge": "charge",
     "customer": "customer",
+    "checkout.session": "checkout.session",
 }
 
 

@@ -93,15 +93,14 @@ def test_issue_token_grants_roles_in_production_only_when_asked_explicitly(
     assert plain_user.exit_code == 0, plain_user.output
 
 
-def test_a_command_without_a_database_says_so_in_one_line(
+def test_a_database_url_that_is_not_postgresql_is_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "mysql://billing@localhost/billing")
 
     result = CliRunner().invoke(cli, ["dunning"])
 
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "configuration error: DATABASE_URL is not set (`make run` starts an embedded "
-        "PostgreSQL when it is not)"
+        "configuration error: DATABASE_URL must be a PostgreSQL URL (postgresql://...)"
     ]

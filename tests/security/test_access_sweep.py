@@ -241,9 +241,15 @@ OWN_SCOPE: dict[Route, Callable[[Parties], Call]] = {
     ("GET", _api("/payment-methods/")): lambda p: Call(),
     ("GET", _api("/billing-history/")): lambda p: Call(params={"include_archived": "true"}),
     ("POST", _api("/payment-methods/setup-intent/")): lambda p: Call(),
+    # The caller is subscribed: refused (409) before anything is reserved or sent to Stripe.
+    ("POST", _api("/checkout-session/")): lambda p: Call(json={"plan_id": p.catalog.plan_id}),
+    ("POST", _api("/billing-portal/")): lambda p: Call(),
 }
 # Of those, the ones that create something on Stripe: for the caller's Stripe customer only.
-WRITES_FOR_THE_CALLER = {("POST", _api("/payment-methods/setup-intent/"))}
+WRITES_FOR_THE_CALLER = {
+    ("POST", _api("/payment-methods/setup-intent/")),
+    ("POST", _api("/billing-portal/")),
+}
 
 
 def _routes(app: FastAPI) -> list[tuple[str, str]]:

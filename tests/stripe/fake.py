@@ -30,8 +30,9 @@ import httpx
 import stripe
 from stripe import params as stripe_params
 
+from tests.stripe.checkout import FakeCheckout
 from tests.stripe.fixtures import stripe_fixture
-from tests.stripe.invoicing import EMBEDDED_LINES, FakeInvoicing
+from tests.stripe.invoicing import EMBEDDED_LINES
 from tests.stripe.parameters import accepted_parameters, is_params_type, unknown_parameter
 from tests.stripe.wire import (
     Params,
@@ -75,7 +76,7 @@ class _Failure:
     saved: bool = False
 
 
-class FakeStripe(FakeInvoicing):
+class FakeStripe(FakeCheckout):
     def __init__(self, now: int) -> None:
         super().__init__(now)
         self.requests: list[StripeRequest] = []
@@ -100,6 +101,30 @@ class FakeStripe(FakeInvoicing):
         p = stripe_params
         return [
             ("GET", r"/v1/account", p.AccountRetrieveCurrentParams, self._get_account),
+            (
+                "POST",
+                r"/v1/checkout/sessions",
+                p.checkout.SessionCreateParams,
+                self._create_checkout_session,
+            ),
+            (
+                "GET",
+                r"/v1/checkout/sessions/([^/]+)",
+                p.checkout.SessionRetrieveParams,
+                self._get_checkout_session,
+            ),
+            (
+                "POST",
+                r"/v1/checkout/sessions/([^/]+)/expire",
+                p.checkout.SessionExpireParams,
+                self._expire_checkout_session,
+            ),
+            (
+                "POST",
+                r"/v1/billing_portal/sessions",
+                p.billing_portal.SessionCreateParams,
+                self._create_portal_session,
+            ),
             ("POST", r"/v1/customers", p.CustomerCreateParams, self._create_customer),
             ("GET", r"/v1/customers", p.CustomerListParams, self._list_customers),
             ("GET", r"/v1/customers/search", p.CustomerSearchParams, self._search_customers),

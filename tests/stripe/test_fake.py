@@ -498,3 +498,67 @@ def test_auto_advance_off_stops_stripes_retries_and_pay_still_works(
     assert fake_stripe.subscriptions[subscription_id]["status"] == "active"
     refused = post(http, f"/v1/invoices/{invoice_id}/mark_uncollectible", {})
     assert refused.status_code == 400
+
+
+def _checkout_params(customer: str, price: str, **extra: str) -> dict[str, str]:
+    return {
+        "mode": "subscription",
+        "customer": customer,
+        "line_items[0][price]": price,
+        "line_items[0][quantity]": "1",
+        "subscription_data[trial_period_days]": "7",
+        "subscription_data[metadata][billing_subscription_id]": "5",
+        "success_url": "https://dashboard.example/ok?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": "https://dashboard.example/cancel",
+        **extra,
+    }
+
+
+def test_a_completed_checkout_session_creates_its_subscription(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    customer = fake_stripe.add_customer()["id"]
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=4_900)["id"]
+
+    created = post(http, "/v1/checkout/sessions", _checkout_params(customer, price)).json()
+    completed = fake_stripe.complete_checkout_session(created["id"])
+
+    assert (created["status"], created["mode"]) == ("open", "subscription")
+    assert created["url"].startswith("https://checkout.stripe.com/")
+    subscription = fake_stripe.subscriptions[completed["subscription"]]
+    assert [item["price"]["id"] for item in subscription["items"]["data"]] == [price]
+    assert subscription["status"] == "trialing"
+    assert subscription["metadata"] == {"billing_subscription_id": "5"}
+    assert http.get(f"/v1/checkout/sessions/{created['id']}").json()["status"] == "complete"
+    refused = http.post(f"/v1/checkout/sessions/{created['id']}/expire")
+    assert refused.status_code == 400
+
+
+def test_checkout_and_portal_sessions_refuse_what_stripe_or_the_fake_would_not_take(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    customer = fake_stripe.add_customer()["id"]
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=4_900)["id"]
+    params = _checkout_params(customer, price)
+
+    unknown = post(http, "/v1/checkout/sessions", {**params, "bogus": "1"})
+    unmodeled = post(http, "/v1/checkout/sessions", {**params, "locale": "fr"})
+    too_soon = post(
+        http, "/v1/checkout/sessions", {**params, "expires_at": str(FAKE_STRIPE_NOW + 60)}
+    )
+    portal_unknown = post(http, "/v1/billing_portal/sessions", {"customer": customer, "bogus": "1"})
+    portal_missing = post(http, "/v1/billing_portal/sessions", {"customer": "cus_missing"})
+
+    assert unknown.status_code == 400
+    assert "Received unknown parameter: bogus" in unknown.json()["error"]["message"]
+    assert unmodeled.status_code == 400
+    assert "FakeStripe does not model" in unmodeled.json()["error"]["message"]
+    assert too_soon.status_code == 400
+    assert too_soon.json()["error"]["param"] == "expires_at"
+    assert portal_unknown.status_code == 400
+    assert portal_missing.status_code == 400
+    assert fake_stripe.checkout_sessions == {} and fake_stripe.portal_sessions == {}

@@ -31,6 +31,7 @@ _RETRIEVABLE = {
     "customer": "customers",
     "setup_intent": "setup_intents",
     "dispute": "disputes",
+    "checkout.session": "checkout.sessions",
 }
 
 
@@ -40,7 +41,10 @@ class EventCalls(StripeCalls):
         service_name = _RETRIEVABLE.get(object_type)
         if service_name is None:
             return None
-        return await self._retrieve_or_none(getattr(self._stripe, service_name), object_id)
+        service = self._stripe
+        for attribute in service_name.split("."):
+            service = getattr(service, attribute)
+        return await self._retrieve_or_none(service, object_id)
 
     async def list_events(self, *, created_from: datetime | None) -> list[StripeEventEnvelope]:
         """Stripe's events created at or after `created_from` (Stripe keeps 30 days), oldest

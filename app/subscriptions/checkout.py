@@ -1,0 +1,285 @@
+"""Stripe Checkout and the billing portal: the customer pays, or manages their subscription,
+on Stripe's hosted pages.
+
+One live subscription per account holds here as in subscribe, and a second checkout is
+**refused before payment**, never charged and refunded:
+
+- A checkout reserves the account's slot like subscribe does: a `pending` subscription row
+  under the one-live-subscription partial unique index, naming its Checkout Session
+  (`checkout_session_id`, unique). While the session is open the slot stays taken, so a
+  subscribe is 409 `subscription_exists` and only this session can create the subscription.
+- A new checkout while one is open replaces it: the open session is expired on Stripe first
+  (an expired session can no longer be paid), then a new one is created. Had the customer
+  paid it meanwhile, the checkout is 409 `subscription_exists`. While a request replaces the
+  session the row names none (so that session's expiry event leaves the row alone) and holds
+  a short lease, so a second checkout meanwhile is 409; the new session is recorded only if
+  the row is still waiting for it (compare and set), else it is expired before answering.
+- A session lives `CHECKOUT_SESSION_LIFETIME` (Stripe's minimum is 30 minutes); its expiry
+  (`checkout.session.expired`) releases the slot.
+- `checkout.session.completed` applies the subscription it created to the reservation (by the
+  reservation id in the subscription's metadata), as `customer.subscription.created` does;
+  whichever comes first links it, the other finds the same row. A completed session whose
+  reservation is gone (which the rules above prevent) raises an operator alert.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.clock import Clock
+from app.core.config import Settings
+from app.core.db import flush_unique
+from app.customers import service as customers_service
+from app.models import Customer, Subscription, SubscriptionAddOn
+from app.operator_alerts import service as operator_alerts_service
+from app.stripe_gateway.client import StripeGateway
+from app.stripe_gateway.types import CheckoutSessionState, SubscriptionState
+from app.subscriptions import repository
+from app.subscriptions.errors import SubscriptionExists
+from app.subscriptions.schemas import CheckoutSessionRequest
+from app.subscriptions.stripe_state import apply_stripe_state
+from app.subscriptions.subscribe import (
+    RESERVATION_LEASE,
+    RESERVATION_METADATA_KEY,
+    SETTLED_STATUSES,
+    Order,
+    build_order,
+)
+
+CHECKOUT_SESSION_LIFETIME = timedelta(hours=1)
+# The slot is held a little past the session's expiry: Stripe closes it at `expires_at`.
+EXPIRY_MARGIN = timedelta(minutes=5)
+
+
+def _in_progress() -> SubscriptionExists:
+    return SubscriptionExists(
+        "A subscribe or checkout for this account is in progress.", details={"status": "pending"}
+    )
+
+
+async def _write_order(session: AsyncSession, subscription: Subscription, order: Order) -> None:
+    subscription.plan_id = order.plan_id
+    subscription.billing_cycle = order.billing_cycle
+    subscription.request_fingerprint = order.fingerprint
+    await repository.delete_add_on_lines(session, subscription.id)
+    for add_on_id, quantity in order.add_ons:
+        session.add(
+            SubscriptionAddOn(
+                subscription_id=subscription.id, add_on_id=add_on_id, quantity=quantity
+            )
+        )
+    await session.flush()
+
+
+async def _reserve(
+    session: AsyncSession,
+    *,
+    customer: Customer,
+    request: CheckoutSessionRequest,
+    settings: Settings,
+    clock: Clock,
+) -> tuple[int, Order, str | None]:
+    """Take the account's slot for a checkout: (reservation id, order, the open session it
+    replaces). A settled subscription, or a subscribe under way, is a 409."""
+    order = await build_order(
+        session,
+        plan_id=request.plan_id,
+        billing_cycle=request.billing_cycle,
+        add_on_selections=request.add_ons,
+        default_trial_days=settings.TRIAL_PERIOD_DAYS,
+    )
+    now = clock.now()
+    existing = await repository.get_live_for_customer(session, customer.id, for_update=True)
+    if existing is None:
+        reservation = Subscription(
+            customer_id=customer.id,
+            plan_id=order.plan_id,
+            billing_cycle=order.billing_cycle,
+            status="pending",
+            request_fingerprint=order.fingerprint,
+            reserved_until=now + RESERVATION_LEASE,
+        )
+        session.add(reservation)
+        # The partial unique index referees two first checkouts (or a subscribe) racing.
+        await flush_unique(session, SubscriptionExists())
+        await _write_order(session, reservation, order)
+        return reservation.id, order, None
+    if existing.status in SETTLED_STATUSES:
+        raise SubscriptionExists(details={"status": existing.status})
+    if existing.status != "pending" or existing.stripe_subscription_id is not None:
+        raise SubscriptionExists(
+            "An unpaid subscription is open; pay it or let it expire.",
+            details={"status": existing.status},
+        )
+    if existing.checkout_session_id is None:
+        # A subscribe (or another checkout) is talking to Stripe, or one failed half-way:
+        # only its own retry may resume it.
+        raise _in_progress()
+    replaced = existing.checkout_session_id
+    existing.checkout_session_id = None
+    existing.reserved_until = now + RESERVATION_LEASE
+    return existing.id, order, replaced
+
+
+async def start_checkout(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    clock: Clock,
+    settings: Settings,
+    customer: Customer,
+    request: CheckoutSessionRequest,
+) -> CheckoutSessionState:
+    """Create a Checkout Session (subscription mode) for the account and hold its slot."""
+    async with sessionmaker.begin() as session:
+        reservation_id, order, replaced = await _reserve(
+            session, customer=customer, request=request, settings=settings, clock=clock
+        )
+    try:
+        stripe_customer_id = await customers_service.ensure_stripe_customer(
+            sessionmaker=sessionmaker, gateway=gateway, customer=customer
+        )
+        if replaced is not None:
+            previous = await gateway.expire_checkout_session(replaced)
+            if previous.status == "complete":
+                # Paid meanwhile: its `checkout.session.completed` records the subscription.
+                raise SubscriptionExists(details={"status": "checkout_complete"})
+        expires_at = clock.now() + CHECKOUT_SESSION_LIFETIME
+        created = await gateway.create_checkout_session(
+            customer_id=stripe_customer_id,
+            items=order.items,
+            trial_days=order.trial_days,
+            metadata={
+                RESERVATION_METADATA_KEY: str(reservation_id),
+                "dashboard_user_id": customer.dashboard_user_id,
+            },
+            success_url=settings.checkout_success_url,
+            cancel_url=settings.STRIPE_CANCEL_URL,
+            expires_at=expires_at,
+            # From our ids: the reservation, what it buys, the session it replaces and the
+            # expiry asked for (a parameter: the same key with another would be refused), so
+            # stripe-python's own retries of this call get the same session back.
+            idempotency_key=(
+                f"checkout:{reservation_id}:{order.fingerprint[:32]}:{replaced or 'first'}"
+                f":{int(expires_at.timestamp())}"
+            ),
+            pending_invoice_item_interval="month" if order.billing_cycle == "yearly" else None,
+        )
+    except Exception:
+        await _undo_reservation(sessionmaker, reservation_id, replaced, clock)
+        raise
+
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_unconfirmed_reservation(
+            session, reservation_id, for_update=True
+        )
+        recorded = (
+            subscription is not None
+            and subscription.status == "pending"
+            and subscription.checkout_session_id is None
+        )
+        if subscription is not None and recorded:
+            subscription.checkout_session_id = created.id
+            subscription.reserved_until = (created.expires_at or expires_at) + EXPIRY_MARGIN
+            await _write_order(session, subscription, order)
+    if not recorded:
+        # The reservation was taken over meanwhile: this session must never be paid.
+        await gateway.expire_checkout_session(created.id)
+        raise _in_progress()
+    return created
+
+
+async def _undo_reservation(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    reservation_id: int,
+    replaced: str | None,
+    clock: Clock,
+) -> None:
+    """A checkout that failed before recording its session. A first one frees the slot; a
+    replacement names the session it meant to replace again (expired, or paid meanwhile:
+    its own event then settles the row either way).
+
+    Should Stripe have created a first session before the failure reached us (a timeout), its
+    payment finds no reservation and raises an operator alert (`record_completed_checkout`)."""
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_unconfirmed_reservation(
+            session, reservation_id, for_update=True
+        )
+        if subscription is None or subscription.checkout_session_id is not None:
+            return
+        if replaced is None:
+            await repository.delete_subscription_with_add_ons(session, reservation_id)
+            return
+        subscription.checkout_session_id = replaced
+        # At most the old session's lifetime is left; its expiry event frees the slot sooner.
+        subscription.reserved_until = clock.now() + CHECKOUT_SESSION_LIFETIME + EXPIRY_MARGIN
+
+
+async def record_completed_checkout(
+    session: AsyncSession,
+    *,
+    checkout: CheckoutSessionState,
+    state: SubscriptionState | None,
+    now: datetime,
+) -> None:
+    """`checkout.session.completed`: the subscription the customer paid for is the
+    reservation's (found by its Stripe id, or by the reservation id in its metadata), with the
+    state Stripe holds now. Applying it twice, or after `customer.subscription.created` linked
+    it, changes nothing more."""
+    if checkout.subscription_id is None or state is None:
+        return
+    subscription = await repository.get_by_stripe_id(session, state.id, for_update=True)
+    reservation = state.metadata.get(RESERVATION_METADATA_KEY) or checkout.metadata.get(
+        RESERVATION_METADATA_KEY
+    )
+    if subscription is None and reservation and reservation.isdigit():
+        subscription = await repository.get_unconfirmed_reservation(
+            session, int(reservation), for_update=True
+        )
+    if subscription is None:
+        await operator_alerts_service.raise_alert(
+            session,
+            kind="checkout_without_reservation",
+            message=(
+                f"Checkout Session {checkout.id} created subscription {state.id}, which no "
+                "reservation here expects: check the customer for a second live subscription "
+                "and cancel and refund the extra one on Stripe."
+            ),
+            dedupe_key=f"checkout_without_reservation:{checkout.id}",
+            now=now,
+            details={"checkout_session": checkout.id, "subscription": state.id},
+        )
+        return
+    await apply_stripe_state(session, subscription, state, observed_at=now)
+
+
+async def release_expired_checkout(session: AsyncSession, *, checkout_session_id: str) -> None:
+    """`checkout.session.expired`: the session can no longer be paid, so its reservation
+    frees the account's slot (unless a subscribe took it over or it got a subscription)."""
+    subscription = await repository.get_by_checkout_session_id(
+        session, checkout_session_id, for_update=True
+    )
+    if (
+        subscription is not None
+        and subscription.status == "pending"
+        and subscription.stripe_subscription_id is None
+    ):
+        await repository.delete_subscription_with_add_ons(session, subscription.id)
+
+
+async def open_billing_portal(
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    settings: Settings,
+    customer: Customer,
+) -> str:
+    """The URL of a billing portal session for the account (cards, invoices, plan and
+    cancellation as the portal's configuration allows). What the customer changes there
+    comes back as webhooks and is applied like any other change."""
+    stripe_customer_id = await customers_service.ensure_stripe_customer(
+        sessionmaker=sessionmaker, gateway=gateway, customer=customer
+    )
+    return await gateway.create_billing_portal_session(
+        customer_id=stripe_customer_id, return_url=settings.STRIPE_PORTAL_RETURN_URL
+    )
