@@ -5,9 +5,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from app.alerts.router import router as alerts_router
 from app.billing_history.router import router as billing_history_router
+from app.console.admin import bind_console, mount_console
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
@@ -68,6 +70,7 @@ def create_app(
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        bind_console(app, engine)
         # Connects lazily: the API starts, and answers what it can, while Redis is down.
         app.state.redis = connect_job_queue(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
@@ -80,7 +83,9 @@ def create_app(
             await app.state.redis.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files served from this process (the
+    # package bundles them), not from a CDN: they work on a network without the internet.
+    app = FastAPIOffline(
         title="Billing service",
         description="Plans, Stripe subscriptions, usage and invoices for the call-center "
         "dashboard. Authenticate with the dashboard's access token: `Authorization: Bearer`.",
@@ -148,6 +153,8 @@ def create_app(
             else PER_CALLER
         )
         app.include_router(router, prefix=API_PREFIX, dependencies=[limit], responses=limited)
+    # The operator console (README, "Operator console").
+    mount_console(app, settings)
     return app
 
 
