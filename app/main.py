@@ -14,6 +14,7 @@ from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
 from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.docs_pages import DocsContentPolicyMiddleware
 from app.core.errors import error_responses, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.rate_limits import (
@@ -102,6 +103,7 @@ def create_app(
     # Innermost, just before routing: the API's routes are declared with a trailing slash.
     app.add_middleware(TrailingSlashMiddleware, prefix=API_PREFIX)
     app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(DocsContentPolicyMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Outside the body limit and idempotency, so their own answers (413, replays) are timed.
