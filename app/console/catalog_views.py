@@ -165,14 +165,17 @@ class CatalogView(ConsoleModelView):
             payload[field.name], error = _parsed(submitted[field.name], field)
             if error:
                 errors[field.name] = error
-        if not errors:
-            try:
-                update = self.update_schema.model_validate(payload)
-            except ValidationError as invalid:
-                for problem in invalid.errors():
-                    name = str(problem["loc"][0]) if problem["loc"] else ""
-                    errors.setdefault(name, problem["msg"].removeprefix("Value error, "))
-        if errors:
+        update = None
+        try:
+            # The fields that parsed, checked by the API's own schema: every error at once.
+            update = self.update_schema.model_validate(
+                {name: value for name, value in payload.items() if name not in errors}
+            )
+        except ValidationError as invalid:
+            for problem in invalid.errors():
+                name = str(problem["loc"][0]) if problem["loc"] else ""
+                errors.setdefault(name, problem["msg"].removeprefix("Value error, "))
+        if errors or update is None:
             shown = {
                 field.name: submitted[field.name] if field.kind != "bool" else payload[field.name]
                 for field in self.fields
