@@ -43,7 +43,8 @@ def console_link(
 
     secret = asyncio.run(with_database(settings, work))
     root = (base_url or f"http://{settings.HOST}:{settings.PORT}").rstrip("/")
-    typer.echo(f"{root}/admin/link/{secret}")
+    # After `#`: browsers never send a fragment, so the secret reaches no server log.
+    typer.echo(f"{root}/admin/link#{secret}")
     typer.echo(
         f"valid once, for {settings.CONSOLE_LINK_MINUTES} minutes; anyone with it signs in "
         "as an operator",

@@ -76,22 +76,27 @@ def mount_console(api: FastAPI, settings: Settings) -> None:
         admin.add_view(view)
 
     async def sign_in_link(request: Request) -> Response:
-        secret_part = request.path_params["secret"]
-        context: dict[str, object] = {"post_url": request.url_for("admin:link", secret=secret_part)}
+        # The secret travels after the `#` of the printed link, which a browser never sends:
+        # the page's script moves it into the form's body, so it is in no URL a server or a
+        # proxy logs.
+        context: dict[str, object] = {"post_url": request.url_for("admin:link")}
+        status_code = 200
         if request.method == "POST":
-            refusal = await sign_in_with_link(request, secret_part)
+            form = await request.form()
+            secret_part = form.get("secret")
+            refusal = await sign_in_with_link(
+                request, secret_part if isinstance(secret_part, str) else ""
+            )
             if refusal is None:
                 return RedirectResponse(request.url_for("admin:index"), status_code=303)
             context["error"] = refusal.message
             status_code = refusal.status_code
-        else:
-            status_code = 200
         response: Response = await admin.templates.TemplateResponse(
             request, "console/link.html", context, status_code=status_code
         )
         return response
 
-    admin.admin.add_route("/link/{secret}", sign_in_link, methods=["GET", "POST"], name="link")
+    admin.admin.add_route("/link", sign_in_link, methods=["GET", "POST"], name="link")
 
     async def to_console(request: Request) -> Response:
         return RedirectResponse(f"{BASE_PATH}/", status_code=307)

@@ -146,6 +146,8 @@ async def sign_in_with_link(request: Request, secret: str) -> SignInRefused | No
     except SignInRefused as refusal:
         return refusal
     context = console_context(request)
+    if not secret or len(secret) > 128:
+        return SignInRefused("This sign-in link is incomplete: copy all of it.", 400)
     async with context.sessionmaker.begin() as session:
         user_id = await service.use_sign_in_link(session, secret=secret, now=context.clock.now())
     if user_id is None:

@@ -1,12 +1,16 @@
 """An operator at the console in a real browser: sign in with a token, replay a failed
 webhook event; a token without the role is turned away. Nothing is loaded from outside."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from playwright.async_api import Browser
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.console import service as console_service
+from app.core.clock import FrozenClock
 from app.models import StripeEvent
 from tests.browser.conftest import OfflinePage
 from tests.conftest import TokenFactory
@@ -91,3 +95,33 @@ async def test_a_token_without_billing_admin_is_refused_at_sign_in(
     await page.goto(f"{live_server}/admin/stripe-event/list")
     assert page.url == f"{live_server}/admin/login"
     assert offline_page.blocked == []
+
+
+async def test_a_one_time_link_signs_in_in_the_browser_once(
+    live_server: str,
+    offline_page: OfflinePage,
+    browser: Browser,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: FrozenClock,
+) -> None:
+    async with sessionmaker.begin() as session:
+        secret = await console_service.create_sign_in_link(
+            session, user_id="12", now=clock.now(), lifetime=timedelta(minutes=10)
+        )
+    link = f"{live_server}/admin/link#{secret}"
+    page = offline_page.page
+
+    await page.goto(link)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(f"{live_server}/admin/")
+    assert await page.get_by_role("link", name="Webhook events").count() == 1
+
+    # The same link in another browser: spent.
+    context = await browser.new_context()
+    try:
+        other = await context.new_page()
+        await other.goto(link)
+        await other.get_by_role("button", name="Sign in").click()
+        assert "used already or expired" in await other.locator("#sign-in-error").inner_text()
+    finally:
+        await context.close()

@@ -170,18 +170,18 @@ async def test_a_one_time_link_signs_in_once(
     result = await invoke("console-link", "--user-id", "12")
     assert result.exit_code == 0, result.output
     link = result.stdout.strip().splitlines()[0]
-    assert link.startswith("http://127.0.0.1:8000/admin/link/")
-    path = link.removeprefix("http://127.0.0.1:8000")
+    assert link.startswith("http://127.0.0.1:8000/admin/link#")
+    path, secret = link.removeprefix("http://127.0.0.1:8000").split("#")
 
     page = await client.get(path)  # a link previewer's GET spends nothing
-    used = await client.post(path, data={"csrf_token": csrf_of(page)})
+    used = await client.post(path, data={"secret": secret, "csrf_token": csrf_of(page)})
     assert used.status_code == 303
     assert (await client.get("/admin/")).status_code == 200
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as other:
         page = await other.get(path)
-        again = await other.post(path, data={"csrf_token": csrf_of(page)})
+        again = await other.post(path, data={"secret": secret, "csrf_token": csrf_of(page)})
         assert again.status_code == 403
         assert "used already or expired" in again.text
         assert (await other.get("/admin/")).status_code == 302
@@ -192,9 +192,11 @@ async def test_an_expired_link_does_not_sign_in(
     client: httpx.AsyncClient, environment: Settings, clock: FrozenClock
 ) -> None:
     result = await invoke("console-link", "--user-id", "12")
-    path = "/admin/link/" + result.stdout.strip().splitlines()[0].rsplit("/", 1)[1]
+    secret = result.stdout.strip().splitlines()[0].rsplit("#", 1)[1]
     # The command stamps the link with the wall clock; the app's clock is frozen in 2026-11.
     clock.advance(timedelta(days=3650))
-    page = await client.get(path)
-    response = await client.post(path, data={"csrf_token": csrf_of(page)})
+    page = await client.get("/admin/link")
+    response = await client.post(
+        "/admin/link", data={"secret": secret, "csrf_token": csrf_of(page)}
+    )
     assert response.status_code == 403
