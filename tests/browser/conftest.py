@@ -59,7 +59,11 @@ async def live_server(
     listener.listen(64)
     port = listener.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(application, lifespan="on", log_level="warning", access_log=False)
+        # As `billing serve` runs it: logging left to the app's own set-up (a log level or
+        # config here would change uvicorn's loggers for the tests after this one).
+        uvicorn.Config(
+            application, lifespan="on", log_config=None, log_level=None, access_log=False
+        )
     )
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:

@@ -84,7 +84,7 @@ async def test_an_operator_signs_in_with_a_token_and_replays_a_failed_webhook_ev
 
 
 async def test_a_token_without_billing_admin_is_refused_at_sign_in(
-    live_server: str, offline_page: OfflinePage, make_token: TokenFactory
+    live_server: str, offline_page: OfflinePage, make_token: TokenFactory, screenshot_dir: Path
 ) -> None:
     page = offline_page.page
     await page.goto(f"{live_server}/admin/login")
@@ -92,6 +92,7 @@ async def test_a_token_without_billing_admin_is_refused_at_sign_in(
     await page.get_by_role("button", name="Sign in").click()
 
     assert "has no `billing_admin` role" in await page.locator("#sign-in-error").inner_text()
+    await page.screenshot(path=str(screenshot_dir / "console-refused.png"))
     await page.goto(f"{live_server}/admin/stripe-event/list")
     assert page.url == f"{live_server}/admin/login"
     assert offline_page.blocked == []

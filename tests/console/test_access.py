@@ -58,7 +58,7 @@ async def test_an_admin_token_signs_in_once_and_the_cookie_carries_the_session(
     cookie = response.headers["set-cookie"]
     assert "billing_console=" in cookie
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
-    assert "path=/admin" in cookie.lower() and "max-age=1800" in cookie.lower()
+    assert "path=/admin;" in cookie.lower() and "max-age=1800" in cookie.lower()
     assert "secure" not in cookie.lower()  # not in production: local http works
     home = await client.get("/admin/")
     assert home.status_code == 200
