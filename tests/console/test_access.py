@@ -200,3 +200,32 @@ async def test_an_expired_link_does_not_sign_in(
         "/admin/link", data={"secret": secret, "csrf_token": csrf_of(page)}
     )
     assert response.status_code == 403
+
+
+async def _production_client(
+    database_url: str, redis_url: str, clock: FrozenClock, **overrides: str
+) -> tuple[FastAPI, httpx.AsyncClient]:
+    settings = make_settings(database_url, redis_url, ENVIRONMENT="production", **overrides)
+    application = create_app(settings, clock)
+    transport = httpx.ASGITransport(app=application)
+    return application, httpx.AsyncClient(transport=transport, base_url="https://billing.test")
+
+
+async def test_in_production_the_cookie_is_secure_and_a_missing_secret_unmounts_the_console(
+    database_url: str,
+    redis_url: str,
+    clock: FrozenClock,
+    engine: AsyncEngine,
+    make_token: TokenFactory,
+) -> None:
+    application, client = await _production_client(
+        database_url, redis_url, clock, CONSOLE_SESSION_SECRET="k" * 48
+    )
+    async with application.router.lifespan_context(application), client:
+        response = await sign_in(client, make_token("7", roles=ADMIN))
+        assert response.status_code == 302
+        assert "; secure" in response.headers["set-cookie"].lower()
+
+    application, client = await _production_client(database_url, redis_url, clock)
+    async with application.router.lifespan_context(application), client:
+        assert (await client.get("/admin/login")).status_code == 404
