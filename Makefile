@@ -9,10 +9,13 @@ UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 VENV_BIN := .venv/bin
 
+# The browser tests' Chromium: Debian's package, installed by `make test` when missing.
+export CHROMIUM ?= /usr/bin/chromium
+
 # Examples per API operation in `make fuzz` (`make test` runs a few, the same each run).
 FUZZ_EXAMPLES ?= 500
 
-.PHONY: help install run test lint fuzz bench clean
+.PHONY: help install run test lint browser fuzz bench clean
 
 help:
 	@echo "make run    start the service and its worker (embedded PostgreSQL/Redis by default)"
@@ -38,7 +41,20 @@ lint: install
 	$(VENV_BIN)/mypy app migrations tests bench
 	$(VENV_BIN)/lint-imports
 
-test: lint
+# The browser tests drive Chromium through Playwright, launched from CHROMIUM (Playwright's
+# own browser download needs a CDN; Debian's package comes from the package mirror).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "the browser tests need Chromium: apt-get install chromium (as root), or CHROMIUM=/path/to/chrome" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+test: lint browser
 	$(VENV_BIN)/pytest
 
 fuzz: install

@@ -5,13 +5,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from app.alerts.router import router as alerts_router
 from app.billing_history.router import router as billing_history_router
+from app.console.admin import bind_console, mount_console
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
 from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.docs_pages import DocsContentPolicyMiddleware
 from app.core.errors import error_responses, install_error_handlers
 from app.core.logging import configure_logging
 from app.core.rate_limits import (
@@ -68,6 +71,7 @@ def create_app(
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        bind_console(app, engine)
         # Connects lazily: the API starts, and answers what it can, while Redis is down.
         app.state.redis = connect_job_queue(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
@@ -80,7 +84,9 @@ def create_app(
             await app.state.redis.aclose()
             await engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's files served from this process (the
+    # package bundles them), not from a CDN: they work on a network without the internet.
+    app = FastAPIOffline(
         title="Billing service",
         description="Plans, Stripe subscriptions, usage and invoices for the call-center "
         "dashboard. Authenticate with the dashboard's access token: `Authorization: Bearer`.",
@@ -97,6 +103,7 @@ def create_app(
     # Innermost, just before routing: the API's routes are declared with a trailing slash.
     app.add_middleware(TrailingSlashMiddleware, prefix=API_PREFIX)
     app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(DocsContentPolicyMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
     # Outside the body limit and idempotency, so their own answers (413, replays) are timed.
@@ -148,6 +155,8 @@ def create_app(
             else PER_CALLER
         )
         app.include_router(router, prefix=API_PREFIX, dependencies=[limit], responses=limited)
+    # The operator console (README, "Operator console").
+    mount_console(app, settings)
     return app
 
 

@@ -8,6 +8,7 @@ import typer
 
 from app.cli.archive import archive_app
 from app.cli.catalog import catalog_app
+from app.cli.console import console_app
 from app.cli.dev import dev_app
 from app.cli.dunning import dunning_app
 from app.cli.stripe_sync import stripe_sync_app
@@ -30,6 +31,7 @@ for commands in (
     dev_app,
     catalog_app,
     tokens_app,
+    console_app,
     stripe_sync_app,
     webhooks_app,
     dunning_app,

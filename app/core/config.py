@@ -134,6 +134,19 @@ class Settings(BaseSettings):
     # A Redis that does not answer within this is skipped (fail open), not waited for.
     RATE_LIMIT_REDIS_TIMEOUT_SECONDS: float = Field(default=0.25, gt=0, le=5)
 
+    # Operator console sign-ins (the token form and one-time links), per client IP: a
+    # guessed token costs a minute per few tries.
+    RATE_LIMIT_CONSOLE_SIGN_IN_PER_IP_PER_MINUTE: int = Field(default=10, ge=1)
+
+    # The operator console at /admin/ (README, "Operator console").
+    # Signs its session cookie. Unset: a random key per process outside production (sign-ins
+    # end with the process); in production the console is not mounted without it.
+    CONSOLE_SESSION_SECRET: SecretStr | None = None
+    # A console session ends this long after sign-in, however busy.
+    CONSOLE_SESSION_MINUTES: int = Field(default=30, ge=1, le=720)
+    # How long a `billing console-link` link can be used (once).
+    CONSOLE_LINK_MINUTES: int = Field(default=10, ge=1, le=60)
+
     # Prometheus metrics (README, "Metrics"): /metrics answers only with this bearer token;
     # unset, it is 404. The worker serves its own on WORKER_METRICS_PORT when both are set.
     METRICS_TOKEN: SecretStr | None = None
@@ -312,7 +325,12 @@ class Settings(BaseSettings):
     def _check_secrets(self) -> "Settings":
         uses_public_key = not self.JWT_ALGORITHM.startswith("HS")
         if self.ENVIRONMENT == "production":
-            for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "METRICS_TOKEN"):
+            for name in (
+                "STRIPE_SECRET_KEY",
+                "STRIPE_WEBHOOK_SECRET",
+                "METRICS_TOKEN",
+                "CONSOLE_SESSION_SECRET",
+            ):
                 secret: SecretStr | None = getattr(self, name)
                 if secret is not None and _is_placeholder(secret.get_secret_value()):
                     raise ValueError(f"{name} is a placeholder")

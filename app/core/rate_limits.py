@@ -48,6 +48,7 @@ class RateLimit(StrEnum):
     PDF = "pdf"
     WEBHOOK_IP = "webhook_ip"
     PUBLIC_IP = "public_ip"
+    CONSOLE_SIGN_IN_IP = "console_sign_in_ip"
 
 
 def per_minute_limits(settings: Settings) -> dict[RateLimit, int]:
@@ -57,6 +58,7 @@ def per_minute_limits(settings: Settings) -> dict[RateLimit, int]:
         RateLimit.PDF: settings.RATE_LIMIT_PDF_PER_USER_PER_MINUTE,
         RateLimit.WEBHOOK_IP: settings.RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE,
         RateLimit.PUBLIC_IP: settings.RATE_LIMIT_PUBLIC_PER_IP_PER_MINUTE,
+        RateLimit.CONSOLE_SIGN_IN_IP: settings.RATE_LIMIT_CONSOLE_SIGN_IN_PER_IP_PER_MINUTE,
     }
 
 

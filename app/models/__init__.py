@@ -3,6 +3,7 @@
 from app.models.add_on import AddOn
 from app.models.base import Base
 from app.models.billing_history import BillingHistory, BillingHistoryArchive
+from app.models.console import ConsoleAuditEntry, ConsoleSignInLink
 from app.models.customer import Customer
 from app.models.customer_branding import CustomerBranding
 from app.models.idempotency_key import IdempotencyKey
@@ -29,6 +30,8 @@ __all__ = [
     "Base",
     "BillingHistory",
     "BillingHistoryArchive",
+    "ConsoleAuditEntry",
+    "ConsoleSignInLink",
     "Customer",
     "CustomerBranding",
     "IdempotencyKey",

@@ -1,6 +1,7 @@
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,3 +33,18 @@ async def insert_alert_if_new(
         .returning(OperatorAlert.id)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def acknowledge(session: AsyncSession, *, alert_id: int, at: datetime) -> bool | None:
+    """True when this call acknowledged the alert, False when it already was, None when there
+    is no such alert. One statement, so two operators at once acknowledge it once."""
+    result = await session.execute(
+        update(OperatorAlert)
+        .where(OperatorAlert.id == alert_id, OperatorAlert.acknowledged_at.is_(None))
+        .values(acknowledged_at=at)
+        .returning(OperatorAlert.id)
+    )
+    if result.scalar_one_or_none() is not None:
+        return True
+    exists = await session.get(OperatorAlert, alert_id)
+    return None if exists is None else False

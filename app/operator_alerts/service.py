@@ -5,6 +5,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.operator_alerts import repository
+from app.operator_alerts.errors import OperatorAlertNotFound
 
 logger = structlog.get_logger(__name__)
 
@@ -36,3 +37,12 @@ async def raise_alert(
     if raised:
         logger.warning("operator_alert_raised", kind=kind, dedupe_key=dedupe_key)
     return raised
+
+
+async def acknowledge_alert(session: AsyncSession, *, alert_id: int, now: datetime) -> bool:
+    """Mark an alert as seen; acknowledging it again changes nothing. True when this call
+    acknowledged it."""
+    acknowledged = await repository.acknowledge(session, alert_id=alert_id, at=now)
+    if acknowledged is None:
+        raise OperatorAlertNotFound()
+    return acknowledged

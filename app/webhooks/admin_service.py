@@ -44,3 +44,13 @@ async def mark_for_replay(
     await reset_for_replay(session, event, clock.now())
     await session.flush()
     return event
+
+
+async def mark_for_replay_by_row(
+    session: AsyncSession, *, clock: Clock, row_id: int
+) -> StripeEvent:
+    """`mark_for_replay` for the event stored as row `row_id` (the operator console's id)."""
+    event = await repository.get_event_by_row_id(session, row_id)
+    if event is None:
+        raise WebhookEventNotFound()
+    return await mark_for_replay(session, clock=clock, stripe_event_id=event.stripe_event_id)

@@ -30,6 +30,10 @@ async def get_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent 
     )
 
 
+async def get_event_by_row_id(session: AsyncSession, row_id: int) -> StripeEvent | None:
+    return await session.get(StripeEvent, row_id)
+
+
 async def get_event_for_update(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
     """The event, locked: two deliveries of it at once decide one after the other."""
     return await session.scalar(

@@ -37,6 +37,8 @@ OWNERS: dict[str, str] = {
     "IdempotencyKey": "app.idempotency.repository",
     "Notification": "app.notifications.repository",
     "OperatorAlert": "app.operator_alerts.repository",
+    "ConsoleAuditEntry": "app.console.repository",
+    "ConsoleSignInLink": "app.console.repository",
 }
 
 # The reads outside an owner that are on purpose (each listed in the README with its reason).

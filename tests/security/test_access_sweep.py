@@ -92,6 +92,8 @@ PUBLIC: dict[Route, Callable[[Parties], Call]] = {
     ("GET", "/docs"): lambda p: Call(),
     ("GET", "/docs/oauth2-redirect"): lambda p: Call(),
     ("GET", "/redoc"): lambda p: Call(),
+    # A redirect to the operator console, whose own sign-in is tested in tests/console.
+    ("GET", "/admin"): lambda p: Call(),
     ("GET", _api("/plans/")): lambda p: Call(),
     ("GET", _api("/plans/{plan_id}/")): lambda p: Call({"plan_id": p.catalog.plan_id}),
     ("POST", _api("/stripe-webhook/")): lambda p: Call(json={"id": "evt_unsigned"}),

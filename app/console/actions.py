@@ -1,0 +1,144 @@
+"""How a console action runs: the operator confirms on a page of its own (so a link, a
+prefetch or a crawler following a GET changes nothing), the confirmation is a form post
+carrying the CSRF token, and the change runs through its domain's service in one
+transaction with its audit entry. A refusal (an `AppError`) is audited in a transaction of
+its own, since the change's was rolled back."""
+
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import structlog
+from sqladmin import ModelView
+from sqladmin.authentication import get_current_user_id
+from sqladmin.flash import Flash
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from app.console import service
+from app.console.context import console_context
+from app.core.errors import AppError
+
+logger = structlog.get_logger(__name__)
+
+# A change: given the transaction's session and "now", do it through the domain's service
+# and say what was done (the audit entry's details, and the operator's message).
+Change = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+
+
+def operator_of(request: Request) -> str:
+    user_id = get_current_user_id(request)
+    # Views run only behind `login_required`, which resolved the operator.
+    assert isinstance(user_id, str)
+    return user_id
+
+
+async def run_audited(
+    request: Request, *, action: str, target: str, change: Change
+) -> dict[str, Any] | None:
+    """Run `change` and audit it together; on an `AppError`, flash it, audit the refusal and
+    answer None."""
+    context = console_context(request)
+    actor = operator_of(request)
+    now = context.clock.now()
+    try:
+        async with context.sessionmaker.begin() as session:
+            details = await change(session)
+            await service.record_action(
+                session,
+                actor_user_id=actor,
+                action=action,
+                target=target,
+                now=now,
+                details=details,
+            )
+    except AppError as error:
+        async with context.sessionmaker.begin() as session:
+            await service.record_action(
+                session,
+                actor_user_id=actor,
+                action=action,
+                target=target,
+                now=now,
+                outcome="refused",
+                details={"code": error.code, "message": error.detail_message},
+            )
+        Flash.error(request, f"{target}: {error.detail_message}")
+        return None
+    logger.info("console_action", action=action, target=target, user_id=actor)
+    return details
+
+
+def selected_ids(value: str) -> list[str]:
+    return [part for part in value.split(",") if part.strip()][:100]
+
+
+class ConsoleModelView(ModelView):
+    """Read-only: sqladmin's own create, edit and delete write the ORM directly, bypassing
+    the services' rules, so they are off; changes are the actions each view declares."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = False
+    page_size = 50
+
+    # action slug -> (question, button label), for the confirmation page.
+    confirmations: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    async def confirm(
+        self,
+        request: Request,
+        slug: str,
+        *,
+        needs_ids: bool = True,
+        options: tuple[tuple[str, str], ...] = (),
+    ) -> Response:
+        """The GET side of an action: a page asking to confirm, with a form posting to the
+        action's POST endpoint (`options`: checkboxes, name and label)."""
+        ids = selected_ids(request.query_params.get("pks", ""))
+        question, button = self.confirmations[slug]
+        response: Response = await self.templates.TemplateResponse(
+            request,
+            "console/confirm.html",
+            {
+                "model_view": self,
+                "question": question,
+                "button": button,
+                "ids": ids,
+                "needs_ids": needs_ids,
+                "options": options,
+                "post_url": request.url_for(f"admin:view-{self.identity}-{slug}"),
+                "back_url": request.url_for("admin:list", identity=self.identity),
+            },
+        )
+        return response
+
+    async def perform(
+        self,
+        request: Request,
+        *,
+        action: str,
+        change_for: Callable[[str], Change],
+        done: Callable[[str, dict[str, Any]], Awaitable[str]],
+    ) -> Response:
+        """The POST side: `change_for(id)` for each selected row, audited one by one; then,
+        after its commit, `done(id, details)` finishes (if need be) and says what happened."""
+        form = await request.form()
+        raw = form.get("pks")
+        ids = selected_ids(raw if isinstance(raw, str) else "")
+        for row_id in ids:
+            details = await run_audited(
+                request,
+                action=action,
+                target=f"{self.identity}:{row_id}",
+                change=change_for(row_id),
+            )
+            if details is not None:
+                Flash.success(request, await done(row_id, details))
+        if len(ids) == 1:
+            return RedirectResponse(
+                request.url_for("admin:details", identity=self.identity, pk=ids[0]),
+                status_code=303,
+            )
+        return RedirectResponse(request.url_for("admin:list", identity=self.identity), 303)
