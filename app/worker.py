@@ -97,11 +97,11 @@ class WorkerSettings:
         # Overage: pending charges every minute (a renewal is a draft for about an hour), the
         # periods no invoice closes and the late records every ten minutes.
         cron(sweep_overage_charges, second={45}, run_at_startup=True),
-        # Dunning: retries due (or lost with Redis or a worker), suspensions, final cancels.
-        # Notifications: every delivery due (new, a retry, lost with Redis) every 5 seconds.
-        cron(sweep_notifications, second=set(range(0, 60, 5)), run_at_startup=True),
+        # Notifications: every delivery due (new, a retry, lost with Redis) every 10 seconds.
+        cron(sweep_notifications, second=set(range(0, 60, 10)), run_at_startup=True),
         # Trials ending within three days that Stripe's trial_will_end did not announce.
         cron(remind_trials_ending, minute={11}, second={0}),
+        # Dunning: retries due (or lost with Redis or a worker), suspensions, final cancels.
         cron(sweep_dunning, second={50}, run_at_startup=True, timeout=900),
         cron(close_ended_usage_periods, minute=set(range(2, 60, 10)), second={0}, timeout=900),
         cron(bill_overage_adjustments, minute=set(range(7, 60, 10)), second={0}, timeout=900),

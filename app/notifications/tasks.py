@@ -1,7 +1,7 @@
 """arq jobs of the notifications domain: one customer's deliveries, and the sweeper that
 starts them.
 
-The sweeper (every few seconds) is what starts delivery: it finds every customer with a
+The sweeper (every ten seconds) is what starts delivery: it finds every customer with a
 delivery due, whether just committed, due for a retry, never enqueued or lost with Redis, or
 claimed by a worker that died. A failed delivery also enqueues the customer's next run for
 when its retry is due, so a retry does not wait for a sweep. The rows are the truth; jobs

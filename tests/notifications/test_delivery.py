@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import FrozenClock
 from app.core.config import Settings
+from app.core.metrics import REGISTRY
 from app.models import Customer, Notification, NotificationDelivery
 from app.notifications import service
 from tests.conftest import make_settings
@@ -58,8 +59,15 @@ async def _deliveries(session: AsyncSession) -> list[tuple[int, str, str, int]]:
     return [(row.notification_id, row.channel, row.status, row.attempts) for row in rows]
 
 
+def _counted(channel: str, outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "billing_notification_deliveries_total", {"channel": channel, "outcome": outcome}
+    )
+    return value or 0.0
+
+
 def verify_dashboard_signature(body: bytes, header: str, secret: str, now: float) -> bool:
-    """The check README "Notifications" gives the Django view, line for line."""
+    """The check of the Django view in README "Notifications", step for step."""
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
     timestamp = parts.get("t", "")
     signed = f"{timestamp}.".encode() + body
@@ -166,6 +174,9 @@ async def test_a_receiver_down_for_three_attempts_then_up_gets_everything_once_i
     await _payment_failed(session, customer, clock, invoice="in_2")
     await session.commit()
     await dashboard.stop()
+    counted_before = {
+        outcome: _counted("dashboard", outcome) for outcome in ("sent", "retried", "dead")
+    }
 
     for wait in (timedelta(0), timedelta(seconds=30), timedelta(minutes=1)):
         clock.advance(wait)
@@ -187,6 +198,11 @@ async def test_a_receiver_down_for_three_attempts_then_up_gets_everything_once_i
     await worker.deliver(customer.id)
 
     assert dashboard.event_ids() == ["ntf_1", "ntf_2"]
+    counted = {
+        outcome: _counted("dashboard", outcome) - counted_before[outcome]
+        for outcome in ("sent", "retried", "dead")
+    }
+    assert counted == {"sent": 2, "retried": 3, "dead": 0}
     assert [email.message["Subject"] for email in smtp_server.received] == [
         "Payment of $49.50 failed"
     ] * 2

@@ -4,6 +4,7 @@ usage path, a cron) in the transaction of its cause, and sent to the customer.""
 import copy
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from app.models import Customer, Notification, UsageDailyTotals
 from app.notifications.emails import TEMPLATES, EmailRenderer
 from app.subscriptions.tasks import remind_trials_ending
 from app.usage.tasks import detect_usage_anomalies
-from tests.conftest import TokenFactory, bearer
+from tests.conftest import TokenFactory, bearer, make_settings
 from tests.factories import (
     create_customer,
     create_plan,
@@ -252,3 +253,41 @@ def test_every_kind_the_service_writes_has_its_own_template() -> None:
     for kind in kinds:
         rendered = renderer.render(kind=kind, data={}, customer_name=None)
         assert rendered.subject and "Hello there," in rendered.text
+
+
+async def test_under_the_dev_configuration_subscribing_writes_a_welcome_eml(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    database_url: str,
+    redis_url: str,
+    clock: FrozenClock,
+    fake_stripe: FakeStripe,
+    tmp_path: Path,
+) -> None:
+    """`make run`'s settings: no SMTP server, no dashboard URL; the outbox directory is the
+    one setting changed (from .data/outbox to a temporary one)."""
+    plan = await create_synced_plan(session, fake_stripe, slug="starter", trial_days=0)
+    response = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
+        headers=bearer(make_token("77", email="newcomer@example.test")),
+    )
+    assert response.status_code == 200, response.text
+    dev = Worker(
+        make_settings(database_url, redis_url, NOTIFICATION_OUTBOX_DIR=str(tmp_path / "outbox")),
+        clock,
+        sessionmaker,
+        redis_url,
+    )
+    try:
+        await dev.sweep_and_run()
+    finally:
+        await dev.redis.aclose()
+
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    assert eml.name == "ntf_1-welcome.eml"
+    message = eml.read_text()
+    assert "Subject: Welcome to the Starter plan" in message
+    assert "To: newcomer@example.test" in message
