@@ -28,8 +28,18 @@ class SmtpReceiver:
 
     def __init__(self) -> None:
         self.received: list[ReceivedEmail] = []
+        # Recipients refused for good (550), as a server refuses an unknown mailbox.
+        self.unknown_mailboxes: set[str] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.unknown_mailboxes:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""

@@ -236,6 +236,24 @@ async def test_a_refusal_from_the_dashboard_is_dead_at_once_and_keeps_the_answer
     assert notification is not None and notification.status == "dead"
 
 
+async def test_a_mailbox_the_smtp_server_refuses_for_good_is_dead_at_once(
+    session: AsyncSession, clock: FrozenClock, worker: Worker, smtp_server: SmtpReceiver
+) -> None:
+    smtp_server.unknown_mailboxes.add("gone@acme.test")
+    customer = await _customer(session, email="gone@acme.test")
+    await _payment_failed(session, customer, clock)
+    await session.commit()
+
+    await worker.sweep_and_run()
+
+    delivery = await session.scalar(
+        select(NotificationDelivery).where(NotificationDelivery.channel == "email")
+    )
+    assert delivery is not None and (delivery.status, delivery.attempts) == ("dead", 1)
+    assert delivery.last_error is not None and "No such mailbox" in delivery.last_error
+    assert smtp_server.received == []
+
+
 @pytest.mark.parametrize("status", [408, 429, 503])
 async def test_timeouts_throttling_and_server_errors_are_retried(
     session: AsyncSession,
