@@ -37,6 +37,7 @@ from app.invoices.router import router as invoices_router
 from app.jobs.queue import connect_job_queue
 from app.metrics.middleware import RequestMetricsMiddleware
 from app.metrics.router import router as metrics_router
+from app.notifications.router import router as notifications_admin_router
 from app.payment_methods.router import router as payment_methods_router
 from app.plans.router import admin_router as plans_admin_router
 from app.plans.router import router as plans_router
@@ -138,6 +139,7 @@ def create_app(
         subscriptions_router,
         subscriptions_admin_router,
         dunning_admin_router,
+        notifications_admin_router,
         payment_methods_router,
         billing_history_router,
         invoices_router,

@@ -25,9 +25,15 @@ from app.idempotency.tasks import purge_expired_idempotency_keys
 from app.jobs.context import CONTEXT_KEY, JobContext, bind_job_log_context
 from app.jobs.queue import dump_job, load_job
 from app.metrics.worker_endpoint import start_worker_metrics_endpoint, stop_worker_metrics_endpoint
+from app.notifications.tasks import deliver_notifications, sweep_notifications
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_sync.tasks import reconcile_stripe_nightly
-from app.subscriptions.tasks import retry_payment_with_new_card, run_payment_retry, sweep_dunning
+from app.subscriptions.tasks import (
+    remind_trials_ending,
+    retry_payment_with_new_card,
+    run_payment_retry,
+    sweep_dunning,
+)
 from app.usage.tasks import (
     bill_ended_subscription_usage,
     bill_overage_adjustments,
@@ -80,6 +86,7 @@ class WorkerSettings:
         bill_ended_subscription_usage,
         run_payment_retry,
         retry_payment_with_new_card,
+        deliver_notifications,
     ]
     cron_jobs: ClassVar[list[CronJob]] = [
         cron(record_worker_heartbeat, second={0, 30}, run_at_startup=True),
@@ -90,6 +97,10 @@ class WorkerSettings:
         # Overage: pending charges every minute (a renewal is a draft for about an hour), the
         # periods no invoice closes and the late records every ten minutes.
         cron(sweep_overage_charges, second={45}, run_at_startup=True),
+        # Notifications: every delivery due (new, a retry, lost with Redis) every 10 seconds.
+        cron(sweep_notifications, second=set(range(0, 60, 10)), run_at_startup=True),
+        # Trials ending within three days that Stripe's trial_will_end did not announce.
+        cron(remind_trials_ending, minute={11}, second={0}),
         # Dunning: retries due (or lost with Redis or a worker), suspensions, final cancels.
         cron(sweep_dunning, second={50}, run_at_startup=True, timeout=900),
         cron(close_ended_usage_periods, minute=set(range(2, 60, 10)), second={0}, timeout=900),

@@ -12,19 +12,21 @@ from app.models import UsageAlert
 _ONCE_PER_PERIOD = ["subscription_id", "period_start", "kind", "resource", "threshold"]
 
 
-async def insert_once(session: AsyncSession, alerts: Sequence[dict[str, Any]]) -> list[str]:
-    """Insert the alerts that do not exist yet; returns the kinds of those that were new.
+async def insert_once(
+    session: AsyncSession, alerts: Sequence[dict[str, Any]]
+) -> Sequence[UsageAlert]:
+    """Insert the alerts that do not exist yet; returns those that were new.
 
     ON CONFLICT DO NOTHING on the unique constraint: two requests crossing the same threshold
     at once leave one row, and the second one's insert waits for the first to commit.
     """
-    rows = await session.execute(
+    rows = await session.scalars(
         insert(UsageAlert)
         .values(list(alerts))
         .on_conflict_do_nothing(index_elements=_ONCE_PER_PERIOD)
-        .returning(UsageAlert.kind)
+        .returning(UsageAlert)
     )
-    return list(rows.scalars().all())
+    return rows.all()
 
 
 async def list_for_customer(

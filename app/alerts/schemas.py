@@ -8,7 +8,11 @@ from app.models import UsageAlert
 
 class AlertPublic(Schema):
     id: int
-    kind: str = Field(description="usage_threshold, overage, ... (payment alerts to come).")
+    kind: str = Field(
+        description="usage_threshold, overage, usage_anomaly; payment alerts: payment_failed, "
+        "payment_retry_failed, payment_action_required, payment_recovered, "
+        "payment_overdue_suspended, canceled_for_nonpayment."
+    )
     resource: str = Field(description="minutes or agents; empty when about no one resource.")
     threshold: int = Field(description="Percent of the allowance, for usage_threshold.")
     priority: str

@@ -10,6 +10,8 @@ threshold, listed and acknowledged by the customer.
   during a trial, which accrues no overage.
 - Each at most once per subscription, period, kind, resource and threshold: the table's
   unique constraint decides, so concurrent requests crossing together leave one row.
+- Each new alert writes its notification (email and the dashboard's webhook) in the same
+  transaction. Payment alerts (dunning's notices) are listed here too.
 """
 
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from app.core.accounts import AccountReference, CustomerNotFound
 from app.core.metrics import USAGE_ALERTS_RAISED
 from app.customers import service as customers_service
 from app.models import UsageAlert
+from app.notifications import service as notifications_service
 
 KIND_USAGE_THRESHOLD = "usage_threshold"
 KIND_OVERAGE = "overage"
@@ -122,9 +125,44 @@ def alerts_crossed(change: UsageChange, thresholds: Sequence[int]) -> list[dict[
     return alerts
 
 
-def _count_raised(kinds: Sequence[str]) -> None:
-    for kind in kinds:
-        USAGE_ALERTS_RAISED.labels(kind=kind).inc()
+def _count_raised(alerts: Sequence[UsageAlert]) -> None:
+    for alert in alerts:
+        USAGE_ALERTS_RAISED.labels(kind=alert.kind).inc()
+
+
+# The notification each usage alert sends (email and the dashboard's webhook).
+_NOTICE_KINDS = {
+    KIND_USAGE_THRESHOLD: "usage_threshold",
+    KIND_OVERAGE: "overage_started",
+    KIND_USAGE_ANOMALY: "usage_anomaly",
+}
+
+
+async def _notify_raised(
+    session: AsyncSession, alerts: Sequence[UsageAlert], now: datetime
+) -> None:
+    """Each new alert's notice, in the same transaction; keyed by the alert's id, which the
+    unique constraint makes once per period, resource and threshold."""
+    for alert in alerts:
+        await notifications_service.notify(
+            session,
+            customer_id=alert.customer_id,
+            kind=_NOTICE_KINDS[alert.kind],
+            dedupe_key=f"usage_alert:{alert.id}",
+            payload={
+                "subscription_id": alert.subscription_id,
+                "alert_id": alert.id,
+                "resource": alert.resource,
+                "threshold": alert.threshold,
+                "priority": alert.priority,
+                "action_required": alert.action_required,
+                "message": alert.message,
+                "period_start": alert.period_start.isoformat(),
+                # For an anomaly, the day it is about.
+                "day": alert.period_start.isoformat(),
+            },
+            now=now,
+        )
 
 
 async def raise_usage_alerts(
@@ -161,6 +199,7 @@ async def raise_usage_alerts(
         return 0
     raised = await repository.insert_once(session, list(rows.values()))
     _count_raised(raised)
+    await _notify_raised(session, raised, now)
     return len(raised)
 
 
@@ -190,7 +229,44 @@ async def raise_usage_anomaly_alert(
     }
     raised = await repository.insert_once(session, [row])
     _count_raised(raised)
+    await _notify_raised(session, raised, now)
     return len(raised) == 1
+
+
+async def raise_payment_alert(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    subscription_id: int,
+    kind: str,
+    message: str,
+    priority: str,
+    action_required: bool,
+    sequence: int = 0,
+    now: datetime,
+) -> None:
+    """A payment alert (`payment_failed`, `payment_recovered`, ...) beside the usage alerts
+    in `GET alerts/`, the seed's "payment alerts". Called once per fact (its notification's
+    key decides); dated by `now`, which is also its `period_start`, with `sequence` (a retry's
+    attempt number) as its threshold so two of a kind never collide."""
+    raised = await repository.insert_once(
+        session,
+        [
+            {
+                "customer_id": customer_id,
+                "subscription_id": subscription_id,
+                "period_start": now,
+                "kind": kind,
+                "resource": "",
+                "threshold": sequence,
+                "priority": priority,
+                "action_required": action_required,
+                "message": message,
+                "created_at": now,
+            }
+        ],
+    )
+    _count_raised(raised)
 
 
 async def _customer_id(session: AsyncSession, account: AccountReference) -> int | None:

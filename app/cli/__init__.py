@@ -11,6 +11,7 @@ from app.cli.catalog import catalog_app
 from app.cli.console import console_app
 from app.cli.dev import dev_app
 from app.cli.dunning import dunning_app
+from app.cli.notifications import notifications_app
 from app.cli.stripe_sync import stripe_sync_app
 from app.cli.tokens import tokens_app
 from app.cli.webhooks import webhooks_app
@@ -35,6 +36,7 @@ for commands in (
     stripe_sync_app,
     webhooks_app,
     dunning_app,
+    notifications_app,
     archive_app,
 ):
     app.add_typer(commands)

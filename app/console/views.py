@@ -23,6 +23,7 @@ from app.models import (
     Subscription,
     UsagePeriodTotals,
 )
+from app.notifications import service as notifications_service
 from app.operator_alerts import service as operator_alerts_service
 from app.webhooks.admin_service import mark_for_replay_by_row
 from app.webhooks.processing import process_event
@@ -180,28 +181,8 @@ class StripeEventView(ConsoleModelView, model=StripeEvent):
 
 
 class NotificationView(ConsoleModelView, model=Notification):
-    """Dead letters are the `failed` ones (filter by status).
-
-    Resending one plugs in here at merge, as one more action beside the others:
-
-        confirmations = {"resend": ("Send these notifications again?", "Resend")}
-
-        @action("resend", "Resend", add_in_list=True, add_in_detail=True)
-        async def resend_confirm(self, request): return await self.confirm(request, "resend")
-
-        @expose("/resend", methods=["POST"])
-        async def resend(self, request):
-            clock = console_context(request).clock
-            def change_for(row_id):
-                async def change(session):
-                    await notifications_service.resend_notification(
-                        session, notification_id=int(row_id), now=clock.now())
-                    return {}
-                return change
-            async def done(row_id, details): return f"notification {row_id} queued again"
-            return await self.perform(
-                request, action="notification.resend", change_for=change_for, done=done)
-    """
+    """Dead letters are the `dead` ones (filter by status); resending one puts each of its
+    dead channels back in the delivery queue, under the same event id."""
 
     icon = "fa-solid fa-envelope"
     column_list = [
@@ -218,6 +199,33 @@ class NotificationView(ConsoleModelView, model=Notification):
         AllUniqueStringValuesFilter(Notification.kind),
     ]
     column_default_sort = (Notification.created_at, True)
+    confirmations = {
+        "resend": ("Send these notifications again?", "Resend"),
+    }
+
+    @action("resend", "Resend", add_in_list=True, add_in_detail=True)
+    async def resend_confirm(self, request: Request) -> Response:
+        return await self.confirm(request, "resend")
+
+    @expose("/resend", methods=["POST"])
+    async def resend(self, request: Request) -> Response:
+        clock = console_context(request).clock
+
+        def change_for(row_id: str) -> Change:
+            async def change(session: AsyncSession) -> dict[str, Any]:
+                await notifications_service.resend_notification(
+                    session, notification_id=_row_id(row_id), now=clock.now()
+                )
+                return {}
+
+            return change
+
+        async def done(row_id: str, details: dict[str, Any]) -> str:
+            return f"notification {row_id} queued to be sent again"
+
+        return await self.perform(
+            request, action="notification.resend", change_for=change_for, done=done
+        )
 
 
 class OperatorAlertView(ConsoleModelView, model=OperatorAlert):

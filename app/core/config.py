@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 
 from babel import Locale, UnknownLocaleError
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.branding_values import (
@@ -112,15 +119,26 @@ class Settings(BaseSettings):
     # Browser callers: the dashboard's origins. None by default.
     CORS_ALLOWED_ORIGINS: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    # Notifications.
+    # Notifications (README, "Notifications"). The dashboard's webhook: unset, that channel
+    # is skipped; its secret signs each event like Stripe's (32+ characters in production).
     DASHBOARD_WEBHOOK_URL: str | None = None
     DASHBOARD_WEBHOOK_SECRET: SecretStr | None = None
+    # Email. Unset SMTP_HOST: emails go to the log and to .eml files in NOTIFICATION_OUTBOX_DIR.
     SMTP_HOST: str | None = None
-    SMTP_PORT: int = 587
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
     SMTP_USERNAME: str | None = None
     SMTP_PASSWORD: SecretStr | None = None
-    SMTP_FROM_EMAIL: str = "billing@localhost"
-    SMTP_USE_TLS: bool = True
+    # STARTTLS after connecting (port 587). SMTP_USE_TLS, the earlier name, still works.
+    SMTP_STARTTLS: bool = Field(
+        default=True, validation_alias=AliasChoices("SMTP_STARTTLS", "SMTP_USE_TLS")
+    )
+    # The sender. SMTP_FROM_EMAIL, the earlier name, still works.
+    EMAIL_FROM: str = Field(
+        default="billing@localhost", validation_alias=AliasChoices("EMAIL_FROM", "SMTP_FROM_EMAIL")
+    )
+    NOTIFICATION_OUTBOX_DIR: Path = Path(".data/outbox")
+    # Attempts per channel before a delivery is `dead` (backing off from 30 s to an hour).
+    NOTIFICATION_MAX_ATTEMPTS: int = Field(default=10, ge=1, le=50)
 
     # Rate limits, per minute (README, "Rate limits"), counted in Redis.
     RATE_LIMIT_PER_USER_PER_MINUTE: int = Field(default=600, ge=1)
@@ -345,6 +363,22 @@ class Settings(BaseSettings):
                     )
         elif uses_public_key and not self.JWT_PUBLIC_KEY:
             raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_dashboard_webhook(self) -> "Settings":
+        url = self.DASHBOARD_WEBHOOK_URL
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("DASHBOARD_WEBHOOK_URL must be an http:// or https:// URL")
+        secret = self.DASHBOARD_WEBHOOK_SECRET
+        if url is not None and secret is None:
+            raise ValueError("DASHBOARD_WEBHOOK_URL needs DASHBOARD_WEBHOOK_SECRET to sign events")
+        if self.ENVIRONMENT == "production" and secret is not None:
+            value = secret.get_secret_value()
+            if _is_placeholder(value) or len(value) < 32:
+                raise ValueError(
+                    "DASHBOARD_WEBHOOK_SECRET must be a real secret of 32+ characters in production"
+                )
         return self
 
     @cached_property

@@ -76,3 +76,12 @@ USAGE_ALERTS_RAISED = Counter(
     ["kind"],
     registry=REGISTRY,
 )
+
+NOTIFICATION_DELIVERIES = Counter(
+    "billing_notification_deliveries",
+    "Attempts at delivering a notification, by channel (email, dashboard) and outcome: sent, "
+    "retried (a temporary failure, tried again later), dead (attempts used up, or refused for "
+    "good), skipped (the channel is not configured, or the customer has no email address).",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)

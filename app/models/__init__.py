@@ -9,6 +9,7 @@ from app.models.customer_branding import CustomerBranding
 from app.models.idempotency_key import IdempotencyKey
 from app.models.invoice_document import InvoiceDocument
 from app.models.notification import Notification
+from app.models.notification_delivery import NotificationDelivery
 from app.models.operator_alert import OperatorAlert
 from app.models.payment_method import PaymentMethod
 from app.models.payment_retry import PaymentRetry
@@ -37,6 +38,7 @@ __all__ = [
     "IdempotencyKey",
     "InvoiceDocument",
     "Notification",
+    "NotificationDelivery",
     "OperatorAlert",
     "OverageCharge",
     "PaymentMethod",

@@ -26,7 +26,9 @@ async def _repair_subscription(
     subscription = await subscriptions_service.find_by_stripe_id(session, state.id, lock=True)
     if subscription is None:
         return False
-    await subscriptions_service.apply_state(session, subscription, state, observed_at=None)
+    await subscriptions_service.apply_state(
+        session, subscription, state, observed_at=None, now=as_of
+    )
     return True
 
 

@@ -190,7 +190,12 @@ async def _adopt_subscription(
             continue
         plan, cycle = plans[plan_item.price_id]
         subscription = await subscriptions_service.adopt_stripe_subscription(
-            session, customer_id=customer.id, plan_id=plan.id, billing_cycle=cycle, state=state
+            session,
+            customer_id=customer.id,
+            plan_id=plan.id,
+            billing_cycle=cycle,
+            state=state,
+            now=fetched_at,
         )
         if subscription is None:
             report.not_adopted.append(

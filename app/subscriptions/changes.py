@@ -83,12 +83,13 @@ async def _record(
     subscription_id: int,
     state: SubscriptionState,
     *,
+    now: datetime,
     pending: tuple[int, str] | None = None,
     observed_at: datetime | None = None,
 ) -> None:
     async with sessionmaker.begin() as session:
         subscription = await repository.get_for_update(session, subscription_id)
-        await apply_stripe_state(session, subscription, state, observed_at=observed_at)
+        await apply_stripe_state(session, subscription, state, now=now, observed_at=observed_at)
         if pending is not None and state.schedule_id is not None:
             subscription.pending_plan_id, subscription.pending_billing_cycle = pending
             subscription.pending_change_at = subscription.current_period_end
@@ -117,10 +118,11 @@ async def _refresh(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     subscription: Subscription,
+    now: datetime,
 ) -> None:
     assert subscription.stripe_subscription_id is not None
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
-    await _record(sessionmaker, subscription.id, state)
+    await _record(sessionmaker, subscription.id, state, now=now)
 
 
 async def _charge_outcome(
@@ -243,9 +245,11 @@ async def change_plan(
         except AppError:
             if subscription.stripe_schedule_id:
                 # The schedule is gone on Stripe even though the change failed: show that.
-                await _refresh(sessionmaker, gateway, subscription)
+                await _refresh(sessionmaker, gateway, subscription, clock.now())
             raise
-        await _record(sessionmaker, subscription.id, state, observed_at=clock.now())
+        await _record(
+            sessionmaker, subscription.id, state, now=clock.now(), observed_at=clock.now()
+        )
         return await _charge_outcome(gateway, subscription.id, state)
 
     if subscription.current_period_start is None or subscription.current_period_end is None:
@@ -273,6 +277,7 @@ async def change_plan(
         sessionmaker,
         subscription.id,
         state,
+        now=clock.now(),
         pending=(target_plan.id, target_cycle),
         observed_at=clock.now(),
     )
@@ -283,6 +288,7 @@ async def cancel_pending_change(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    clock: Clock,
     customer: Customer,
 ) -> ChangeOutcome:
     async with sessionmaker() as session:
@@ -292,7 +298,7 @@ async def cancel_pending_change(
     assert subscription.stripe_subscription_id is not None
     await _release_schedule(gateway, subscription)
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
-    await _record(sessionmaker, subscription.id, state)
+    await _record(sessionmaker, subscription.id, state, now=clock.now())
     return ChangeOutcome(subscription.id)
 
 
@@ -300,6 +306,7 @@ async def cancel(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    clock: Clock,
     redis: ArqRedis,
     customer: Customer,
     at_period_end: bool,
@@ -326,7 +333,7 @@ async def cancel(
             subscription_id=subscription.stripe_subscription_id,
             idempotency_key=f"cancel-now:{subscription.id}:{attempt}",
         )
-    await _record(sessionmaker, subscription.id, state)
+    await _record(sessionmaker, subscription.id, state, now=clock.now())
     if not at_period_end:
         # The last usage period's overage is billed now, not when the
         # `customer.subscription.deleted` webhook arrives (which then finds it billed). Usage
@@ -345,6 +352,7 @@ async def reactivate(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    clock: Clock,
     customer: Customer,
     attempt: str,
 ) -> ChangeOutcome:
@@ -361,7 +369,7 @@ async def reactivate(
         params={"cancel_at_period_end": False},
         idempotency_key=f"reactivate:{subscription.id}:{attempt}",
     )
-    await _record(sessionmaker, subscription.id, state)
+    await _record(sessionmaker, subscription.id, state, now=clock.now())
     return ChangeOutcome(subscription.id)
 
 
@@ -369,6 +377,7 @@ async def set_add_on(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    clock: Clock,
     customer: Customer,
     manage_request: ManageRequest,
     attempt: str,
@@ -429,5 +438,5 @@ async def set_add_on(
     else:
         raise ActionNotAllowed("add_on_unchanged", f"The subscription has {quantity} already.")
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
-    await _record(sessionmaker, subscription.id, state)
+    await _record(sessionmaker, subscription.id, state, now=clock.now())
     return await _charge_outcome(gateway, subscription.id, state)

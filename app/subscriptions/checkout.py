@@ -250,7 +250,7 @@ async def record_completed_checkout(
             details={"checkout_session": checkout.id, "subscription": state.id},
         )
         return
-    await apply_stripe_state(session, subscription, state, observed_at=now)
+    await apply_stripe_state(session, subscription, state, now=now, observed_at=now)
 
 
 async def release_expired_checkout(session: AsyncSession, *, checkout_session_id: str) -> None:

@@ -43,10 +43,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.models import PaymentRetry, Subscription
 from app.models.subscription import ENDED_STATUSES
-from app.notifications import service as notifications_service
 from app.stripe_gateway.types import InvoiceState
 from app.subscriptions import repository
 from app.subscriptions.errors import NotInDunning, PaymentRetryInProgress
+from app.subscriptions.payment_notices import send_payment_notice
 
 # The first invoice of a subscription: subscribe answers its failure, not dunning.
 _NOT_DUNNED_REASONS = frozenset({"subscription_create"})
@@ -96,9 +96,10 @@ async def enter(
             },
         )
     subscription.next_payment_retry_at = failed_at + offsets[0] if offsets else None
-    await notifications_service.notify(
+    await send_payment_notice(
         session,
         customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
         kind="payment_failed",
         dedupe_key=f"payment_failed:{invoice.id}",
         payload={
@@ -135,9 +136,10 @@ async def recover(
     await repository.cancel_scheduled_payment_retries(
         session, subscription_id=subscription.id, now=now
     )
-    await notifications_service.notify(
+    await send_payment_notice(
         session,
         customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
         kind="payment_recovered",
         dedupe_key=f"payment_recovered:{stripe_invoice_id}",
         payload={"subscription_id": subscription.id, "invoice": stripe_invoice_id},

@@ -18,7 +18,6 @@ from app.core.config import Settings
 from app.core.metrics import PAYMENT_RETRIES
 from app.models import PaymentRetry, Subscription
 from app.models.subscription import ENDED_STATUSES
-from app.notifications import service as notifications_service
 from app.payment_methods import service as payment_methods_service
 from app.stripe_gateway.client import StripeGateway
 from app.subscriptions import repository
@@ -29,6 +28,7 @@ from app.subscriptions.dunning import (
     stop,
     stop_for_customer_action,
 )
+from app.subscriptions.payment_notices import send_payment_notice
 from app.subscriptions.stripe_state import apply_stripe_state
 
 logger = structlog.get_logger(__name__)
@@ -178,9 +178,10 @@ async def _ask_customer_to_act(
     invoice_id = subscription.dunning_invoice_id
     await stop_for_customer_action(session, subscription=subscription, now=now)
     # The same notice (and key) as `invoice.payment_action_required`: told once.
-    await notifications_service.notify(
+    await send_payment_notice(
         session,
         customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
         kind="payment_action_required",
         dedupe_key=f"payment_action_required:{invoice_id}",
         payload={"invoice": invoice_id, "hosted_invoice_url": hosted_invoice_url},
@@ -193,9 +194,11 @@ async def _note_retry_failed(
 ) -> None:
     pending = await repository.pending_payment_retries(session, retry.stripe_invoice_id)
     subscription.next_payment_retry_at = pending[0].due_at if pending else None
-    await notifications_service.notify(
+    await send_payment_notice(
         session,
         customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
+        sequence=retry.attempt,
         kind="payment_retry_failed",
         dedupe_key=f"payment_retry_failed:{retry.stripe_invoice_id}:{retry.attempt}",
         payload={
@@ -329,9 +332,10 @@ async def _suspend_if_exhausted(session: AsyncSession, subscription_id: int, now
         return False
     subscription.payment_overdue_at = now
     subscription.next_payment_retry_at = None
-    await notifications_service.notify(
+    await send_payment_notice(
         session,
         customer_id=subscription.customer_id,
+        subscription_id=subscription.id,
         kind="payment_overdue_suspended",
         dedupe_key=f"payment_overdue_suspended:{invoice_id}",
         payload={
@@ -368,11 +372,12 @@ async def _cancel_for_nonpayment(
     now = clock.now()
     async with sessionmaker.begin() as session:
         locked = await repository.get_for_update(session, subscription.id)
-        await apply_stripe_state(session, locked, state)
+        await apply_stripe_state(session, locked, state, now=now)
         await stop(session, subscription=locked, now=now)
-        await notifications_service.notify(
+        await send_payment_notice(
             session,
             customer_id=locked.customer_id,
+            subscription_id=locked.id,
             kind="canceled_for_nonpayment",
             dedupe_key=f"canceled_for_nonpayment:{invoice_id}",
             payload={"subscription_id": locked.id, "invoice": invoice_id},

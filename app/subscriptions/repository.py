@@ -304,3 +304,20 @@ async def due_payment_retry_ids(
         .limit(limit)
     )
     return list(rows)
+
+
+async def list_trials_ending(
+    session: AsyncSession, *, after: datetime, until: datetime
+) -> Sequence[Subscription]:
+    """Subscriptions still trialing whose trial ends in (after, until]."""
+    return (
+        await session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.status == "trialing",
+                Subscription.trial_end > after,
+                Subscription.trial_end <= until,
+            )
+            .order_by(Subscription.id)
+        )
+    ).all()

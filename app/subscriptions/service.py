@@ -165,12 +165,13 @@ async def _apply_action(
         )
     if action == "cancel_pending_change":
         return await changes.cancel_pending_change(
-            sessionmaker=sessionmaker, gateway=gateway, customer=customer
+            sessionmaker=sessionmaker, gateway=gateway, clock=clock, customer=customer
         )
     if action == "cancel":
         return await changes.cancel(
             sessionmaker=sessionmaker,
             gateway=gateway,
+            clock=clock,
             redis=redis,
             customer=customer,
             at_period_end=manage_request.at_period_end,
@@ -178,11 +179,16 @@ async def _apply_action(
         )
     if action == "reactivate":
         return await changes.reactivate(
-            sessionmaker=sessionmaker, gateway=gateway, customer=customer, attempt=attempt
+            sessionmaker=sessionmaker,
+            gateway=gateway,
+            clock=clock,
+            customer=customer,
+            attempt=attempt,
         )
     return await changes.set_add_on(
         sessionmaker=sessionmaker,
         gateway=gateway,
+        clock=clock,
         customer=customer,
         manage_request=manage_request,
         attempt=attempt,
@@ -274,9 +280,11 @@ async def apply_state(
     state: SubscriptionState,
     *,
     observed_at: datetime | None,
+    now: datetime,
 ) -> None:
-    """Copy Stripe's state of the subscription onto ours (see `stripe_state`)."""
-    await apply_stripe_state(session, subscription, state, observed_at=observed_at)
+    """Copy Stripe's state of the subscription onto ours (see `stripe_state`), with the
+    customer's notices the change calls for."""
+    await apply_stripe_state(session, subscription, state, now=now, observed_at=observed_at)
 
 
 async def apply_schedule(
@@ -322,6 +330,7 @@ async def adopt_stripe_subscription(
     plan_id: int,
     billing_cycle: str,
     state: SubscriptionState,
+    now: datetime,
 ) -> Subscription | None:
     """Take over a subscription that exists only on Stripe (the old module's); None when the
     account got a live subscription meanwhile (the one-live-subscription index decides)."""
@@ -338,5 +347,5 @@ async def adopt_stripe_subscription(
             await repository.insert(session, subscription)
     except IntegrityError:
         return None
-    await apply_stripe_state(session, subscription, state)
+    await apply_stripe_state(session, subscription, state, now=now)
     return subscription

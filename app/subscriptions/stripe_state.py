@@ -9,7 +9,8 @@ from app.models import Subscription, SubscriptionAddOn, SubscriptionPlanChange
 from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
-from app.subscriptions import repository
+from app.subscriptions import lifecycle_notices, repository
+from app.subscriptions.lifecycle_notices import SubscriptionBefore
 
 
 async def apply_stripe_state(
@@ -17,13 +18,18 @@ async def apply_stripe_state(
     subscription: Subscription,
     state: SubscriptionState,
     *,
+    now: datetime,
     observed_at: datetime | None = None,
 ) -> None:
     """Copy Stripe's view onto the row: status, periods (from the items), trial, cancellation,
     the plan behind the plan item, and the add-on items. Stripe is the truth for these.
+    The customer's notices the change calls for (welcome, plan changed, cancellation
+    scheduled, ended) are written with it (`lifecycle_notices`).
 
     `observed_at` is when Stripe held this state (the event's time, or now after our own
     call): a plan change is dated by it (see `plan_change_effective_at`)."""
+    before = SubscriptionBefore.of(subscription)
+    plan_changed_at: datetime | None = None
     subscription.stripe_subscription_id = state.id
     subscription.status = state.status
     subscription.billing_cycle_anchor = (
@@ -53,6 +59,9 @@ async def apply_stripe_state(
         if item.price_id in plans:
             plan, cycle = plans[item.price_id]
             if (plan.id, cycle) != (subscription.plan_id, subscription.billing_cycle):
+                plan_changed_at = plan_change_effective_at(
+                    subscription, item.current_period_start, observed_at
+                )
                 session.add(
                     SubscriptionPlanChange(
                         subscription_id=subscription.id,
@@ -60,9 +69,7 @@ async def apply_stripe_state(
                         to_plan_id=plan.id,
                         from_billing_cycle=subscription.billing_cycle,
                         to_billing_cycle=cycle,
-                        effective_at=plan_change_effective_at(
-                            subscription, item.current_period_start, observed_at
-                        ),
+                        effective_at=plan_changed_at,
                     )
                 )
             subscription.plan_id = plan.id
@@ -86,6 +93,9 @@ async def apply_stripe_state(
             and line.stripe_subscription_item_id not in item_ids
         ):
             await repository.delete_add_on_line(session, line)
+    await lifecycle_notices.notify_changes(
+        session, subscription, before, plan_change_effective_at=plan_changed_at, now=now
+    )
     await session.flush()
 
 
@@ -112,6 +122,7 @@ async def refresh_from_stripe(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
     stripe_subscription_id: str,
+    now: datetime,
 ) -> Subscription | None:
     """Re-read a subscription from Stripe and apply it (for webhooks and reconciliation).
 
@@ -124,5 +135,5 @@ async def refresh_from_stripe(
         )
         if subscription is None:
             return None
-        await apply_stripe_state(session, subscription, state)
+        await apply_stripe_state(session, subscription, state, now=now)
         return subscription

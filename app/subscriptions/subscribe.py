@@ -9,7 +9,7 @@ resumes it, so Stripe never creates, or charges for, a second one.
 """
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -213,6 +213,7 @@ async def _settle_earlier_attempt(
     gateway: StripeGateway,
     reservation: _Reservation,
     stripe_customer_id: str,
+    now: datetime,
 ) -> _Reservation:
     """An earlier request held this reservation and may have created the subscription before
     it failed: look on Stripe (a list by customer, which is current, unlike search)."""
@@ -233,7 +234,7 @@ async def _settle_earlier_attempt(
         return reservation
     async with sessionmaker.begin() as session:
         subscription = await repository.get_for_update(session, reservation.subscription_id)
-        await apply_stripe_state(session, subscription, found)
+        await apply_stripe_state(session, subscription, found, now=now)
     if reservation.rebind and found.status not in ENDED_STATUSES:
         raise SubscriptionExists(details={"status": found.status})
     return replace(reservation, stripe_subscription_id=found.id)
@@ -336,7 +337,7 @@ async def subscribe(
         )
         if reservation.resumed and reservation.stripe_subscription_id is None:
             reservation = await _settle_earlier_attempt(
-                sessionmaker, gateway, reservation, stripe_customer_id
+                sessionmaker, gateway, reservation, stripe_customer_id, clock.now()
             )
         create_sent = True
         state = await _create_or_resume_on_stripe(
@@ -356,7 +357,8 @@ async def subscribe(
 
     async with sessionmaker.begin() as session:
         subscription = await repository.get_for_update(session, reservation.subscription_id)
-        await apply_stripe_state(session, subscription, state)
+        # The welcome notice is written here, with the subscription it welcomes.
+        await apply_stripe_state(session, subscription, state, now=clock.now())
 
     if state.status in ENDED_STATUSES:
         # The earlier attempt's subscription expired unpaid (or was canceled); recording it

@@ -2,7 +2,7 @@
 
 from app.jobs.context import JobContext, job
 from app.jobs.enqueue import RUN_PAYMENT_RETRY, enqueue_job
-from app.subscriptions import payment_retries
+from app.subscriptions import lifecycle_notices, payment_retries
 
 
 @job
@@ -45,3 +45,13 @@ async def sweep_dunning(context: JobContext) -> int:
             context.redis, RUN_PAYMENT_RETRY, retry_id, job_id=f"payment-retry:{retry_id}:{stamp}"
         )
     return len(result.due_retry_ids)
+
+
+@job
+async def remind_trials_ending(context: JobContext) -> int:
+    """Cron, hourly: the trial reminder for trials ending within three days that Stripe's
+    `customer.subscription.trial_will_end` has not announced (one reminder per trial either
+    way: the same key)."""
+    return await lifecycle_notices.remind_trials_ending(
+        sessionmaker=context.sessionmaker, clock=context.clock
+    )

@@ -16,7 +16,6 @@ from app.core.config import Settings
 from app.core.metrics import FAILED_PAYMENT_ATTEMPTS
 from app.customers import service as customers_service
 from app.models import Customer, Subscription
-from app.notifications import service as notifications_service
 from app.operator_alerts import service as operator_alerts_service
 from app.payment_methods import service as payment_methods_service
 from app.plans import service as plans_service
@@ -32,7 +31,7 @@ from app.stripe_gateway.parsing import (
     parse_subscription,
 )
 from app.stripe_gateway.types import InvoiceState, PaymentMethodCard, SubscriptionState
-from app.subscriptions import checkout, dunning
+from app.subscriptions import checkout, dunning, lifecycle_notices, payment_notices
 from app.subscriptions import service as subscriptions_service
 from app.usage import overage_billing
 
@@ -82,7 +81,7 @@ async def _apply_subscription(
         logger.info("webhook_subscription_not_ours", stripe_id=state.id)
         return
     await subscriptions_service.apply_state(
-        session, subscription, state, observed_at=context.occurred_at
+        session, subscription, state, observed_at=context.occurred_at, now=context.now
     )
 
 
@@ -109,6 +108,8 @@ async def subscription_deleted(session: AsyncSession, context: EventContext) -> 
 
 
 async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
+    """The trial reminder (the cron in `lifecycle_notices` writes the same one, under the
+    same key, should this event never come)."""
     state = parse_subscription(context.obj)
     # Only read (whose trial it is): no lock.
     subscription = await subscriptions_service.find_for_stripe_state(session, state, lock=False)
@@ -116,13 +117,8 @@ async def trial_will_end(session: AsyncSession, context: EventContext) -> None:
     # Stripe also sends this when a trial is ended early: remind only of a trial still ahead.
     if subscription is None or trial_end is None or trial_end <= context.now:
         return
-    await notifications_service.notify(
-        session,
-        customer_id=subscription.customer_id,
-        kind="trial_will_end",
-        dedupe_key=f"trial_will_end:{subscription.id}:{int(trial_end.timestamp())}",
-        payload={"trial_end": trial_end.isoformat(), "subscription_id": subscription.id},
-        now=context.now,
+    await lifecycle_notices.remind_trial_ending(
+        session, subscription=subscription, trial_end=trial_end, now=context.now
     )
 
 
@@ -278,9 +274,10 @@ async def invoice_action_required(session: AsyncSession, context: EventContext) 
         # The dunned invoice needs the customer: off-session retries stop (and the notice
         # below is the one dunning would send, under the same key).
         await dunning.stop_for_customer_action(session, subscription=subscription, now=context.now)
-    await notifications_service.notify(
+    await payment_notices.send_payment_notice(
         session,
         customer_id=customer.id,
+        subscription_id=subscription.id if subscription else None,
         kind="payment_action_required",
         dedupe_key=f"payment_action_required:{invoice.id}",
         payload={"invoice": invoice.id, "hosted_invoice_url": invoice.hosted_invoice_url},

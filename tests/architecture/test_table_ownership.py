@@ -36,6 +36,7 @@ OWNERS: dict[str, str] = {
     "StripeObjectWatermark": "app.webhooks.repository",
     "IdempotencyKey": "app.idempotency.repository",
     "Notification": "app.notifications.repository",
+    "NotificationDelivery": "app.notifications.repository",
     "OperatorAlert": "app.operator_alerts.repository",
     "ConsoleAuditEntry": "app.console.repository",
     "ConsoleSignInLink": "app.console.repository",

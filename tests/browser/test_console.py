@@ -1,17 +1,19 @@
 """An operator at the console in a real browser: sign in with a token, replay a failed
-webhook event; a token without the role is turned away. Nothing is loaded from outside."""
+webhook event, resend a dead notification; a token without the role is turned away. Nothing
+is loaded from outside."""
 
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from playwright.async_api import Browser
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.console import service as console_service
 from app.core.clock import FrozenClock
-from app.models import StripeEvent
+from app.models import Notification, NotificationDelivery, StripeEvent
+from app.notifications import service as notifications_service
 from tests.browser.conftest import OfflinePage
 from tests.conftest import TokenFactory
 from tests.factories import subscribe_through_api
@@ -42,7 +44,35 @@ async def _failed_subscription_update(
     return event_id
 
 
-async def test_an_operator_signs_in_with_a_token_and_replays_a_failed_webhook_event(
+async def _dead_notification(session: AsyncSession, clock: FrozenClock) -> int:
+    """A payment notice whose dashboard delivery gave up: dead."""
+    subscription = await local_subscription(session)
+    await notifications_service.notify(
+        session,
+        customer_id=subscription.customer_id,
+        kind="payment_failed",
+        dedupe_key="payment_failed:console-test",
+        payload={"subscription_id": subscription.id},
+        now=clock.now(),
+    )
+    notification_id = (
+        await session.execute(
+            select(Notification.id).where(Notification.dedupe_key == "payment_failed:console-test")
+        )
+    ).scalar_one()
+    await session.execute(
+        update(Notification).where(Notification.id == notification_id).values(status="dead")
+    )
+    await session.execute(
+        update(NotificationDelivery)
+        .where(NotificationDelivery.notification_id == notification_id)
+        .values(status="dead", attempts=10, last_response="400 unknown customer")
+    )
+    await session.commit()
+    return notification_id
+
+
+async def test_an_operator_signs_in_replays_a_failed_webhook_event_and_resends_a_dead_notification(
     live_server: str,
     offline_page: OfflinePage,
     client: httpx.AsyncClient,
@@ -50,6 +80,7 @@ async def test_an_operator_signs_in_with_a_token_and_replays_a_failed_webhook_ev
     session: AsyncSession,
     fake_stripe: FakeStripe,
     screenshot_dir: Path,
+    clock: FrozenClock,
 ) -> None:
     event_id = await _failed_subscription_update(client, make_token, session, fake_stripe)
     page = offline_page.page
@@ -73,8 +104,16 @@ async def test_an_operator_signs_in_with_a_token_and_replays_a_failed_webhook_ev
     await page.screenshot(path=str(screenshot_dir / "console-replayed.png"))
     assert (await local_subscription(session)).status == "past_due"
 
-    # At merge: resend a dead notification here, from Notifications (status `failed`), with
-    # the NotificationView's "Resend" action (app/console/views.py).
+    # A dead notification, sent again from Notifications.
+    notification_id = await _dead_notification(session, clock)
+    await page.get_by_role("link", name="Notifications").click()
+    await page.locator(f"a[href$='/admin/notification/details/{notification_id}']").first.click()
+    await page.get_by_role("link", name="Resend").click()
+    await page.get_by_role("button", name="Resend").click()
+    await page.get_by_text(f"notification {notification_id} queued to be sent again").wait_for()
+    session.expire_all()
+    resent = await session.get(Notification, notification_id)
+    assert resent is not None and resent.status == "pending"
 
     # The audit trail shows who did what.
     await page.get_by_role("link", name="Console audit").click()

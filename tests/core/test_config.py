@@ -52,6 +52,23 @@ def test_lists_are_read_from_comma_separated_environment(monkeypatch: pytest.Mon
             },
             "STRIPE_SECRET_KEY is a placeholder",
         ),
+        (
+            {
+                "DASHBOARD_WEBHOOK_URL": "ftp://dashboard.test/hook",
+                "DASHBOARD_WEBHOOK_SECRET": "whsec_0123456789abcdef0123456789abcdef",
+            },
+            "DASHBOARD_WEBHOOK_URL must be an http:// or https:// URL",
+        ),
+        ({"DASHBOARD_WEBHOOK_URL": "https://dashboard.test/hook"}, "DASHBOARD_WEBHOOK_SECRET"),
+        (
+            {
+                "ENVIRONMENT": "production",
+                "JWT_SECRET": "x7Hq2vN9pL4rT8wK1mZ5cB3dF6gJ0sYe",
+                "DASHBOARD_WEBHOOK_URL": "https://dashboard.test/hook",
+                "DASHBOARD_WEBHOOK_SECRET": "too-short-a-secret",
+            },
+            "DASHBOARD_WEBHOOK_SECRET must be a real secret of 32+ characters",
+        ),
     ],
 )
 def test_start_up_refuses_dangerous_configuration(
@@ -72,6 +89,23 @@ def test_start_up_refuses_dangerous_configuration(
     assert message in lines[0]
     secret = str(values.get("STRIPE_SECRET_KEY", values.get("JWT_SECRET", "")))
     assert not secret or secret not in lines[0]
+    assert str(values.get("DASHBOARD_WEBHOOK_SECRET", "-")) not in lines[0]
+
+
+def test_email_settings_are_read_under_the_issue_names_and_the_earlier_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = _settings()
+    assert (defaults.SMTP_STARTTLS, defaults.EMAIL_FROM) == (True, "billing@localhost")
+    assert Path(".data/outbox") == defaults.NOTIFICATION_OUTBOX_DIR
+    monkeypatch.setenv("SMTP_USE_TLS", "false")
+    monkeypatch.setenv("SMTP_FROM_EMAIL", "billing@acme.test")
+    earlier = _settings()
+    assert (earlier.SMTP_STARTTLS, earlier.EMAIL_FROM) == (False, "billing@acme.test")
+    monkeypatch.setenv("SMTP_STARTTLS", "true")
+    monkeypatch.setenv("EMAIL_FROM", "invoices@acme.test")
+    named = _settings()
+    assert (named.SMTP_STARTTLS, named.EMAIL_FROM) == (True, "invoices@acme.test")
 
 
 def test_production_accepts_a_real_secret() -> None:

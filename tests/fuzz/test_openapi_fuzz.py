@@ -42,10 +42,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.main import create_app
+from app.models import Notification
 from tests.conftest import TokenFactory, bearer, make_settings
 from tests.populated_accounts import (
     admin_headers,
@@ -161,6 +163,8 @@ async def known_ids(
         "record_id": [own.invoice_record_id, own.refund_record_id, other.invoice_record_id],
         "alert_id": [*own.alert_ids, *other.alert_ids],
         "stripe_event_id": [event_id],
+        # The accounts' notices (welcome, usage alerts): a resend of one is a documented 409.
+        "notification_id": list(await session.scalars(select(Notification.id))) or [1],
     }
 
 

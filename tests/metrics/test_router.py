@@ -189,7 +189,7 @@ async def test_stored_events_notifications_and_the_queue_are_read_at_scrape_time
             status=status,
             created_at=clock.now(),
         )
-        for n, status in enumerate(["pending", "pending", "failed"])
+        for n, status in enumerate(["pending", "pending", "dead"])
     )
     await session.commit()
     clock.advance(timedelta(seconds=90))
@@ -206,8 +206,8 @@ async def test_stored_events_notifications_and_the_queue_are_read_at_scrape_time
     assert scraped.value("billing_arq_queue_depth") == 1
     assert {
         status: scraped.value("billing_notifications", status=status)
-        for status in ("pending", "sent", "failed")
-    } == {"pending": 2, "sent": 0, "failed": 1}
+        for status in ("pending", "sent", "dead")
+    } == {"pending": 2, "sent": 0, "dead": 1}
     assert scraped.value("billing_metrics_source_up", source="database") == 1
     assert scraped.value("billing_metrics_source_up", source="redis") == 1
 

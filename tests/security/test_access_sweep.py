@@ -152,6 +152,11 @@ ADMIN: dict[Route, Callable[[Parties], Call]] = {
     ("POST", _api("/admin/webhook-events/{stripe_event_id}/replay/")): lambda p: Call(
         {"stripe_event_id": p.stripe_event_id}
     ),
+    ("GET", _api("/admin/notifications/")): lambda p: Call(),
+    # Any id: the role is checked before the notification is looked up.
+    ("POST", _api("/admin/notifications/{notification_id}/resend/")): lambda p: Call(
+        {"notification_id": 1}
+    ),
 }
 
 # Customer routes that name an object: called with each of the other customer's.

@@ -102,7 +102,12 @@ class Dunning:
         return [(row.attempt, row.status) for row in rows]
 
     async def notices(self) -> list[str]:
-        rows = await self.session.scalars(select(Notification.kind).order_by(Notification.id))
+        # Dunning's notices: the welcome of the subscribe that set the scene is not one.
+        rows = await self.session.scalars(
+            select(Notification.kind)
+            .where(Notification.kind != "welcome")
+            .order_by(Notification.id)
+        )
         return list(rows)
 
 
@@ -553,3 +558,27 @@ async def test_a_card_set_up_that_is_not_the_default_retries_nothing(dunning: Du
 
     assert dunning.pay_calls() == []
     assert (await local_subscription(dunning.session)).status == "past_due"
+
+
+async def test_payment_notices_are_listed_as_payment_alerts_beside_the_usage_alerts(
+    dunning: Dunning,
+) -> None:
+    headers = bearer(dunning.make_token("42"))
+    response = await dunning.client.get("/subscriptions/api/alerts/", headers=headers)
+    assert response.status_code == 200, response.text
+    [failed] = response.json()["alerts"]
+    assert (failed["kind"], failed["priority"], failed["action_required"]) == (
+        "payment_failed",
+        "high",
+        True,
+    )
+    # A redelivery of the failure adds no second alert; the recovery adds its own.
+    await dunning.stripe_reports_the_invoice()
+    dunning.fake.pay_invoice_out_of_band(dunning.invoice_id)
+    await dunning.stripe_reports_the_invoice()
+
+    response = await dunning.client.get("/subscriptions/api/alerts/", headers=headers)
+    assert [alert["kind"] for alert in response.json()["alerts"]] == [
+        "payment_recovered",
+        "payment_failed",
+    ]

@@ -128,6 +128,7 @@ async def test_sca_returns_the_client_secret_again_and_the_paid_invoice_complete
         sessionmaker=app.state.sessionmaker,  # type: ignore[attr-defined]
         gateway=app.state.stripe_gateway,  # type: ignore[attr-defined]
         stripe_subscription_id=stripe_subscription["id"],
+        now=app.state.clock.now(),  # type: ignore[attr-defined]
     )
     [subscription] = await _subscriptions(session)
     assert subscription.status == "active"

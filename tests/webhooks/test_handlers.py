@@ -39,8 +39,8 @@ async def test_trial_reminders_only_for_a_trial_still_ahead(
         )
         assert await deliver(client, app, event) == "processed"
 
-    kinds = (await session.scalars(select(Notification.kind))).all()
-    assert kinds == ["trial_will_end"]
+    kinds = (await session.scalars(select(Notification.kind).order_by(Notification.id))).all()
+    assert kinds == ["welcome", "trial_will_end"]
 
 
 async def test_payment_action_required_leaves_a_notice_with_the_invoice_link(
@@ -57,8 +57,10 @@ async def test_payment_action_required_leaves_a_notice_with_the_invoice_link(
 
     assert await deliver(client, app, event) == "processed"
 
-    notice = await session.scalar(select(Notification))
-    assert notice is not None and notice.kind == "payment_action_required"
+    notice = await session.scalar(
+        select(Notification).where(Notification.kind == "payment_action_required")
+    )
+    assert notice is not None
     assert notice.payload["hosted_invoice_url"] == "https://invoice.stripe.test/i/1"
 
 
