@@ -102,6 +102,20 @@ def _optional_text(claims: dict[str, Any], name: str, max_length: int) -> str | 
     return value
 
 
+# One plain address: no whitespace, control characters or header syntax, since it becomes
+# an email's To header (a CR/LF in it would add headers of the claim's choosing).
+_PLAIN_EMAIL_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\\\"\x00-\x1f\x7f]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def _optional_email(claims: dict[str, Any]) -> str | None:
+    """The email claim when it is one plain address; anything else is ignored, like a claim
+    too long to store (the account simply has no email to write to)."""
+    value = _optional_text(claims, "email", max_length=320)
+    if value is None or not _PLAIN_EMAIL_ADDRESS.fullmatch(value):
+        return None
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class _VerifiedToken:
     """What a token's signature and every claim but the time ones established."""
@@ -192,7 +206,7 @@ def _verify(token: str, settings: Settings, timestamp: float) -> _VerifiedToken:
     principal = Principal(
         user_id=_user_id_from(claims, settings),
         roles=_roles_from(claims),
-        email=_optional_text(claims, "email", max_length=320),
+        email=_optional_email(claims),
         name=_optional_text(claims, "name", max_length=255),
     )
     return _VerifiedToken(principal, expires_at, not_before)

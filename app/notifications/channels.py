@@ -92,11 +92,27 @@ class EmailChannel:
             codes = [recipient.code for recipient in refused.recipients]
             permanent = all(code >= 500 for code in codes)
             return SendOutcome("dead" if permanent else "retry", error=_clip(str(refused)))
-        except aiosmtplib.SMTPResponseException as error:
-            # 5xx is the server's final word (bad sender, message refused); 4xx is "later".
+        except (aiosmtplib.SMTPDataError, aiosmtplib.SMTPRecipientRefused) as error:
+            # This message or its recipient refused with 5xx (content, size, mailbox): sending
+            # it again gets the same answer. 4xx is "later".
             permanent = error.code >= 500
             return SendOutcome(
                 "dead" if permanent else "retry",
+                answer=_clip(f"{error.code} {error.message}"),
+                error=_clip(str(error)),
+            )
+        except aiosmtplib.SMTPResponseException as error:
+            # Authentication, greeting, STARTTLS or sender refusals are about our SMTP settings,
+            # not this message: a 5xx here would fail every email alike, so it is retried (and
+            # logged as an error) until an operator fixes the settings or the attempts run out.
+            logger.error(
+                "smtp_refused_our_settings",
+                code=error.code,
+                reply=_clip(error.message),
+                error_type=type(error).__name__,
+            )
+            return SendOutcome(
+                "retry",
                 answer=_clip(f"{error.code} {error.message}"),
                 error=_clip(str(error)),
             )

@@ -261,6 +261,25 @@ async def test_audience_issuer_and_user_id_claim_when_configured(
         await _assert_refused(client, bearer(token(uid=3, aud="billing", iss="someone")))
 
 
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@acme.test\r\nBcc: everyone@acme.test",
+        "Ops <ops@acme.test>",
+        "ops@acme.test, cfo@acme.test",
+        "no-at-sign",
+        "two@at@acme.test",
+    ],
+)
+async def test_an_email_claim_that_is_not_one_plain_address_is_ignored(
+    client: httpx.AsyncClient, make_token: TokenFactory, email: str
+) -> None:
+    response = await client.get(ACCOUNT, headers=bearer(make_token("8", email=email)))
+
+    assert response.status_code == 200
+    assert response.json()["account"]["email"] is None
+
+
 async def test_claims_too_long_to_store_are_ignored_not_fatal(
     client: httpx.AsyncClient, make_token: TokenFactory
 ) -> None:

@@ -30,8 +30,19 @@ class SmtpReceiver:
         self.received: list[ReceivedEmail] = []
         # Recipients refused for good (550), as a server refuses an unknown mailbox.
         self.unknown_mailboxes: set[str] = set()
+        # Senders refused for good (553), as a server refuses a From it does not relay for.
+        self.refused_senders: set[str] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address in self.refused_senders:
+            return "553 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -254,6 +254,34 @@ async def test_a_mailbox_the_smtp_server_refuses_for_good_is_dead_at_once(
     assert smtp_server.received == []
 
 
+async def test_a_sender_the_smtp_server_refuses_is_retried_not_dead_and_sent_once_fixed(
+    session: AsyncSession,
+    clock: FrozenClock,
+    worker: Worker,
+    smtp_server: SmtpReceiver,
+) -> None:
+    # A refused From is our settings' fault, not the message's: every email would fail
+    # alike, so none is given up on at the first refusal.
+    smtp_server.refused_senders.add(worker.settings.EMAIL_FROM)
+    customer = await _customer(session, email="ops@acme.test")
+    await _payment_failed(session, customer, clock)
+    await session.commit()
+
+    await worker.sweep_and_run()
+    delivery = await session.scalar(
+        select(NotificationDelivery).where(NotificationDelivery.channel == "email")
+    )
+    assert delivery is not None and (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.last_error is not None and "Sender address rejected" in delivery.last_error
+
+    smtp_server.refused_senders.clear()
+    clock.advance(timedelta(hours=1))
+    await worker.sweep_and_run()
+    await session.refresh(delivery)
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
+    assert [received.recipients for received in smtp_server.received] == [["ops@acme.test"]]
+
+
 @pytest.mark.parametrize("status", [408, 429, 503])
 async def test_timeouts_throttling_and_server_errors_are_retried(
     session: AsyncSession,
