@@ -314,7 +314,7 @@ class FakePayments(FakeState):
         pending = self._pending.get(subscription["id"])
         if pending is not None and pending[0] == invoice["id"]:
             del self._pending[subscription["id"]]
-            subscription["items"]["data"] = pending[1]
+            self._apply_items(subscription, pending[1])
             subscription["metadata"] = merge_metadata(subscription["metadata"], pending[2])
             subscription["pending_update"] = None
         if subscription["status"] in ("incomplete", "past_due", "unpaid"):
@@ -323,6 +323,17 @@ class FakePayments(FakeState):
         saves = (subscription.get("payment_settings") or {}).get("save_default_payment_method")
         if payment_method and saves == "on_subscription":
             subscription["default_payment_method"] = payment_method
+
+    def _apply_items(self, subscription: StripeObject, desired: list[StripeObject]) -> None:
+        """The items take effect; a new interval resets the billing cycle anchor to now
+        (Stripe: "changing the billing interval resets the billing cycle anchor")."""
+        before = {item["price"]["recurring"]["interval"] for item in subscription["items"]["data"]}
+        after = {item["price"]["recurring"]["interval"] for item in desired}
+        subscription["items"]["data"] = desired
+        if before and after and before != after:
+            subscription["billing_cycle_anchor"] = min(
+                item["current_period_start"] for item in desired
+            )
 
     def _charge_card(self, subscription: StripeObject) -> str | None:
         default = subscription.get("default_payment_method")
