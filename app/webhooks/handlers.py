@@ -205,6 +205,11 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
     _, subscription = await _record_invoice(session, invoice, context)
     if subscription is None:
         return
+    # A cycle change waiting for its payment (3-D Secure) took effect with this payment: the
+    # usage periods before it close now (a renewal's closed at its `invoice.created`).
+    await overage_billing.close_periods_for_invoice(
+        session, subscription=subscription, invoice=invoice, now=context.now
+    )
     # A late delivery for an older invoice must not clear the count of a newer one failing.
     newer_unpaid = await billing_history_service.has_newer_open_invoice(
         session,

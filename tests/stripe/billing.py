@@ -406,16 +406,43 @@ class FakeBilling(FakePayments):
             self._apply_items(subscription, desired)
             return True
         proration_date = as_int(params.get("proration_date"), self.now) or self.now
-        lines = [
-            self._line(
-                item,
-                difference,
-                proration=True,
-                start=proration_date,
-                end=item["current_period_end"],
+        before = {item["id"]: item for item in subscription["items"]["data"]}
+        lines = []
+        for item, difference in changes:
+            old = before.get(item["id"])
+            if old is not None and (
+                old["price"]["recurring"]["interval"] != item["price"]["recurring"]["interval"]
+            ):
+                # A new interval starts a new period now: the new price in full (not a
+                # proration) and the unused old one credited.
+                lines.append(
+                    self._line(
+                        item,
+                        item_amount(item),
+                        proration=False,
+                        start=item["current_period_start"],
+                        end=item["current_period_end"],
+                    )
+                )
+                lines.append(
+                    self._line(
+                        old,
+                        -item_amount(old),
+                        proration=True,
+                        start=proration_date,
+                        end=old["current_period_end"],
+                    )
+                )
+                continue
+            lines.append(
+                self._line(
+                    item,
+                    difference,
+                    proration=True,
+                    start=proration_date,
+                    end=item["current_period_end"],
+                )
             )
-            for item, difference in changes
-        ]
         invoice = self._open_invoice(subscription, lines, "subscription_update")
         subscription["latest_invoice"] = invoice["id"]
         behaviour = params.get("payment_behavior", "allow_incomplete")

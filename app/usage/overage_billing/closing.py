@@ -149,15 +149,34 @@ def _period_boundary(invoice: InvoiceState) -> datetime | None:
     return min(starts) if starts else None
 
 
+def _change_applied(subscription: Subscription, invoice: InvoiceState, boundary: datetime) -> bool:
+    """Whether the change this update invoice bills took effect. Our changes are sent with
+    `payment_behavior=pending_if_incomplete`: Stripe invoices the new price at once but
+    applies the change only when that invoice is paid; declined or waiting for 3-D Secure,
+    it stays in the subscription's `pending_update` and the current period runs on. So the
+    invoice closes periods only once it is paid, or once the subscription (as we hold it,
+    from Stripe's answer to the change) has its new period starting at the boundary. The
+    update invoice's `invoice.paid` asks again, for a change applied after 3-D Secure."""
+    if invoice.status == "paid":
+        return True
+    start = subscription.current_period_start
+    return start is not None and start >= boundary
+
+
 async def close_periods_for_invoice(
     session: AsyncSession, *, subscription: Subscription, invoice: InvoiceState, now: datetime
 ) -> list[int]:
     """`invoice.created` (handler): close the usage periods before the period this invoice
-    opens, their charges aimed at this invoice while it is a draft."""
+    opens, their charges aimed at this invoice while it is a draft. `invoice.paid` asks
+    again (a change applied once its invoice was paid); what is closed already stays so."""
     if invoice.billing_reason not in CLOSING_BILLING_REASONS:
         return []
     boundary = _period_boundary(invoice)
     if boundary is None:
+        return []
+    if invoice.billing_reason == "subscription_update" and not _change_applied(
+        subscription, invoice, boundary
+    ):
         return []
     # Already finalized (an update invoiced at once): nothing can be added to it; the charge
     # names no invoice and is billed with the next one.
