@@ -16,6 +16,7 @@ from app.models.subscription import Subscription
 from app.models.subscription_add_on import SubscriptionAddOn
 from app.models.subscription_plan import SubscriptionPlan
 from app.models.subscription_plan_change import SubscriptionPlanChange
+from app.models.subscription_terms_history import SubscriptionAddOnChange, SubscriptionAnchorChange
 from app.models.usage import (
     OverageCharge,
     UsageAlert,
@@ -42,6 +43,8 @@ __all__ = [
     "StripeObjectWatermark",
     "Subscription",
     "SubscriptionAddOn",
+    "SubscriptionAddOnChange",
+    "SubscriptionAnchorChange",
     "SubscriptionPlan",
     "SubscriptionPlanChange",
     "UsageAlert",

@@ -388,6 +388,7 @@ async def set_add_on(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
+    clock: Clock,
     customer: Customer,
     manage_request: ManageRequest,
     attempt: str,
@@ -448,5 +449,6 @@ async def set_add_on(
     else:
         raise ActionNotAllowed("add_on_unchanged", f"The subscription has {quantity} already.")
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
-    await _record(sessionmaker, subscription.id, state)
+    # Dated now: the add-on history prices each usage period by what was held at its end.
+    await _record(sessionmaker, subscription.id, state, observed_at=clock.now())
     return await _charge_outcome(gateway, subscription.id, state)

@@ -183,6 +183,7 @@ async def _apply_action(
     return await changes.set_add_on(
         sessionmaker=sessionmaker,
         gateway=gateway,
+        clock=clock,
         customer=customer,
         manage_request=manage_request,
         attempt=attempt,

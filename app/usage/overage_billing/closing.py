@@ -106,6 +106,10 @@ async def close_periods(
     created = []
     for totals in rows:
         closes_at = min(totals.period_end, boundary) if boundary else totals.period_end
+        if closes_at < totals.period_end:
+            # A stub period: the change that moved the anchor cut it short (app.core.periods);
+            # records placed after the change already see this end.
+            totals.period_end = closes_at
         terms = await _terms_at(session, subscription, closes_at)
         in_trial = began_in_trial(totals.period_start, subscription.trial_end)
         repository.keep_closing_terms(totals, terms, in_trial)

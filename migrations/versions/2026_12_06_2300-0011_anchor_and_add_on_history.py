@@ -1,0 +1,84 @@
+"""anchor history and add-on history: usage terms that follow the account's history
+
+Revision ID: 0011
+Revises: 0009
+Create Date: 2026-12-06 23:00:00+00:00
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def _subscription_fk(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["subscription_id"],
+        ["subscriptions.id"],
+        name=op.f(f"fk_{table}_subscription_id_subscriptions"),
+        ondelete="RESTRICT",
+    )
+
+
+def _created_at() -> "sa.Column[datetime]":
+    return sa.Column(
+        "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
+    )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "subscription_anchor_changes",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("subscription_id", sa.BigInteger(), nullable=False),
+        sa.Column("from_anchor", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("to_anchor", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("effective_at", sa.DateTime(timezone=True), nullable=False),
+        _created_at(),
+        _subscription_fk("subscription_anchor_changes"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_subscription_anchor_changes")),
+    )
+    op.create_index(
+        "ix_subscription_anchor_changes_lookup",
+        "subscription_anchor_changes",
+        ["subscription_id", "effective_at", "id"],
+    )
+    op.create_table(
+        "subscription_add_on_changes",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("subscription_id", sa.BigInteger(), nullable=False),
+        sa.Column("add_on_id", sa.BigInteger(), nullable=False),
+        sa.Column("from_quantity", sa.BigInteger(), nullable=False),
+        sa.Column("to_quantity", sa.BigInteger(), nullable=False),
+        sa.Column("effective_at", sa.DateTime(timezone=True), nullable=False),
+        _created_at(),
+        _subscription_fk("subscription_add_on_changes"),
+        sa.ForeignKeyConstraint(
+            ["add_on_id"],
+            ["add_ons.id"],
+            name=op.f("fk_subscription_add_on_changes_add_on_id_add_ons"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_subscription_add_on_changes")),
+    )
+    op.create_index(
+        op.f("ix_subscription_add_on_changes_add_on_id"),
+        "subscription_add_on_changes",
+        ["add_on_id"],
+    )
+    op.create_index(
+        "ix_subscription_add_on_changes_lookup",
+        "subscription_add_on_changes",
+        ["subscription_id", "effective_at", "id"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("subscription_add_on_changes")
+    op.drop_table("subscription_anchor_changes")
