@@ -12,10 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
-from app.models import OverageCharge, UsageRecord
+from app.core.periods import add_months
+from app.models import OverageCharge, UsagePeriodTotals, UsageRecord
 from app.usage.tasks import bill_overage_adjustments
 from tests.conftest import TokenFactory, bearer
-from tests.factories import subscribe_through_api
+from tests.factories import create_synced_add_on, subscribe_through_api
 from tests.running_jobs import app_job_ctx
 from tests.stripe.fake import FakeStripe
 from tests.usage.helpers import call, period_totals, post_usage
@@ -114,3 +115,87 @@ async def test_a_record_from_before_a_switch_to_yearly_is_placed_by_the_anchor_t
         1,
         37,
     )
+
+
+async def _subscribe_with_usage(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    minutes: str,
+) -> tuple[dict[str, Any], UsagePeriodTotals]:
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
+    assert subscription.billing_cycle_anchor is not None
+    totals = UsagePeriodTotals(
+        subscription_id=subscription.id,
+        period_start=subscription.billing_cycle_anchor,
+        period_end=add_months(subscription.billing_cycle_anchor, 1),
+        minutes_used=Decimal(minutes),
+        peak_agents=0,
+        record_count=1,
+    )
+    session.add(totals)
+    await session.commit()
+    return stripe_subscription, totals
+
+
+async def _manage(client: httpx.AsyncClient, make_token: TokenFactory, **body: Any) -> None:
+    response = await client.post(MANAGE, json=body, headers=bearer(make_token("42")))
+    assert response.status_code == 200, response.text
+
+
+async def test_an_add_on_removed_after_the_period_ended_still_covers_that_period(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    add_on = await create_synced_add_on(session, fake_stripe, slug="extra-minutes")
+    # 2,900 minutes: within the plan's 2,000 and the add-on's 1,000, held all period.
+    stripe_subscription, totals = await _subscribe_with_usage(
+        client, make_token, session, fake_stripe, "2900"
+    )
+    await _manage(client, make_token, action="add_addon", addon_id=add_on.id, quantity=1)
+    _move_to(fake_stripe, clock, totals.period_end)
+    draft = fake_stripe.renew_subscription(stripe_subscription["id"])
+    created = fake_stripe.event("invoice.created", draft)
+    # The add-on is removed an hour after the period ended, and the renewal's event reaches
+    # us (Stripe retrying it) after that.
+    _move_to(fake_stripe, clock, totals.period_end + timedelta(hours=1))
+    await _manage(client, make_token, action="remove_addon", addon_id=add_on.id)
+
+    assert await deliver(client, app, created, timestamp=fake_stripe.now) == "processed"
+
+    assert await _charges(session) == []
+    await session.refresh(totals)
+    assert (totals.overage_billed_at, totals.closed_included_minutes) == (clock.now(), 3_000)
+
+
+async def test_an_add_on_bought_an_hour_before_the_end_covers_an_hour_of_its_minutes(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    add_on = await create_synced_add_on(session, fake_stripe, slug="extra-minutes")
+    stripe_subscription, totals = await _subscribe_with_usage(
+        client, make_token, session, fake_stripe, "2900"
+    )
+    _move_to(fake_stripe, clock, totals.period_end - timedelta(hours=1))
+    await _manage(client, make_token, action="add_addon", addon_id=add_on.id, quantity=1)
+    _move_to(fake_stripe, clock, totals.period_end)
+    draft = fake_stripe.renew_subscription(stripe_subscription["id"])
+
+    created = fake_stripe.event("invoice.created", draft)
+    assert await deliver(client, app, created, timestamp=fake_stripe.now) == "processed"
+
+    # Held for 1 hour of the period's 720 (30 days): 1,000 x 1/720 = 1.39 -> 1 extra minute
+    # (rounded down: no minute is given that was not held). 2,900 - 2,001 = 899 min x 2.5 =
+    # 2,247.5 -> 2,248.
+    [charge] = await _charges(session)
+    assert (charge.minutes_over, charge.amount) == (Decimal(899), 2_248)

@@ -14,12 +14,13 @@ from app.plans import service as plans_service
 from app.stripe_gateway.types import InvoiceState
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage import (
+    AddOnChange,
     OverageAmounts,
     OverageTerms,
     adjustment,
     began_in_trial,
     compute_overage,
-    overage_terms,
+    overage_terms_for_period,
     sum_charged,
 )
 from app.usage.overage_billing import repository
@@ -30,19 +31,24 @@ CLOSING_BILLING_REASONS = ("subscription_cycle", "subscription_update")
 
 
 async def _terms_at(
-    session: AsyncSession, subscription: Subscription, moment: datetime
+    session: AsyncSession, subscription: Subscription, start: datetime, moment: datetime
 ) -> OverageTerms:
-    """The terms in force just before `moment`: the plan from the subscription's plan
-    history (a downgrade applied at the renewal that closes the period is not yet in force
-    for it; an upgrade made during the period is, for all of it), with the add-ons held now
-    (add-on changes take effect at once, never at a renewal)."""
+    """The terms of the period from `start` to `moment`, as in force then, whenever the
+    close runs: the plan from the plan history just before `moment` (a downgrade applied at
+    the renewal that closes the period is not yet in force for it; an upgrade made during
+    the period is, for all of it), and the add-ons from the add-on history (their minutes
+    for the share of the period they were held, their agents if held at its end:
+    `app.usage.overage`)."""
     plan_id = await subscriptions_service.plan_in_force_at(
         session, subscription=subscription, moment=moment
     )
     plan = await plans_service.find_plan(session, plan_id)
     assert plan is not None
-    lines = await subscriptions_service.add_on_lines(session, subscription.id)
-    return overage_terms(plan, [(add_on, line.quantity) for line, add_on in lines])
+    current, changes, add_ons = await subscriptions_service.add_on_history(session, subscription.id)
+    history = [
+        AddOnChange(c.effective_at, c.add_on_id, c.from_quantity, c.to_quantity) for c in changes
+    ]
+    return overage_terms_for_period(plan, add_ons, current, history, start, moment)
 
 
 def _closing_terms(totals: UsagePeriodTotals) -> tuple[OverageTerms, bool] | None:
@@ -110,7 +116,7 @@ async def close_periods(
             # A stub period: the change that moved the anchor cut it short (app.core.periods);
             # records placed after the change already see this end.
             totals.period_end = closes_at
-        terms = await _terms_at(session, subscription, closes_at)
+        terms = await _terms_at(session, subscription, totals.period_start, closes_at)
         in_trial = began_in_trial(totals.period_start, subscription.trial_end)
         repository.keep_closing_terms(totals, terms, in_trial)
         amounts = compute_overage(
@@ -218,7 +224,7 @@ async def adjust_billed_periods(
         if closing is None:
             # Closed before closing terms were kept: the plan history still says which plan
             # was in force at the period's end.
-            terms = await _terms_at(session, subscription, totals.period_end)
+            terms = await _terms_at(session, subscription, totals.period_start, totals.period_end)
             in_trial = began_in_trial(totals.period_start, subscription.trial_end)
             repository.keep_closing_terms(totals, terms, in_trial)
         else:
