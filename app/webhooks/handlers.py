@@ -150,7 +150,7 @@ async def _record_invoice(
     # Our own one-off invoice of an ended subscription's overage: the charge's `overage`
     # row already stands for it (and follows its status below); a row of its own would list
     # the same money twice.
-    if "overage_charge_id" not in invoice.metadata:
+    if not overage_billing.is_own_overage_invoice(invoice.metadata):
         add_on_prices = await plans_service.add_on_price_ids(session)
         await billing_history_service.record_invoice(
             session,

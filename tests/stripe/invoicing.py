@@ -600,7 +600,15 @@ class FakeInvoicing(FakeSchedules):
         self.invoices[identifier] = invoice
         if params.get("pending_invoice_items_behavior") == "include":
             for item in list(self.invoice_items.values()):
-                if item["invoice"] is None and item["customer"] == customer["id"]:
+                owner = ((item.get("parent") or {}).get("subscription_details") or {}).get(
+                    "subscription"
+                )
+                # With `subscription`, only that subscription's pending items (Stripe's docs).
+                if (
+                    item["invoice"] is None
+                    and item["customer"] == customer["id"]
+                    and (subscription_id is None or owner == subscription_id)
+                ):
                     self._attach(invoice, item)
         return invoice
 

@@ -12,10 +12,12 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
+from app.models.subscription import ENDED_STATUSES
 from app.stripe_gateway.client import StripeGateway
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage_billing import repository
 from app.usage.overage_billing.billable import load_billable
+from app.usage.overage_billing.final_invoice import bill_pending_items_of_ended
 from app.usage.overage_billing.one_off_invoice import one_off_invoice
 from app.usage.overage_billing.settling import settle
 from app.usage.overage_billing.stripe_items import (
@@ -126,3 +128,14 @@ async def bill_after_event(
     await bill_charges(
         sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_ids=charge_ids
     )
+    if subscription is not None and subscription.status in ENDED_STATUSES:
+        try:
+            await bill_pending_items_of_ended(
+                sessionmaker=sessionmaker,
+                gateway=gateway,
+                clock=clock,
+                subscription_id=subscription.id,
+            )
+        except Exception as error:
+            # The immediate cancel's job (or the next deletion event) does it again.
+            logger.warning("overage_final_invoice_deferred", error=repr(error))
