@@ -1,4 +1,4 @@
-"""anchor history and add-on history: usage terms that follow the account's history
+"""anchor history, add-on history, and overage credits to refund
 
 Revision ID: 0011
 Revises: 0009
@@ -78,7 +78,17 @@ def upgrade() -> None:
         ["subscription_id", "effective_at", "id"],
     )
 
+    _charge_statuses("'pending', 'invoiced', 'pending_next_invoice', 'refund_due'")
+
+
+def _charge_statuses(statuses: str) -> None:
+    op.drop_constraint(op.f("ck_overage_charges_status_known"), "overage_charges", type_="check")
+    op.create_check_constraint(
+        op.f("ck_overage_charges_status_known"), "overage_charges", f"status IN ({statuses})"
+    )
+
 
 def downgrade() -> None:
+    _charge_statuses("'pending', 'invoiced', 'pending_next_invoice'")
     op.drop_table("subscription_add_on_changes")
     op.drop_table("subscription_anchor_changes")

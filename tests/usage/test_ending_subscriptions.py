@@ -13,12 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
 from app.core.periods import add_months
-from app.models import BillingHistory, OverageCharge, Subscription, UsagePeriodTotals
-from app.usage.tasks import bill_ended_subscription_usage
+from app.models import (
+    BillingHistory,
+    OperatorAlert,
+    OverageCharge,
+    Subscription,
+    UsagePeriodTotals,
+    UsageRecord,
+)
+from app.usage.tasks import bill_ended_subscription_usage, bill_overage_adjustments
 from app.webhooks.tasks import process_stripe_event
 from tests.conftest import TokenFactory, bearer
 from tests.factories import subscribe_through_api
-from tests.running_jobs import run_queued_jobs
+from tests.running_jobs import app_job_ctx, run_queued_jobs
 from tests.stripe.fake import FakeStripe
 from tests.webhooks.helpers import deliver, local_subscription
 
@@ -126,3 +133,67 @@ async def test_an_immediate_cancel_bills_the_overage_still_pending_on_a_final_in
         )
         == 1
     )
+
+
+async def test_a_credit_for_an_ended_subscription_is_left_for_an_operator_to_refund(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await subscribe_through_api(client, make_token, session, fake_stripe)
+    subscription = await local_subscription(session)
+    await _usage(session, subscription, "2100")
+    draft = _renew(fake_stripe, clock, stripe_subscription)
+    created = fake_stripe.event("invoice.created", draft)
+    assert await deliver(client, app, created, timestamp=fake_stripe.now) == "processed"
+    [charge] = await _charges(session)
+    assert (charge.amount, charge.status) == (250, "invoiced")
+    # Canceled at once two days later; then the telephony backend's copy of a call the
+    # dashboard had reported replaces it with 40 minutes fewer.
+    fake_stripe.now += 2 * 86_400
+    clock.advance(timedelta(days=2))
+    stripe_subscription.update(
+        status="canceled", canceled_at=fake_stripe.now, ended_at=fake_stripe.now
+    )
+    deleted = fake_stripe.event("customer.subscription.deleted", stripe_subscription)
+    assert await deliver(client, app, deleted, timestamp=fake_stripe.now) == "processed"
+    totals = await session.scalar(select(UsagePeriodTotals))
+    assert totals is not None
+    session.add(
+        UsageRecord(
+            customer_id=subscription.customer_id,
+            subscription_id=subscription.id,
+            kind="minutes",
+            call_id="replaced-call",
+            minutes=Decimal(5),
+            occurred_at=totals.period_start + timedelta(days=3),
+            period_start=totals.period_start,
+            source="service",
+            request_fingerprint="f" * 64,
+            replaced_payload='{"minutes": "45"}',
+            created_at=totals.period_start + timedelta(days=3),
+        )
+    )
+    totals.minutes_used -= Decimal(40)
+    await session.commit()
+    requests_before = len(fake_stripe.requests)
+
+    assert await bill_overage_adjustments(app_job_ctx(app)) == 1
+
+    # 60 min x 2.5 = 150 owed, 250 charged: 100 to give back. A credit on Stripe would be
+    # customer balance the churned customer never uses, so nothing goes to Stripe: the
+    # charge waits for a refund and an operator is told, once.
+    [_, credit] = await _charges(session)
+    assert (credit.sequence, credit.amount, credit.status) == (1, -100, "refund_due")
+    assert not [
+        request for request in fake_stripe.requests[requests_before:] if request.method == "POST"
+    ]
+    assert await bill_overage_adjustments(app_job_ctx(app)) == 0
+    alerts = (await session.scalars(select(OperatorAlert))).all()
+    assert [(alert.kind, alert.details["amount"]) for alert in alerts] == [
+        ("overage_credit_to_refund", -100)
+    ]
+    assert alerts[0].details["charged_on_invoice"] == draft["id"]

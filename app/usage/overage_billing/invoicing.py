@@ -19,6 +19,7 @@ from app.usage.overage_billing import repository
 from app.usage.overage_billing.billable import load_billable
 from app.usage.overage_billing.final_invoice import bill_pending_items_of_ended
 from app.usage.overage_billing.one_off_invoice import one_off_invoice
+from app.usage.overage_billing.refunds import hold_credit_for_refund
 from app.usage.overage_billing.settling import settle
 from app.usage.overage_billing.stripe_items import (
     add_pending_items,
@@ -66,6 +67,8 @@ async def _bill_charge_locked(
     if billable.stripe_customer_id is None:
         raise OverageNotBillable(f"charge {charge_id}: the customer has no Stripe customer")
     found = await find_items(gateway, billable)
+    if billable.subscription_ended and billable.charge.amount < 0 and not found:
+        return await hold_credit_for_refund(sessionmaker, billable, clock)
     target = billable.charge.stripe_invoice_id
     if target is not None:
         invoice = await complete_on_invoice(gateway, billable, target, found)
