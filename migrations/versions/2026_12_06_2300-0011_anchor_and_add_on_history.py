@@ -1,4 +1,4 @@
-"""anchor history, add-on history, and overage credits to refund
+"""anchor history, add-on history, overage credits to refund, overage rows per invoice
 
 Revision ID: 0011
 Revises: 0009
@@ -79,6 +79,16 @@ def upgrade() -> None:
     )
 
     _charge_statuses("'pending', 'invoiced', 'pending_next_invoice', 'refund_due'")
+    for table in ("billing_history", "billing_history_archive"):
+        op.drop_constraint(op.f(f"uq_{table}_overage_charge_id"), table, type_="unique")
+        op.create_index(
+            f"uq_{table}_overage_part",
+            table,
+            ["overage_charge_id", "stripe_invoice_id"],
+            unique=True,
+            postgresql_where=sa.text("overage_charge_id IS NOT NULL"),
+            postgresql_nulls_not_distinct=True,
+        )
 
 
 def _charge_statuses(statuses: str) -> None:
@@ -89,6 +99,11 @@ def _charge_statuses(statuses: str) -> None:
 
 
 def downgrade() -> None:
+    for table in ("billing_history", "billing_history_archive"):
+        op.drop_index(f"uq_{table}_overage_part", table_name=table)
+        op.create_unique_constraint(
+            op.f(f"uq_{table}_overage_charge_id"), table, ["overage_charge_id"]
+        )
     _charge_statuses("'pending', 'invoiced', 'pending_next_invoice'")
     op.drop_table("subscription_add_on_changes")
     op.drop_table("subscription_anchor_changes")
