@@ -5,7 +5,9 @@ finalized at once and has one payment intent, which every attempt to pay it conf
 """
 
 import copy
+from datetime import UTC, datetime
 
+from app.core.periods import add_months
 from tests.stripe.fixtures import stripe_fixture
 from tests.stripe.state import DAY, INTERVAL_DAYS, FakeState, card_outcome
 from tests.stripe.wire import (
@@ -32,8 +34,20 @@ def item_amount(item: StripeObject) -> int:
     return int(item["price"]["unit_amount"] or 0) * int(item.get("quantity") or 0)
 
 
-def period_end(start: int, interval: str, count: int = 1) -> int:
-    return start + INTERVAL_DAYS[interval] * DAY * count
+def period_end(start: int, interval: str, count: int = 1, *, anchor: int | None = None) -> int:
+    """The end of `count` periods from `start`: Stripe's months and years are calendar ones
+    on the billing anchor's day, a shorter month ending on its last day (an anchor on the
+    31st bills to February 28th, then March 31st), always counted from the anchor (`start`
+    when none is given) so a clamped February does not move every later period."""
+    if interval not in ("month", "year"):
+        return start + INTERVAL_DAYS[interval] * DAY * count
+    step = 12 if interval == "year" else 1
+    base = datetime.fromtimestamp(start if anchor is None else anchor, UTC)
+    moment = datetime.fromtimestamp(start, UTC)
+    boundary = max(((moment.year - base.year) * 12 + moment.month - base.month) // step - 1, 0)
+    while add_months(base, boundary * step) <= moment:
+        boundary += 1
+    return int(add_months(base, (boundary + count - 1) * step).timestamp())
 
 
 class FakePayments(FakeState):
