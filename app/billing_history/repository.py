@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.billing_history.records import BillingRecord
 from app.models import BillingHistory, BillingHistoryArchive
-from app.models.billing_history import INVOICE_ROW_PREDICATE
+from app.models.billing_history import INVOICE_ROW_PREDICATE, OVERAGE_PART_PREDICATE
 
 _HOT: Table = BillingHistory.metadata.tables[BillingHistory.__tablename__]
 _ARCHIVE: Table = BillingHistoryArchive.metadata.tables[BillingHistoryArchive.__tablename__]
@@ -220,13 +220,63 @@ def _forward_status(current: SQLColumnExpression[str], new: str) -> ColumnElemen
 
 
 async def insert_overage_row(session: AsyncSession, values: dict[str, Any]) -> None:
-    """The `overage` row of a charge, unless it has one: the unique `overage_charge_id` keeps
-    one row per charge (ON CONFLICT DO NOTHING)."""
+    """An `overage` row of a charge (its part on one invoice, or its part still pending),
+    unless it has one: the unique (`overage_charge_id`, `stripe_invoice_id`) keeps one row
+    per charge and invoice (ON CONFLICT DO NOTHING)."""
     await session.execute(
         insert(BillingHistory)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["overage_charge_id"])
+        .on_conflict_do_nothing(
+            index_elements=["overage_charge_id", "stripe_invoice_id"],
+            index_where=text(OVERAGE_PART_PREDICATE),
+        )
     )
+
+
+async def place_overage_part(
+    session: AsyncSession, *, overage_charge_id: int, stripe_invoice_id: str, amount: int | None
+) -> bool:
+    """Move `amount` of the charge's pending row (all of it for None) onto its row of this
+    invoice, created if it has none; returns whether nothing of the charge is left pending.
+
+    A row the invoice already has is left as it is (the same event twice moves nothing)."""
+    rows = (
+        await session.scalars(
+            select(BillingHistory)
+            .where(BillingHistory.overage_charge_id == overage_charge_id)
+            .with_for_update()
+        )
+    ).all()
+    pending = next((row for row in rows if row.stripe_invoice_id is None), None)
+    placed = any(row.stripe_invoice_id == stripe_invoice_id for row in rows)
+    if pending is None:
+        return True
+    if placed:
+        return False
+    if amount is None or amount >= pending.amount:
+        pending.stripe_invoice_id = stripe_invoice_id
+        await session.flush()
+        return True
+    session.add(
+        BillingHistory(
+            customer_id=pending.customer_id,
+            subscription_id=pending.subscription_id,
+            type=pending.type,
+            status="draft",
+            amount=amount,
+            currency=pending.currency,
+            description=pending.description,
+            billing_reason=pending.billing_reason,
+            period_start=pending.period_start,
+            period_end=pending.period_end,
+            stripe_invoice_id=stripe_invoice_id,
+            overage_charge_id=overage_charge_id,
+            occurred_at=pending.occurred_at,
+        )
+    )
+    pending.amount -= amount
+    await session.flush()
+    return False
 
 
 async def update_overage_rows(
@@ -239,18 +289,20 @@ async def update_overage_rows(
     hosted_invoice_url: str | None,
     invoice_pdf_url: str | None,
 ) -> None:
-    """Bring the `overage` rows of these charges, hot or archived, up to their invoice: its
-    status (only forward), and its number and links where it has them.
+    """Bring the `overage` rows of these charges on this invoice, hot or archived, up to it:
+    its status (only forward), and its number and links where it has them.
 
     The hot table, then the archive (a replayed event of an old, settled invoice): in this
     order, a row moved by an archive batch meanwhile is found by the second statement."""
     for table in (BillingHistory, BillingHistoryArchive):
         await session.execute(
             update(table)
-            .where(table.overage_charge_id.in_(overage_charge_ids))
+            .where(
+                table.overage_charge_id.in_(overage_charge_ids),
+                table.stripe_invoice_id == stripe_invoice_id,
+            )
             .values(
                 status=_forward_status(table.status, status),
-                stripe_invoice_id=stripe_invoice_id,
                 number=func.coalesce(number, table.number),
                 hosted_invoice_url=func.coalesce(hosted_invoice_url, table.hosted_invoice_url),
                 invoice_pdf_url=func.coalesce(invoice_pdf_url, table.invoice_pdf_url),

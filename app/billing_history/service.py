@@ -2,7 +2,7 @@
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,66 +189,85 @@ async def record_overage_charge(
     overage_charge_id: int,
     customer_id: int,
     subscription_id: int,
-    amount: int,
+    parts: Sequence[tuple[InvoiceState | None, int]],
     currency: str,
     description: str,
     period_start: datetime,
     period_end: datetime,
-    invoice: InvoiceState | None,
     occurred_at: datetime,
 ) -> None:
-    """The one `overage` row of an overage charge just billed: on `invoice` (with its status,
-    number and links), or, without one, `pending` until the next invoice takes its items.
+    """The `overage` rows of an overage charge just billed: one per invoice holding its items
+    (with that invoice's status, number and links, and the amount of the items on it), and
+    one `pending` row for what waits for the next invoice. Usually one row: a charge is
+    split only when an invoice was finalized between its items.
 
-    Written once per charge (a second call changes nothing), in the transaction that
-    completes the charge; later invoice events move it on (`update_overage_rows_from_invoice`).
-    The hot table only: a charge's row is written before it can ever be archived.
+    Written once per charge and invoice (a second call changes nothing), in the transaction
+    that completes the charge; later invoice events move them on
+    (`update_overage_rows_from_invoice`). The hot table only: a charge's rows are written
+    before they can ever be archived.
     """
-    await repository.insert_overage_row(
-        session,
-        {
-            "customer_id": customer_id,
-            "subscription_id": subscription_id,
-            "type": "overage",
-            "status": str(invoice.status) if invoice else "pending",
-            "amount": amount,
-            "currency": currency,
-            "description": description,
-            "billing_reason": None,
-            "period_start": period_start,
-            "period_end": period_end,
-            "stripe_invoice_id": invoice.id if invoice else None,
-            "overage_charge_id": overage_charge_id,
-            "number": invoice.number if invoice else None,
-            "hosted_invoice_url": invoice.hosted_invoice_url if invoice else None,
-            "invoice_pdf_url": invoice.invoice_pdf_url if invoice else None,
-            "occurred_at": occurred_at,
-        },
-    )
+    for invoice, amount in parts:
+        await repository.insert_overage_row(
+            session,
+            {
+                "customer_id": customer_id,
+                "subscription_id": subscription_id,
+                "type": "overage",
+                "status": str(invoice.status) if invoice else "pending",
+                "amount": amount,
+                "currency": currency,
+                "description": description,
+                "billing_reason": None,
+                "period_start": period_start,
+                "period_end": period_end,
+                "stripe_invoice_id": invoice.id if invoice else None,
+                "overage_charge_id": overage_charge_id,
+                "number": invoice.number if invoice else None,
+                "hosted_invoice_url": invoice.hosted_invoice_url if invoice else None,
+                "invoice_pdf_url": invoice.invoice_pdf_url if invoice else None,
+                "occurred_at": occurred_at,
+            },
+        )
 
 
 async def update_overage_rows_from_invoice(
-    session: AsyncSession, *, overage_charge_ids: Sequence[int], invoice: InvoiceState
-) -> None:
-    """The `overage` rows of these charges (billed on `invoice`) take the invoice's status,
+    session: AsyncSession,
+    *,
+    overage_parts: Mapping[int, int | None],
+    invoice: InvoiceState,
+) -> set[int]:
+    """The `overage` rows of these charges' items on `invoice` take the invoice's status,
     number and links, archived rows included (a replayed event of an old invoice updates its
-    archived row in place; no row comes back to the hot table).
+    archived row in place; no row comes back to the hot table). `overage_parts`: charge id →
+    the amount of its items on this invoice (None: all of them); that much moves from the
+    charge's pending row to its row of this invoice first. Returns the charges with nothing
+    left pending.
 
     Statuses only move forward (draft, open, uncollectible, then paid or void): events and
     the biller's own reads of the invoice arrive in no guaranteed order, and an older state
     read late must not undo a newer one. A number or link the invoice lacks keeps the row's.
     """
-    if not overage_charge_ids:
-        return
+    if not overage_parts:
+        return set()
+    settled = set()
+    for charge_id in sorted(overage_parts):
+        if await repository.place_overage_part(
+            session,
+            overage_charge_id=charge_id,
+            stripe_invoice_id=invoice.id,
+            amount=overage_parts[charge_id],
+        ):
+            settled.add(charge_id)
     await repository.update_overage_rows(
         session,
-        overage_charge_ids=overage_charge_ids,
+        overage_charge_ids=sorted(overage_parts),
         stripe_invoice_id=invoice.id,
         status=invoice.status or "draft",
         number=invoice.number,
         hosted_invoice_url=invoice.hosted_invoice_url,
         invoice_pdf_url=invoice.invoice_pdf_url,
     )
+    return settled
 
 
 async def has_newer_open_invoice(

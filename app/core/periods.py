@@ -4,9 +4,19 @@ A yearly subscription has twelve usage periods a year, so its included minutes, 
 and overage are monthly too. Period k runs from the anchor plus k months to the anchor plus
 k + 1 months; a month without the anchor's day ends on its last day (an anchor on the 31st
 gives a period from February 28th), as Stripe does for its own billing periods. Days are UTC.
+
+The anchor moves (a switch of billing cycle restarts Stripe's cycle at the moment of the
+switch; a trial ended early, at its end). A moment is placed by the anchor in force at that
+moment (`usage_period_at`, from the subscription's anchor history), so the period a record
+belongs to never changes after the fact. The period running when the anchor moved is cut
+there: a *stub* period, from its start to the change. The stub rule: it is a usage period
+of its own, closed by the change, with the plan's full monthly allowance (not prorated),
+like the last period of a subscription canceled mid-period; the customer was held to that
+monthly limit while it ran. The next period starts at the new anchor.
 """
 
 import calendar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,3 +57,33 @@ def usage_period_containing(anchor: datetime, moment: datetime) -> UsagePeriod:
     elif _anchored(anchor, months + 1) <= moment:
         months += 1
     return UsagePeriod(_anchored(anchor, months), _anchored(anchor, months + 1))
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorChange:
+    """The billing anchor moved from `from_anchor` to `to_anchor` at `effective_at`."""
+
+    effective_at: datetime
+    from_anchor: datetime
+    to_anchor: datetime
+
+
+def usage_period_at(
+    anchor: datetime, changes: Sequence[AnchorChange], moment: datetime
+) -> UsagePeriod:
+    """The usage period holding `moment`, counted from the anchor in force at `moment`
+    (`changes` oldest first; `anchor` is the one in force after the last of them) and cut
+    at the anchor changes on either side of it (the stub rule, in the module docstring)."""
+    in_force = changes[0].from_anchor if changes else anchor
+    since: datetime | None = None
+    until: datetime | None = None
+    for index, change in enumerate(changes):
+        if change.effective_at > moment:
+            until = change.effective_at
+            break
+        since = change.effective_at
+        in_force = change.to_anchor if index < len(changes) - 1 else anchor
+    period = usage_period_containing(in_force, moment)
+    start = max(period.start, since) if since is not None else period.start
+    end = min(period.end, until) if until is not None else period.end
+    return UsagePeriod(start, end)

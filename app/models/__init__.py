@@ -18,6 +18,7 @@ from app.models.subscription import Subscription
 from app.models.subscription_add_on import SubscriptionAddOn
 from app.models.subscription_plan import SubscriptionPlan
 from app.models.subscription_plan_change import SubscriptionPlanChange
+from app.models.subscription_terms_history import SubscriptionAddOnChange, SubscriptionAnchorChange
 from app.models.usage import (
     OverageCharge,
     UsageAlert,
@@ -47,6 +48,8 @@ __all__ = [
     "StripeObjectWatermark",
     "Subscription",
     "SubscriptionAddOn",
+    "SubscriptionAddOnChange",
+    "SubscriptionAnchorChange",
     "SubscriptionPlan",
     "SubscriptionPlanChange",
     "UsageAlert",

@@ -34,6 +34,22 @@ def _row_checks() -> tuple[CheckConstraint, ...]:
     )
 
 
+OVERAGE_PART_PREDICATE = "overage_charge_id IS NOT NULL"
+
+
+def _overage_part_index(name: str) -> Index:
+    """An overage charge has one row per invoice holding its items, and at most one for what
+    still waits for an invoice (a NULL invoice id: not distinct)."""
+    return Index(
+        name,
+        "overage_charge_id",
+        "stripe_invoice_id",
+        unique=True,
+        postgresql_where=text(OVERAGE_PART_PREDICATE),
+        postgresql_nulls_not_distinct=True,
+    )
+
+
 class BillingRecordColumns(TimestampedMixin):
     """The columns of a billing-history row, shared by the hot table and its archive, so an
     archived row is the same row, column for column (the id comes with it)."""
@@ -58,9 +74,11 @@ class BillingRecordColumns(TimestampedMixin):
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), index=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255))
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    # An `overage` row: the charge it records (one row per charge, beside its invoice's row).
+    # An `overage` row: the charge it records, beside its invoice's row; one row per invoice
+    # holding the charge's items (a charge whose items were split between a renewal and the
+    # next invoice has two), and one for what waits, pending, for an invoice.
     overage_charge_id: Mapped[int | None] = mapped_column(
-        ForeignKey("overage_charges.id", ondelete="RESTRICT"), unique=True
+        ForeignKey("overage_charges.id", ondelete="RESTRICT")
     )
     number: Mapped[str | None] = mapped_column(String(64))
     hosted_invoice_url: Mapped[str | None] = mapped_column(Text)
@@ -86,6 +104,7 @@ class BillingHistory(BillingRecordColumns, Base):
             unique=True,
             postgresql_where=text(INVOICE_ROW_PREDICATE),
         ),
+        _overage_part_index("uq_billing_history_overage_part"),
         # The list's order and cursor: newest first, per customer.
         Index("ix_billing_history_customer_occurred", "customer_id", "occurred_at", "id"),
         Index("ix_billing_history_customer_id", "customer_id"),
@@ -113,6 +132,7 @@ class BillingHistoryArchive(BillingRecordColumns, Base):
             unique=True,
             postgresql_where=text(INVOICE_ROW_PREDICATE),
         ),
+        _overage_part_index("uq_billing_history_archive_overage_part"),
         # The merged list (include_archived) pages this table with the same keyset; the
         # index also serves the customer foreign key.
         Index("ix_billing_history_archive_customer_occurred", "customer_id", "occurred_at", "id"),

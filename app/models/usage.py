@@ -154,8 +154,11 @@ class OverageCharge(Base):
     __tablename__ = "overage_charges"
     __table_args__ = (
         UniqueConstraint("subscription_id", "period_start", "sequence"),
+        # `refund_due`: a credit of an ended subscription, left for an operator to refund
+        # (`app.usage.overage_billing.refunds`).
         CheckConstraint(
-            "status IN ('pending', 'invoiced', 'pending_next_invoice')", name="status_known"
+            "status IN ('pending', 'invoiced', 'pending_next_invoice', 'refund_due')",
+            name="status_known",
         ),
         CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency_iso"),
     )

@@ -50,6 +50,9 @@ class DriftCheck:
     # (local customer id, Stripe's invoice)
     invoices: list[tuple[int, InvoiceState]] = field(default_factory=list)
     cards: list[CustomerCards] = field(default_factory=list)
+    # Stripe subscription id → when Stripe made the plan change it differs by (see
+    # `_plan_changed_at`); a repair dates the plan history by it.
+    plan_changed_at: dict[str, datetime] = field(default_factory=dict)
 
 
 def _text(value: object) -> str:
@@ -135,6 +138,31 @@ async def _subscription_drift(
         if found:
             check.drifts.extend(found)
             check.subscriptions.append(state)
+            if any(drift.field == "plan" for drift in found):
+                changed_at = await _plan_changed_at(gateway, state)
+                if changed_at is not None:
+                    check.plan_changed_at[state.id] = changed_at
+
+
+async def _plan_changed_at(gateway: StripeGateway, state: SubscriptionState) -> datetime | None:
+    """When Stripe made a plan change whose webhook we never got, from Stripe's own record
+    of it: a change made now is invoiced at once (`always_invoice`) by an invoice with
+    `billing_reason=subscription_update`, whose proration lines start at the moment of the
+    change (its `proration_date`), and a new interval's full-price line at the new period's
+    start. None when the latest invoice is not such a change: a change a schedule applied at
+    a renewal is dated right by the item's new period start, which the repair falls back to.
+    """
+    if state.latest_invoice_id is None:
+        return None
+    invoice = await gateway.find_invoice(state.latest_invoice_id)
+    if invoice is None or invoice.billing_reason != "subscription_update":
+        return None
+    starts = [
+        line.period_start
+        for line in invoice.lines
+        if line.for_subscription_item and line.period_start is not None
+    ]
+    return min(starts) if starts else invoice.created
 
 
 async def _invoice_drift(

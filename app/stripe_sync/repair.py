@@ -17,7 +17,7 @@ from app.webhooks import service as webhooks_service
 
 
 async def _repair_subscription(
-    session: AsyncSession, state: SubscriptionState, as_of: datetime
+    session: AsyncSession, state: SubscriptionState, as_of: datetime, changed_at: datetime | None
 ) -> bool:
     if not await webhooks_service.claim_watermark(
         session, object_type="subscription", object_id=state.id, as_of=as_of
@@ -26,8 +26,10 @@ async def _repair_subscription(
     subscription = await subscriptions_service.find_by_stripe_id(session, state.id, lock=True)
     if subscription is None:
         return False
+    # Dated by Stripe's record of the change when there is one (`find_drift`), so the usage
+    # month before it is not priced on the new plan; else by the item's period start.
     await subscriptions_service.apply_state(
-        session, subscription, state, observed_at=None, now=as_of
+        session, subscription, state, observed_at=changed_at, now=as_of
     )
     return True
 
@@ -85,7 +87,9 @@ async def repair_drift(*, sessionmaker: async_sessionmaker[AsyncSession], check:
     repaired = 0
     for state in check.subscriptions:
         async with sessionmaker.begin() as session:
-            repaired += await _repair_subscription(session, state, check.fetched_at)
+            repaired += await _repair_subscription(
+                session, state, check.fetched_at, check.plan_changed_at.get(state.id)
+            )
     for customer_id, invoice in check.invoices:
         async with sessionmaker.begin() as session:
             repaired += await _repair_invoice(session, customer_id, invoice, check.fetched_at)

@@ -159,6 +159,21 @@ async def _add_on_items(
     ]
 
 
+async def _add_on_items_moved(
+    session: AsyncSession, subscription: Subscription, cycle: str
+) -> list[dict[str, str]]:
+    """The add-on items repriced for `cycle` when the cycle changes now: Stripe refuses a
+    subscription whose items bill on different intervals, and an add-on left on its monthly
+    price beside a yearly plan would be billed on the wrong cycle. Same cycle: untouched."""
+    if cycle == subscription.billing_cycle:
+        return []
+    return [
+        {"id": line.stripe_subscription_item_id, "price": catalog.price_id(add_on, cycle)}
+        for line, add_on in await catalog.add_on_lines(session, subscription.id)
+        if line.stripe_subscription_item_id is not None
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class PlanChange:
     subscription: Subscription
@@ -219,6 +234,7 @@ async def change_plan(
             raise ActionNotAllowed("not_a_downgrade", "That change is an upgrade; it applies now.")
         target_price = catalog.price_id(target_plan, target_cycle)
         add_on_items_next = await _add_on_items(session, subscription, target_cycle)
+        add_on_items_now = await _add_on_items_moved(session, subscription, target_cycle)
     assert subscription.stripe_subscription_id is not None
 
     if timing == "now":
@@ -232,7 +248,10 @@ async def change_plan(
             state = await gateway.update_subscription(
                 subscription_id=subscription.stripe_subscription_id,
                 params={
-                    "items": [{"id": subscription.stripe_plan_item_id, "price": target_price}],
+                    "items": [
+                        {"id": subscription.stripe_plan_item_id, "price": target_price},
+                        *add_on_items_now,
+                    ],
                     # Invoice the difference now, and grant the change only if it is paid.
                     "proration_behavior": "always_invoice",
                     "payment_behavior": "pending_if_incomplete",
@@ -438,5 +457,6 @@ async def set_add_on(
     else:
         raise ActionNotAllowed("add_on_unchanged", f"The subscription has {quantity} already.")
     state = await gateway.retrieve_subscription(subscription.stripe_subscription_id)
-    await _record(sessionmaker, subscription.id, state, now=clock.now())
+    # Dated now: the add-on history prices each usage period by what was held at its end.
+    await _record(sessionmaker, subscription.id, state, now=clock.now(), observed_at=clock.now())
     return await _charge_outcome(gateway, subscription.id, state)

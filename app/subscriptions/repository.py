@@ -9,6 +9,8 @@ from app.models import (
     PaymentRetry,
     Subscription,
     SubscriptionAddOn,
+    SubscriptionAddOnChange,
+    SubscriptionAnchorChange,
     SubscriptionPlanChange,
 )
 from app.models.subscription import LIVE_STATUSES
@@ -92,11 +94,8 @@ async def delete_subscription_with_add_ons(session: AsyncSession, subscription_i
     await session.execute(
         delete(SubscriptionAddOn).where(SubscriptionAddOn.subscription_id == subscription_id)
     )
-    await session.execute(
-        delete(SubscriptionPlanChange).where(
-            SubscriptionPlanChange.subscription_id == subscription_id
-        )
-    )
+    for history in (SubscriptionPlanChange, SubscriptionAnchorChange, SubscriptionAddOnChange):
+        await session.execute(delete(history).where(history.subscription_id == subscription_id))
     await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
 
 
@@ -127,6 +126,30 @@ async def plan_in_force_at(
         .limit(1)
     )
     return after if after is not None else subscription.plan_id
+
+
+async def add_on_changes(
+    session: AsyncSession, subscription_id: int
+) -> Sequence[SubscriptionAddOnChange]:
+    """The subscription's add-on quantity changes, oldest first."""
+    rows = await session.scalars(
+        select(SubscriptionAddOnChange)
+        .where(SubscriptionAddOnChange.subscription_id == subscription_id)
+        .order_by(SubscriptionAddOnChange.effective_at, SubscriptionAddOnChange.id)
+    )
+    return rows.all()
+
+
+async def anchor_changes(
+    session: AsyncSession, subscription_id: int
+) -> Sequence[SubscriptionAnchorChange]:
+    """The subscription's billing anchor changes, oldest first."""
+    rows = await session.scalars(
+        select(SubscriptionAnchorChange)
+        .where(SubscriptionAnchorChange.subscription_id == subscription_id)
+        .order_by(SubscriptionAnchorChange.effective_at, SubscriptionAnchorChange.id)
+    )
+    return rows.all()
 
 
 async def get_unconfirmed_reservation(

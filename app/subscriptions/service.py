@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
 from app.core.config import Settings
-from app.models import AddOn, Customer, Subscription, SubscriptionAddOn
+from app.models import AddOn, Customer, Subscription, SubscriptionAddOn, SubscriptionAddOnChange
 from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.fields import from_timestamp
@@ -53,6 +53,19 @@ async def add_on_lines(
 ) -> list[tuple[SubscriptionAddOn, AddOn]]:
     """The subscription's add-on lines with the add-ons they hold."""
     return await catalog.add_on_lines(session, subscription_id)
+
+
+async def add_on_history(
+    session: AsyncSession, subscription_id: int
+) -> tuple[dict[int, int], Sequence[SubscriptionAddOnChange], dict[int, AddOn]]:
+    """What a usage period's close needs to price add-ons by the time they were held: the
+    quantities held now (by add-on id), the quantity changes (oldest first), and every add-on
+    either names."""
+    lines = await repository.list_add_on_lines(session, subscription_id)
+    changes = await repository.add_on_changes(session, subscription_id)
+    ids = {line.add_on_id for line in lines} | {change.add_on_id for change in changes}
+    add_ons = await plans_service.add_ons_by_ids(session, ids) if ids else {}
+    return {line.add_on_id: line.quantity for line in lines}, changes, add_ons
 
 
 async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:

@@ -5,7 +5,13 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.periods import usage_period_containing
-from app.models import Subscription, SubscriptionAddOn, SubscriptionPlanChange
+from app.models import (
+    Subscription,
+    SubscriptionAddOn,
+    SubscriptionAddOnChange,
+    SubscriptionAnchorChange,
+    SubscriptionPlanChange,
+)
 from app.plans import service as plans_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.types import SubscriptionState
@@ -32,6 +38,7 @@ async def apply_stripe_state(
     plan_changed_at: datetime | None = None
     subscription.stripe_subscription_id = state.id
     subscription.status = state.status
+    _record_anchor_change(session, subscription, state.billing_cycle_anchor, observed_at)
     subscription.billing_cycle_anchor = (
         state.billing_cycle_anchor or subscription.billing_cycle_anchor
     )
@@ -81,6 +88,9 @@ async def apply_stripe_state(
             if line is None:
                 line = SubscriptionAddOn(subscription_id=subscription.id, add_on_id=add_on.id)
                 session.add(line)
+            _record_add_on_change(
+                session, subscription, add_on.id, line.quantity or 0, item.quantity, observed_at
+            )
             line.quantity = item.quantity
             line.stripe_subscription_item_id = item.id
         elif item.id in lines_by_item:
@@ -92,11 +102,63 @@ async def apply_stripe_state(
             line.stripe_subscription_item_id is not None
             and line.stripe_subscription_item_id not in item_ids
         ):
+            _record_add_on_change(
+                session, subscription, line.add_on_id, line.quantity, 0, observed_at
+            )
             await repository.delete_add_on_line(session, line)
     await lifecycle_notices.notify_changes(
         session, subscription, before, plan_change_effective_at=plan_changed_at, now=now
     )
     await session.flush()
+
+
+def _record_anchor_change(
+    session: AsyncSession,
+    subscription: Subscription,
+    new_anchor: datetime | None,
+    observed_at: datetime | None,
+) -> None:
+    """The anchor history (`SubscriptionAnchorChange`): Stripe moves the anchor to the moment
+    of a cycle switch (or of a trial's early end), which is when it takes effect; one set in
+    the future takes effect when we saw it."""
+    old_anchor = subscription.billing_cycle_anchor
+    if old_anchor is None or new_anchor is None or new_anchor == old_anchor:
+        return
+    effective_at = min(new_anchor, observed_at) if observed_at is not None else new_anchor
+    session.add(
+        SubscriptionAnchorChange(
+            subscription_id=subscription.id,
+            from_anchor=old_anchor,
+            to_anchor=new_anchor,
+            effective_at=effective_at,
+        )
+    )
+
+
+def _record_add_on_change(
+    session: AsyncSession,
+    subscription: Subscription,
+    add_on_id: int,
+    from_quantity: int,
+    to_quantity: int,
+    observed_at: datetime | None,
+) -> None:
+    """The add-on history (`SubscriptionAddOnChange`), dated when Stripe held the new
+    quantity (the event's time, or now after our own call). A state read without a time
+    (a repair from Stripe) is dated at the subscription's current period start: the best
+    there is, and it prices no period already closed (closes keep their terms)."""
+    if from_quantity == to_quantity:
+        return
+    effective_at = observed_at or subscription.current_period_start or subscription.created_at
+    session.add(
+        SubscriptionAddOnChange(
+            subscription_id=subscription.id,
+            add_on_id=add_on_id,
+            from_quantity=from_quantity,
+            to_quantity=to_quantity,
+            effective_at=effective_at,
+        )
+    )
 
 
 def plan_change_effective_at(

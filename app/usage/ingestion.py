@@ -29,7 +29,7 @@ from app.alerts import service as alerts_service
 from app.core.accounts import AccountReference, account_reference
 from app.core.auth import Principal
 from app.core.errors import AppError
-from app.core.periods import UsagePeriod, usage_period_containing
+from app.core.periods import UsagePeriod, usage_period_at
 from app.usage import repository
 from app.usage.call_minutes import MAX_CALL_MINUTES, MAX_CALL_SECONDS, minutes_for_call
 from app.usage.errors import (
@@ -387,7 +387,7 @@ class _Ingestion:
     def _period_end(self, record: StoredRecord) -> datetime:
         # A record's subscription is always one of its customer's, loaded in _accept.
         _, terms = self.terms_by_subscription[record.subscription_id]
-        return usage_period_containing(terms.anchor, record.occurred_at).end
+        return usage_period_at(terms.anchor, terms.anchor_changes, record.occurred_at).end
 
     async def _raise_alerts(self, changes: list[TotalsChange]) -> None:
         usage_changes = []

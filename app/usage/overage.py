@@ -6,9 +6,17 @@ cases (tests/usage/test_overage.py):
 - Minutes beyond the included minutes cost the plan's per-minute rate; peak agents beyond the
   agent limit cost the per-agent rate. Add-ons raise both limits by their `extra_minutes` and
   `extra_agents` times their quantity.
-- The plan and add-ons in force when the period closes set the limits and rates for the whole
-  period: a customer who upgraded mid-period gets the bigger plan's allowance and rates for
-  all of it (the caller passes the subscription's plan as it is at the close).
+- The plan in force at the period's end sets the limits and rates for the whole period: a
+  customer who upgraded mid-period gets the bigger plan's allowance and rates for all of it
+  (the caller passes the plan from the subscription's plan history, at the period's end, not
+  at whatever later moment the close runs).
+- Add-ons follow the add-on history (`overage_terms_for_period`): an add-on's extra minutes
+  count for the share of the period it was held (quantity x extra minutes x held time /
+  period length, summed over the add-ons and rounded down once to whole minutes: no minute
+  is given that was not held), so one bought an hour before the end adds an hour's worth,
+  and one removed an hour after the end covered the whole period. Its extra agents count
+  when it is held at the period's end: agents are a peak, not a sum, and a seat held when
+  the period is billed covers it.
 - Limits are monthly for both billing cycles: a yearly plan's `included_minutes` are per
   monthly usage period, never multiplied by twelve.
 - Rates are `Decimal` minor units (2.5 = two and a half cents a minute). Each line (minutes,
@@ -18,10 +26,11 @@ cases (tests/usage/test_overage.py):
   rather than billed (entitlements), and whatever slipped through is not charged.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 
 from app.core.money import round_to_minor_units
 from app.models import AddOn, SubscriptionPlan
@@ -71,6 +80,73 @@ def overage_terms(
     for add_on, quantity in add_ons:
         extra_minutes += add_on.extra_minutes * quantity
         extra_agents += add_on.extra_agents * quantity
+    return OverageTerms(
+        included_minutes=plan.included_minutes + extra_minutes,
+        agent_limit=plan.max_agents + extra_agents,
+        rate_per_minute=Decimal(plan.overage_rate_per_minute),
+        rate_per_agent=Decimal(plan.overage_rate_per_agent),
+        currency=plan.currency,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AddOnChange:
+    """An add-on's quantity changed at `effective_at` (from the subscription's history)."""
+
+    effective_at: datetime
+    add_on_id: int
+    from_quantity: int
+    to_quantity: int
+
+
+def _quantity_at(
+    add_on_id: int, current: int, changes: Sequence[AddOnChange], moment: datetime
+) -> int:
+    """The add-on's quantity from `moment` on: the last change at or before it, else the
+    quantity before the first change after it, else the quantity held now."""
+    own = [change for change in changes if change.add_on_id == add_on_id]
+    before = [change for change in own if change.effective_at <= moment]
+    if before:
+        return before[-1].to_quantity
+    return own[0].from_quantity if own else current
+
+
+def overage_terms_for_period(
+    plan: SubscriptionPlan,
+    add_ons: Mapping[int, AddOn],
+    current: Mapping[int, int],
+    changes: Sequence[AddOnChange],
+    start: datetime,
+    end: datetime,
+) -> OverageTerms:
+    """The terms of the period [start, end) with the add-ons as the history says they were
+    held (`changes` oldest first; `current`: quantities now, by add-on id; `add_ons`: every
+    add-on named by either). See the module docstring for the rule."""
+    length = Decimal((end - start).total_seconds())
+    held_minutes = Decimal(0)
+    extra_agents = 0
+    for add_on_id, add_on in add_ons.items():
+        now_held = current.get(add_on_id, 0)
+        cuts = [
+            c.effective_at
+            for c in changes
+            if c.add_on_id == add_on_id and start < c.effective_at < end
+        ]
+        bounds = [start, *cuts, end]
+        for span_start, span_end in pairwise(bounds):
+            quantity = _quantity_at(add_on_id, now_held, changes, span_start)
+            seconds = Decimal((span_end - span_start).total_seconds())
+            held_minutes += quantity * add_on.extra_minutes * seconds
+        # Held at the end: the quantity just before it (a change at the end is the next
+        # period's).
+        own = [c for c in changes if c.add_on_id == add_on_id]
+        at_end = [c for c in own if c.effective_at < end]
+        if at_end:
+            quantity_at_end = at_end[-1].to_quantity
+        else:
+            quantity_at_end = own[0].from_quantity if own else now_held
+        extra_agents += quantity_at_end * add_on.extra_agents
+    extra_minutes = int(held_minutes / length) if length > 0 else 0
     return OverageTerms(
         included_minutes=plan.included_minutes + extra_minutes,
         agent_limit=plan.max_agents + extra_agents,

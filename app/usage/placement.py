@@ -6,7 +6,8 @@
   holds none. A timestamp held by none of the customer's subscriptions is
   `no_active_subscription`.
 - Within it, the record belongs to the monthly usage period holding its timestamp, counted
-  from the billing anchor (else the current period's start): `app.core.periods`.
+  from the billing anchor in force at that timestamp (the anchor history; else the current
+  period's start), cut where the anchor moved: `app.core.periods.usage_period_at`.
 - A record is accepted until 35 days after its period closed (or the subscription ended, if
   that came first); later it is `usage_too_late`. A period already billed still takes it: the
   overage job bills the difference as an adjustment.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.core.periods import UsagePeriod, usage_period_containing
+from app.core.periods import AnchorChange, UsagePeriod, usage_period_at
 from app.usage.errors import NoActiveSubscription, UsageTooLate
 
 LATE_RECORD_WINDOW = timedelta(days=35)
@@ -37,6 +38,8 @@ class SubscriptionTerms:
     call_rounding: str
     minutes_included: int
     agents_allowed: int
+    # Oldest first; `anchor` is the one in force after the last.
+    anchor_changes: tuple[AnchorChange, ...] = ()
 
     def holds(self, moment: datetime) -> bool:
         return self.starts_at <= moment and (self.ends_at is None or moment < self.ends_at)
@@ -66,7 +69,7 @@ def place_record(
     terms = max(holding, key=lambda candidate: (candidate.starts_at, candidate.subscription_id))
     period = periods.get(terms.subscription_id) if periods is not None else None
     if period is None or not period.start <= occurred_at < period.end:
-        period = usage_period_containing(terms.anchor, occurred_at)
+        period = usage_period_at(terms.anchor, terms.anchor_changes, occurred_at)
         if periods is not None:
             periods[terms.subscription_id] = period
     closed_at = period.end if terms.ends_at is None else min(period.end, terms.ends_at)

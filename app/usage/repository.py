@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.periods import AnchorChange
 from app.usage.placement import SubscriptionTerms
 
 
@@ -113,12 +114,14 @@ class RecordReplacement:
 _SUBSCRIPTIONS_FOR_INGESTION = """
     SELECT c.dashboard_user_id, c.id AS customer_id, s.id AS subscription_id, s.status,
            COALESCE(s.billing_cycle_anchor, s.current_period_start, s.created_at) AS anchor,
-           LEAST(s.created_at, s.current_period_start) AS starts_at,
+           -- A cycle switch restarts the current period: the first anchor still held usage.
+           LEAST(s.created_at, s.current_period_start, h.anchor_from[1]) AS starts_at,
            CASE WHEN s.status = 'canceled'
                 THEN COALESCE(s.ended_at, s.current_period_end, s.canceled_at) END AS ends_at,
            s.trial_end, p.call_rounding,
            p.included_minutes + COALESCE(a.extra_minutes, 0) AS minutes_included,
-           p.max_agents + COALESCE(a.extra_agents, 0) AS agents_allowed
+           p.max_agents + COALESCE(a.extra_agents, 0) AS agents_allowed,
+           h.anchor_effective_at, h.anchor_from, h.anchor_to
     FROM customers c
     LEFT JOIN subscriptions s
       ON s.customer_id = c.id
@@ -130,6 +133,15 @@ _SUBSCRIPTIONS_FOR_INGESTION = """
         FROM subscription_add_ons sa JOIN add_ons ao ON ao.id = sa.add_on_id
         WHERE sa.subscription_id = s.id
     ) a ON true
+    LEFT JOIN LATERAL (
+        -- The anchor history (usually empty): records are placed by the anchor in force
+        -- when they happened.
+        SELECT array_agg(ac.effective_at ORDER BY ac.effective_at, ac.id) AS anchor_effective_at,
+               array_agg(ac.from_anchor ORDER BY ac.effective_at, ac.id) AS anchor_from,
+               array_agg(ac.to_anchor ORDER BY ac.effective_at, ac.id) AS anchor_to
+        FROM subscription_anchor_changes ac
+        WHERE ac.subscription_id = s.id
+    ) h ON true
     WHERE {customers}
 """
 # One customer (every user request, most service ones) by equality: PostgreSQL then keeps one
@@ -174,6 +186,15 @@ async def load_subscriptions_for_ingestion(
                     call_rounding=row.call_rounding,
                     minutes_included=row.minutes_included,
                     agents_allowed=row.agents_allowed,
+                    anchor_changes=tuple(
+                        AnchorChange(effective_at, from_anchor, to_anchor)
+                        for effective_at, from_anchor, to_anchor in zip(
+                            row.anchor_effective_at or (),
+                            row.anchor_from or (),
+                            row.anchor_to or (),
+                            strict=True,
+                        )
+                    ),
                 )
             )
     return customers

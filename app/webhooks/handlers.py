@@ -166,7 +166,7 @@ async def _record_invoice(
     # Our own one-off invoice of an ended subscription's overage: the charge's `overage`
     # row already stands for it (and follows its status below); a row of its own would list
     # the same money twice.
-    if "overage_charge_id" not in invoice.metadata:
+    if not overage_billing.is_own_overage_invoice(invoice.metadata):
         add_on_prices = await plans_service.add_on_price_ids(session)
         await billing_history_service.record_invoice(
             session,
@@ -221,6 +221,11 @@ async def invoice_paid(session: AsyncSession, context: EventContext) -> None:
     _, subscription = await _record_invoice(session, invoice, context)
     if subscription is None:
         return
+    # A cycle change waiting for its payment (3-D Secure) took effect with this payment: the
+    # usage periods before it close now (a renewal's closed at its `invoice.created`).
+    await overage_billing.close_periods_for_invoice(
+        session, subscription=subscription, invoice=invoice, now=context.now
+    )
     # A late delivery for an older invoice must not clear the count of a newer one failing.
     newer_unpaid = await billing_history_service.has_newer_open_invoice(
         session,

@@ -23,6 +23,8 @@ OWNERS: dict[str, str] = {
     "Subscription": "app.subscriptions.repository",
     "SubscriptionAddOn": "app.subscriptions.repository",
     "SubscriptionPlanChange": "app.subscriptions.repository",
+    "SubscriptionAnchorChange": "app.subscriptions.repository",
+    "SubscriptionAddOnChange": "app.subscriptions.repository",
     "PaymentRetry": "app.subscriptions.repository",
     "PaymentMethod": "app.payment_methods.repository",
     "UsageRecord": "app.usage.repository",

@@ -2,7 +2,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.core.periods import add_months, usage_period_containing
+from app.core.periods import (
+    AnchorChange,
+    UsagePeriod,
+    add_months,
+    usage_period_at,
+    usage_period_containing,
+)
 
 
 def at(text: str) -> datetime:
@@ -32,3 +38,25 @@ def test_months_are_added_from_the_anchor_and_clamped() -> None:
     assert add_months(at("2024-01-31T00:00"), 1) == at("2024-02-29T00:00")
     assert add_months(at("2026-12-15T00:00"), 1) == at("2027-01-15T00:00")
     assert add_months(at("2026-03-31T00:00"), -1) == at("2026-02-28T00:00")
+
+
+def test_a_moment_is_placed_by_the_anchor_in_force_then_and_the_stub_is_cut_at_the_change() -> None:
+    first = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
+    switched = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
+    changes = [AnchorChange(effective_at=switched, from_anchor=first, to_anchor=switched)]
+
+    # Before the switch: months from the 31st (February clamped), the last one cut short.
+    assert usage_period_at(switched, changes, datetime(2026, 2, 27, tzinfo=UTC)) == UsagePeriod(
+        datetime(2026, 1, 31, 9, 0, tzinfo=UTC), datetime(2026, 2, 28, 9, 0, tzinfo=UTC)
+    )
+    assert usage_period_at(switched, changes, datetime(2026, 3, 10, 14, 59, 59, tzinfo=UTC)) == (
+        UsagePeriod(datetime(2026, 2, 28, 9, 0, tzinfo=UTC), switched)
+    )
+    # From the switch: months from the new anchor.
+    assert usage_period_at(switched, changes, switched) == UsagePeriod(
+        switched, datetime(2026, 4, 10, 15, 0, tzinfo=UTC)
+    )
+    # No history: the anchor alone.
+    assert usage_period_at(first, [], datetime(2026, 3, 30, tzinfo=UTC)) == UsagePeriod(
+        datetime(2026, 2, 28, 9, 0, tzinfo=UTC), datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
+    )

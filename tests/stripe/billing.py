@@ -371,6 +371,13 @@ class FakeBilling(FakePayments):
                 item["metadata"] = merge_metadata(item["metadata"], spec["metadata"])
         if not desired:
             raise invalid_request("A subscription must have at least one active item.", param=param)
+        if len({item["price"]["recurring"]["interval"] for item in desired}) > 1:
+            # Stripe's own refusal: every item of a subscription bills on one interval.
+            raise invalid_request(
+                "Currency and interval fields must match across all plans on this "
+                "subscription. Found mismatch in interval field.",
+                param=param,
+            )
         return desired
 
     @staticmethod
@@ -396,24 +403,51 @@ class FakeBilling(FakePayments):
         changes = self._differences(subscription["items"]["data"], desired)
         amount = sum(difference for _, difference in changes)
         if params.get("proration_behavior") != "always_invoice" or amount <= 0:
-            subscription["items"]["data"] = desired
+            self._apply_items(subscription, desired)
             return True
         proration_date = as_int(params.get("proration_date"), self.now) or self.now
-        lines = [
-            self._line(
-                item,
-                difference,
-                proration=True,
-                start=proration_date,
-                end=item["current_period_end"],
+        before = {item["id"]: item for item in subscription["items"]["data"]}
+        lines = []
+        for item, difference in changes:
+            old = before.get(item["id"])
+            if old is not None and (
+                old["price"]["recurring"]["interval"] != item["price"]["recurring"]["interval"]
+            ):
+                # A new interval starts a new period now: the new price in full (not a
+                # proration) and the unused old one credited.
+                lines.append(
+                    self._line(
+                        item,
+                        item_amount(item),
+                        proration=False,
+                        start=item["current_period_start"],
+                        end=item["current_period_end"],
+                    )
+                )
+                lines.append(
+                    self._line(
+                        old,
+                        -item_amount(old),
+                        proration=True,
+                        start=proration_date,
+                        end=old["current_period_end"],
+                    )
+                )
+                continue
+            lines.append(
+                self._line(
+                    item,
+                    difference,
+                    proration=True,
+                    start=proration_date,
+                    end=item["current_period_end"],
+                )
             )
-            for item, difference in changes
-        ]
         invoice = self._open_invoice(subscription, lines, "subscription_update")
         subscription["latest_invoice"] = invoice["id"]
         behaviour = params.get("payment_behavior", "allow_incomplete")
         if self._attempt(invoice, self._charge_card(subscription)) == "succeeded":
-            subscription["items"]["data"] = desired
+            self._apply_items(subscription, desired)
             return True
         if behaviour == "pending_if_incomplete":
             metadata = dict(params.get("metadata") or {})
@@ -431,7 +465,7 @@ class FakeBilling(FakePayments):
         if behaviour == "error_if_incomplete":
             invoice["status"] = "void"
             raise self._payment_error(invoice)
-        subscription["items"]["data"] = desired
+        self._apply_items(subscription, desired)
         subscription["status"] = "past_due"
         return True
 

@@ -92,10 +92,13 @@ class FakeInvoicing(FakeSchedules):
         items = subscription["items"]["data"]
         previous_start = min(item["current_period_start"] for item in items)
         boundary = min(item["current_period_end"] for item in items)
+        items = self._start_scheduled_phase(subscription, boundary)
         for item in items:
             interval = item["price"]["recurring"]["interval"]
             item["current_period_start"] = item["current_period_end"]
-            item["current_period_end"] = period_end(item["current_period_start"], interval)
+            item["current_period_end"] = period_end(
+                item["current_period_start"], interval, anchor=subscription["billing_cycle_anchor"]
+            )
         lines = [
             self._line(
                 item,
@@ -133,6 +136,45 @@ class FakeInvoicing(FakeSchedules):
                 self._attach(invoice, item)
         subscription["latest_invoice"] = invoice["id"]
         return invoice
+
+    def _start_scheduled_phase(self, subscription: StripeObject, boundary: int) -> list[Any]:
+        """At a period end, an active schedule's phase starting there takes over: its prices
+        and quantities become the items (an item of the same product keeps its id); the
+        last phase of a schedule with `end_behavior=release` releases the subscription."""
+        items: list[Any] = subscription["items"]["data"]
+        schedule = self.schedules.get(subscription.get("schedule") or "")
+        if schedule is None or schedule["status"] != "active":
+            return items
+        phases = schedule["phases"]
+        upcoming = next((p for p in phases if p["start_date"] == boundary), None)
+        if upcoming is None:
+            return items
+        by_product = {item["price"]["product"]: item for item in items}
+        desired = []
+        for spec in upcoming["items"]:
+            price = self.prices[spec["price"]]
+            item = by_product.get(price["product"])
+            if item is None:
+                item = self._new_item(subscription["id"], price, 1, boundary, boundary)
+            else:
+                self._set_price(item, price)
+            item["quantity"] = spec.get("quantity") or 1
+            item["current_period_end"] = boundary
+            desired.append(item)
+        if {i["price"]["recurring"]["interval"] for i in desired} != {
+            i["price"]["recurring"]["interval"] for i in items
+        }:
+            subscription["billing_cycle_anchor"] = boundary
+        subscription["items"]["data"] = desired
+        if upcoming is phases[-1] and schedule.get("end_behavior") == "release":
+            subscription["schedule"] = None
+            schedule.update(
+                status="released",
+                released_at=boundary,
+                released_subscription=subscription["id"],
+                subscription=None,
+            )
+        return desired
 
     def finalize_invoice(self, invoice_id: str) -> StripeObject:
         """Stripe finalizing a draft (the hour after a renewal, or on request)."""
@@ -600,7 +642,15 @@ class FakeInvoicing(FakeSchedules):
         self.invoices[identifier] = invoice
         if params.get("pending_invoice_items_behavior") == "include":
             for item in list(self.invoice_items.values()):
-                if item["invoice"] is None and item["customer"] == customer["id"]:
+                owner = ((item.get("parent") or {}).get("subscription_details") or {}).get(
+                    "subscription"
+                )
+                # With `subscription`, only that subscription's pending items (Stripe's docs).
+                if (
+                    item["invoice"] is None
+                    and item["customer"] == customer["id"]
+                    and (subscription_id is None or owner == subscription_id)
+                ):
                     self._attach(invoice, item)
         return invoice
 

@@ -5,7 +5,9 @@ finalized at once and has one payment intent, which every attempt to pay it conf
 """
 
 import copy
+from datetime import UTC, datetime
 
+from app.core.periods import add_months
 from tests.stripe.fixtures import stripe_fixture
 from tests.stripe.state import DAY, INTERVAL_DAYS, FakeState, card_outcome
 from tests.stripe.wire import (
@@ -32,8 +34,20 @@ def item_amount(item: StripeObject) -> int:
     return int(item["price"]["unit_amount"] or 0) * int(item.get("quantity") or 0)
 
 
-def period_end(start: int, interval: str, count: int = 1) -> int:
-    return start + INTERVAL_DAYS[interval] * DAY * count
+def period_end(start: int, interval: str, count: int = 1, *, anchor: int | None = None) -> int:
+    """The end of `count` periods from `start`: Stripe's months and years are calendar ones
+    on the billing anchor's day, a shorter month ending on its last day (an anchor on the
+    31st bills to February 28th, then March 31st), always counted from the anchor (`start`
+    when none is given) so a clamped February does not move every later period."""
+    if interval not in ("month", "year"):
+        return start + INTERVAL_DAYS[interval] * DAY * count
+    step = 12 if interval == "year" else 1
+    base = datetime.fromtimestamp(start if anchor is None else anchor, UTC)
+    moment = datetime.fromtimestamp(start, UTC)
+    boundary = max(((moment.year - base.year) * 12 + moment.month - base.month) // step - 1, 0)
+    while add_months(base, boundary * step) <= moment:
+        boundary += 1
+    return int(add_months(base, (boundary + count - 1) * step).timestamp())
 
 
 class FakePayments(FakeState):
@@ -314,7 +328,7 @@ class FakePayments(FakeState):
         pending = self._pending.get(subscription["id"])
         if pending is not None and pending[0] == invoice["id"]:
             del self._pending[subscription["id"]]
-            subscription["items"]["data"] = pending[1]
+            self._apply_items(subscription, pending[1])
             subscription["metadata"] = merge_metadata(subscription["metadata"], pending[2])
             subscription["pending_update"] = None
         if subscription["status"] in ("incomplete", "past_due", "unpaid"):
@@ -323,6 +337,17 @@ class FakePayments(FakeState):
         saves = (subscription.get("payment_settings") or {}).get("save_default_payment_method")
         if payment_method and saves == "on_subscription":
             subscription["default_payment_method"] = payment_method
+
+    def _apply_items(self, subscription: StripeObject, desired: list[StripeObject]) -> None:
+        """The items take effect; a new interval resets the billing cycle anchor to now
+        (Stripe: "changing the billing interval resets the billing cycle anchor")."""
+        before = {item["price"]["recurring"]["interval"] for item in subscription["items"]["data"]}
+        after = {item["price"]["recurring"]["interval"] for item in desired}
+        subscription["items"]["data"] = desired
+        if before and after and before != after:
+            subscription["billing_cycle_anchor"] = min(
+                item["current_period_start"] for item in desired
+            )
 
     def _charge_card(self, subscription: StripeObject) -> str | None:
         default = subscription.get("default_payment_method")

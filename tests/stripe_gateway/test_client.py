@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 import stripe
 
+from app.core.periods import add_months
 from app.stripe_gateway.calls.customers import search_literal
 from app.stripe_gateway.client import SAAS_TAX_CODE, StripeGateway
 from app.stripe_gateway.errors import (
@@ -676,7 +677,8 @@ async def test_schedule_a_downgrade_at_the_period_end_then_release_it(
             },
         ],
     }
-    assert updated.phase_bounds == ((start, end), (end, end + 30 * 86400))
+    # A calendar month on: December 25th to January 25th (31 days).
+    assert updated.phase_bounds == ((start, end), (end, int(add_months(NOW, 2).timestamp())))
     assert scheduled.schedule_id == created.id
     assert released.schedule_id is None
     assert fake.schedules[created.id]["status"] == "released"

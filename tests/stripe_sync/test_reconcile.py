@@ -3,7 +3,8 @@ never delivered, finding drift, repairing it from Stripe, alerting on it."""
 
 import asyncio
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -18,12 +19,21 @@ from app.billing_history import service as billing_history_service
 from app.cli import app as cli
 from app.core.clock import FrozenClock
 from app.core.config import Settings
-from app.models import BillingHistory, OperatorAlert, PaymentMethod, StripeEvent
+from app.core.periods import add_months
+from app.models import (
+    BillingHistory,
+    OperatorAlert,
+    OverageCharge,
+    PaymentMethod,
+    StripeEvent,
+    UsagePeriodTotals,
+)
 from app.stripe_gateway.parsing import parse_invoice
 from app.stripe_sync.reconcile import reconcile_with_stripe
 from app.stripe_sync.tasks import reconcile_stripe_nightly
+from app.usage.tasks import close_ended_usage_periods
 from tests.conftest import TokenFactory
-from tests.factories import subscribe_through_api
+from tests.factories import create_synced_plan, subscribe_through_api
 from tests.running_jobs import app_job_ctx
 from tests.stripe.fake import FakeStripe
 from tests.stripe.wire import Params, StripeObject, list_object
@@ -278,3 +288,70 @@ async def test_nightly_job_raises_one_alert_a_day_on_drift_and_repairs_nothing(
         }
     ]
     assert (await local_subscription(session)).cancel_at_period_end is False
+
+
+async def test_a_plan_change_repaired_by_reconcile_is_dated_when_stripe_made_it(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    stripe_subscription = await subscribe_through_api(
+        client, make_token, session, fake_stripe, billing_cycle="yearly"
+    )
+    subscription = await local_subscription(session)
+    anchor = subscription.billing_cycle_anchor
+    assert anchor is not None
+    # The first month of the year: 2,100 minutes, 100 over the plan's 2,000.
+    session.add(
+        UsagePeriodTotals(
+            subscription_id=subscription.id,
+            period_start=anchor,
+            period_end=add_months(anchor, 1),
+            minutes_used=Decimal(2_100),
+            peak_agents=0,
+            record_count=1,
+        )
+    )
+    await session.commit()
+    bigger = await create_synced_plan(
+        session, fake_stripe, slug="professional", included_minutes=5_000, yearly_price=199_000
+    )
+    # Half an hour into the second month the subscription is upgraded on Stripe, and that
+    # event is lost (and gone from GET /v1/events by the time anyone looks).
+    changed_at = add_months(anchor, 1) + timedelta(minutes=30)
+    fake_stripe.now = int(changed_at.timestamp())
+    clock.set(changed_at)
+    assert bigger.stripe_yearly_price_id is not None
+    await app.state.stripe_gateway.update_subscription(
+        subscription_id=stripe_subscription["id"],
+        params={
+            "items": [
+                {"id": subscription.stripe_plan_item_id, "price": bigger.stripe_yearly_price_id}
+            ],
+            "proration_behavior": "always_invoice",
+            "payment_behavior": "pending_if_incomplete",
+        },
+        idempotency_key="upgrade-made-elsewhere",
+    )
+
+    clock.set(changed_at + timedelta(hours=2))
+    report = await reconcile_with_stripe(
+        sessionmaker=app.state.sessionmaker,
+        gateway=app.state.stripe_gateway,
+        clock=clock,
+        fix=True,
+        since=None,
+        max_attempts=3,
+    )
+    assert report.remaining == []
+    assert (await local_subscription(session)).plan_id == bigger.id
+    # The first month closes (the cron: a yearly subscription's month has no invoice).
+    assert await close_ended_usage_periods(app_job_ctx(app)) == 1
+
+    # It ran on the old plan: 100 min x 2.5 = 250. Dated at the yearly item's start, the
+    # upgrade would have priced it on the new plan's 5,000 minutes: nothing.
+    [charge] = (await session.scalars(select(OverageCharge))).all()
+    assert (charge.period_start, charge.minutes_over, charge.amount) == (anchor, Decimal(100), 250)

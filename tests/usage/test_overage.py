@@ -6,11 +6,13 @@ from typing import Any
 
 from app.models import AddOn, SubscriptionPlan
 from app.usage.overage import (
+    AddOnChange,
     OverageAmounts,
     adjustment,
     began_in_trial,
     compute_overage,
     overage_terms,
+    overage_terms_for_period,
     sum_charged,
 )
 
@@ -149,3 +151,33 @@ def test_usage_lowered_after_billing_is_credited() -> None:
     now = compute_overage(terms, minutes_used=Decimal("2100.5"), peak_agents=0)
 
     assert adjustment(now, sum_charged([charged], "usd")).amount == -50
+
+
+def test_add_ons_count_their_minutes_for_the_time_held_and_their_agents_if_held_at_the_end() -> (
+    None
+):
+    start = datetime(2026, 4, 1, tzinfo=UTC)
+    end = datetime(2026, 5, 1, tzinfo=UTC)  # 30 days
+    minutes = _add_on(extra_minutes=600)
+    seats = _add_on(extra_agents=2)
+    history = [
+        # 2 x 600 minutes from day 10 (the quantity was 0 before), 1 from day 25.
+        AddOnChange(datetime(2026, 4, 11, tzinfo=UTC), 1, 0, 2),
+        AddOnChange(datetime(2026, 4, 26, tzinfo=UTC), 1, 2, 1),
+        # 3 seats held until day 20, then none; added again on the period's last moment.
+        AddOnChange(datetime(2026, 4, 21, tzinfo=UTC), 2, 3, 0),
+        # A change exactly at the end is the next period's.
+        AddOnChange(end, 2, 0, 5),
+    ]
+
+    terms = overage_terms_for_period(
+        _plan(), {1: minutes, 2: seats}, {1: 1, 2: 5}, history, start, end
+    )
+
+    # 1,200 x 15/30 + 600 x 5/30 = 600 + 100 = 700 minutes; no seats held at the end.
+    assert (terms.included_minutes, terms.agent_limit) == (2_700, 10)
+    # Without any history the add-ons held now count in full.
+    untouched = overage_terms_for_period(
+        _plan(), {1: minutes, 2: seats}, {1: 1, 2: 3}, [], start, end
+    )
+    assert (untouched.included_minutes, untouched.agent_limit) == (2_600, 16)

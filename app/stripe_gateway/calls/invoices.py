@@ -126,10 +126,16 @@ class InvoiceCalls(StripeCalls):
         description: str,
         metadata: dict[str, str],
         idempotency_key: str,
+        pending_items_of_subscription: str | None = None,
     ) -> str:
         """A one-off draft invoice, charged to the customer's default card once finalized;
         returns its id. It takes none of the customer's pending items, only what is added to
-        it with `invoice=`, and Stripe leaves it a draft until `finalize_invoice`."""
+        it with `invoice=`, and Stripe leaves it a draft until `finalize_invoice`.
+
+        With `pending_items_of_subscription`, it takes that subscription's pending items
+        instead (and only those: Stripe's `subscription` parameter "will only include
+        pending invoice items for that subscription"): the final invoice of a subscription
+        that ended before its next invoice could take them."""
         params: Params = {
             "customer": customer_id,
             "collection_method": "charge_automatically",
@@ -138,6 +144,9 @@ class InvoiceCalls(StripeCalls):
             "description": description,
             "metadata": metadata,
         }
+        if pending_items_of_subscription is not None:
+            params["subscription"] = pending_items_of_subscription
+            params["pending_invoice_items_behavior"] = "include"
         if self.automatic_tax:
             params["automatic_tax"] = {"enabled": True}
         async with translated_errors():

@@ -31,8 +31,9 @@ transaction is held open across a Stripe call (STYLE rule 2):
    - the subscription has ended: a one-off invoice (ours, marked `billing_type=overage`,
      taking none of the customer's other pending items), its items, then finalized so
      Stripe charges the default card → `invoiced`. Items left pending when a subscription
-     ends stay where they are: Stripe still charges a canceled subscription's pending items
-     at the end of its period.
+     ends (`pending_next_invoice`) would wait for a next invoice that never comes: they go
+     on a final invoice (`final_invoice`), made by the immediate cancel's job and after the
+     deletion event.
    Each item's idempotency key is `overage:{charge id}:{line}` (`...:next` for a pending
    item, whose parameters differ). Stripe forgets keys after 24 hours but retries webhooks
    for three days, so before creating anything the charge's items already on Stripe are
@@ -44,8 +45,16 @@ from app.usage.overage_billing.closing import (
     close_periods_for_invoice,
     close_periods_on_cancel,
 )
+from app.usage.overage_billing.final_invoice import FINAL_INVOICE_METADATA
 from app.usage.overage_billing.history import overage_charges_by_id, record_invoice_overage
 from app.usage.overage_billing.invoicing import bill_after_event, bill_charge, bill_charges
+
+
+def is_own_overage_invoice(metadata: dict[str, str]) -> bool:
+    """An invoice of ours that holds only overage (an ended subscription's one-off or final
+    invoice): the charges' `overage` rows stand for it."""
+    return "overage_charge_id" in metadata or FINAL_INVOICE_METADATA in metadata
+
 
 __all__ = [
     "bill_after_event",
@@ -53,6 +62,7 @@ __all__ = [
     "bill_charges",
     "close_periods_for_invoice",
     "close_periods_on_cancel",
+    "is_own_overage_invoice",
     "overage_charges_by_id",
     "record_invoice_overage",
 ]

@@ -14,12 +14,13 @@ from app.plans import service as plans_service
 from app.stripe_gateway.types import InvoiceState
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage import (
+    AddOnChange,
     OverageAmounts,
     OverageTerms,
     adjustment,
     began_in_trial,
     compute_overage,
-    overage_terms,
+    overage_terms_for_period,
     sum_charged,
 )
 from app.usage.overage_billing import repository
@@ -30,19 +31,24 @@ CLOSING_BILLING_REASONS = ("subscription_cycle", "subscription_update")
 
 
 async def _terms_at(
-    session: AsyncSession, subscription: Subscription, moment: datetime
+    session: AsyncSession, subscription: Subscription, start: datetime, moment: datetime
 ) -> OverageTerms:
-    """The terms in force just before `moment`: the plan from the subscription's plan
-    history (a downgrade applied at the renewal that closes the period is not yet in force
-    for it; an upgrade made during the period is, for all of it), with the add-ons held now
-    (add-on changes take effect at once, never at a renewal)."""
+    """The terms of the period from `start` to `moment`, as in force then, whenever the
+    close runs: the plan from the plan history just before `moment` (a downgrade applied at
+    the renewal that closes the period is not yet in force for it; an upgrade made during
+    the period is, for all of it), and the add-ons from the add-on history (their minutes
+    for the share of the period they were held, their agents if held at its end:
+    `app.usage.overage`)."""
     plan_id = await subscriptions_service.plan_in_force_at(
         session, subscription=subscription, moment=moment
     )
     plan = await plans_service.find_plan(session, plan_id)
     assert plan is not None
-    lines = await subscriptions_service.add_on_lines(session, subscription.id)
-    return overage_terms(plan, [(add_on, line.quantity) for line, add_on in lines])
+    current, changes, add_ons = await subscriptions_service.add_on_history(session, subscription.id)
+    history = [
+        AddOnChange(c.effective_at, c.add_on_id, c.from_quantity, c.to_quantity) for c in changes
+    ]
+    return overage_terms_for_period(plan, add_ons, current, history, start, moment)
 
 
 def _closing_terms(totals: UsagePeriodTotals) -> tuple[OverageTerms, bool] | None:
@@ -106,7 +112,11 @@ async def close_periods(
     created = []
     for totals in rows:
         closes_at = min(totals.period_end, boundary) if boundary else totals.period_end
-        terms = await _terms_at(session, subscription, closes_at)
+        if closes_at < totals.period_end:
+            # A stub period: the change that moved the anchor cut it short (app.core.periods);
+            # records placed after the change already see this end.
+            totals.period_end = closes_at
+        terms = await _terms_at(session, subscription, totals.period_start, closes_at)
         in_trial = began_in_trial(totals.period_start, subscription.trial_end)
         repository.keep_closing_terms(totals, terms, in_trial)
         amounts = compute_overage(
@@ -149,15 +159,34 @@ def _period_boundary(invoice: InvoiceState) -> datetime | None:
     return min(starts) if starts else None
 
 
+def _change_applied(subscription: Subscription, invoice: InvoiceState, boundary: datetime) -> bool:
+    """Whether the change this update invoice bills took effect. Our changes are sent with
+    `payment_behavior=pending_if_incomplete`: Stripe invoices the new price at once but
+    applies the change only when that invoice is paid; declined or waiting for 3-D Secure,
+    it stays in the subscription's `pending_update` and the current period runs on. So the
+    invoice closes periods only once it is paid, or once the subscription (as we hold it,
+    from Stripe's answer to the change) has its new period starting at the boundary. The
+    update invoice's `invoice.paid` asks again, for a change applied after 3-D Secure."""
+    if invoice.status == "paid":
+        return True
+    start = subscription.current_period_start
+    return start is not None and start >= boundary
+
+
 async def close_periods_for_invoice(
     session: AsyncSession, *, subscription: Subscription, invoice: InvoiceState, now: datetime
 ) -> list[int]:
     """`invoice.created` (handler): close the usage periods before the period this invoice
-    opens, their charges aimed at this invoice while it is a draft."""
+    opens, their charges aimed at this invoice while it is a draft. `invoice.paid` asks
+    again (a change applied once its invoice was paid); what is closed already stays so."""
     if invoice.billing_reason not in CLOSING_BILLING_REASONS:
         return []
     boundary = _period_boundary(invoice)
     if boundary is None:
+        return []
+    if invoice.billing_reason == "subscription_update" and not _change_applied(
+        subscription, invoice, boundary
+    ):
         return []
     # Already finalized (an update invoiced at once): nothing can be added to it; the charge
     # names no invoice and is billed with the next one.
@@ -195,7 +224,7 @@ async def adjust_billed_periods(
         if closing is None:
             # Closed before closing terms were kept: the plan history still says which plan
             # was in force at the period's end.
-            terms = await _terms_at(session, subscription, totals.period_end)
+            terms = await _terms_at(session, subscription, totals.period_start, totals.period_end)
             in_trial = began_in_trial(totals.period_start, subscription.trial_end)
             repository.keep_closing_terms(totals, terms, in_trial)
         else:

@@ -12,11 +12,14 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
+from app.models.subscription import ENDED_STATUSES
 from app.stripe_gateway.client import StripeGateway
 from app.subscriptions import service as subscriptions_service
 from app.usage.overage_billing import repository
 from app.usage.overage_billing.billable import load_billable
+from app.usage.overage_billing.final_invoice import bill_pending_items_of_ended
 from app.usage.overage_billing.one_off_invoice import one_off_invoice
+from app.usage.overage_billing.refunds import hold_credit_for_refund
 from app.usage.overage_billing.settling import settle
 from app.usage.overage_billing.stripe_items import (
     add_pending_items,
@@ -64,6 +67,8 @@ async def _bill_charge_locked(
     if billable.stripe_customer_id is None:
         raise OverageNotBillable(f"charge {charge_id}: the customer has no Stripe customer")
     found = await find_items(gateway, billable)
+    if billable.subscription_ended and billable.charge.amount < 0 and not found:
+        return await hold_credit_for_refund(sessionmaker, billable, clock)
     target = billable.charge.stripe_invoice_id
     if target is not None:
         invoice = await complete_on_invoice(gateway, billable, target, found)
@@ -126,3 +131,14 @@ async def bill_after_event(
     await bill_charges(
         sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_ids=charge_ids
     )
+    if subscription is not None and subscription.status in ENDED_STATUSES:
+        try:
+            await bill_pending_items_of_ended(
+                sessionmaker=sessionmaker,
+                gateway=gateway,
+                clock=clock,
+                subscription_id=subscription.id,
+            )
+        except Exception as error:
+            # The immediate cancel's job (or the next deletion event) does it again.
+            logger.warning("overage_final_invoice_deferred", error=repr(error))

@@ -328,6 +328,20 @@ async def customers_charge_ids(
     return set((await session.scalars(customers_charges)).all())
 
 
+async def charges_waiting_for_next_invoice(
+    session: AsyncSession, *, subscription_id: int
+) -> Sequence[OverageCharge]:
+    """The subscription's charges whose items wait, pending, for its next invoice."""
+    return (
+        await session.scalars(
+            select(OverageCharge).where(
+                OverageCharge.subscription_id == subscription_id,
+                OverageCharge.status == "pending_next_invoice",
+            )
+        )
+    ).all()
+
+
 async def link_charges_to_invoice(
     session: AsyncSession, *, charge_ids: set[int], invoice_id: str, now: datetime
 ) -> None:

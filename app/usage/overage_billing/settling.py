@@ -28,24 +28,30 @@ async def settle(
     """Complete the row from where its items are: all on one invoice → `invoiced` (with that
     invoice's status in the history row); otherwise they wait as pending items for the next
     invoice → `pending_next_invoice`, linked when that invoice's events arrive."""
-    holders = {item.invoice_id for item in found.values()}
-    holder = holders.pop() if len(holders) == 1 else None
-    invoice: InvoiceState | None = None
-    if holder is not None:
-        invoice = (
+    amounts = {line.name: line.amount for line in billable.lines}
+    by_holder: dict[str | None, int] = {}
+    for name, item in found.items():
+        by_holder[item.invoice_id] = by_holder.get(item.invoice_id, 0) + amounts.get(name, 0)
+    invoices: dict[str, InvoiceState] = {}
+    for holder in sorted(h for h in by_holder if h is not None):
+        invoices[holder] = (
             known
             if known is not None and known.id == holder
             else await gateway.find_invoice(holder)
         ) or InvoiceState(id=holder)
+    # All on one invoice: `invoiced` there. Split (an invoice finalized between the items),
+    # or waiting: `pending_next_invoice`, with a history row for each part.
+    whole = next(iter(invoices.values())) if len(by_holder) == 1 and invoices else None
     status = await _mark_billed(
         sessionmaker,
         billable,
-        "invoiced" if invoice is not None else "pending_next_invoice",
-        invoice,
+        "invoiced" if whole is not None else "pending_next_invoice",
+        whole,
         {line: item.id for line, item in found.items()},
+        [(invoices[h] if h is not None else None, amount) for h, amount in by_holder.items()],
         now,
     )
-    if holder is not None:
+    for holder in invoices:
         await _catch_up_history_row(sessionmaker, gateway, billable, holder, now)
     return status
 
@@ -85,6 +91,7 @@ async def _mark_billed(
     status: str,
     invoice: InvoiceState | None,
     items: dict[str, str],
+    parts: list[tuple[InvoiceState | None, int]],
     now: datetime,
 ) -> str:
     charge = billable.charge
@@ -104,12 +111,11 @@ async def _mark_billed(
             overage_charge_id=charge.id,
             customer_id=billable.customer_id,
             subscription_id=charge.subscription_id,
-            amount=charge.amount,
+            parts=parts or [(invoice, charge.amount)],
             currency=charge.currency,
             description=f"{billable.title}, {billable.period}",
             period_start=charge.period_start,
             period_end=charge.period_end,
-            invoice=invoice,
             occurred_at=now,
         )
     logger.info(

@@ -20,6 +20,7 @@ from app.usage.overage_billing.closing import (
     close_periods,
     close_periods_on_cancel,
 )
+from app.usage.overage_billing.final_invoice import bill_pending_items_of_ended
 from app.usage.overage_billing.invoicing import bill_charges
 
 logger = structlog.get_logger(__name__)
@@ -146,5 +147,9 @@ async def bill_ended_subscription(
         )
     await bill_charges(
         sessionmaker=sessionmaker, gateway=gateway, clock=clock, charge_ids=charge_ids
+    )
+    # What was billed before the end and still waits for a next invoice: the final one.
+    await bill_pending_items_of_ended(
+        sessionmaker=sessionmaker, gateway=gateway, clock=clock, subscription_id=subscription_id
     )
     return len(charge_ids)
