@@ -11,7 +11,10 @@ import structlog
 from sqladmin import ModelView
 from sqladmin.authentication import get_current_user_id
 from sqladmin.flash import Flash
+from sqladmin.helpers import object_identifier_values
+from sqladmin.pagination import Pagination
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -69,6 +72,19 @@ async def run_audited(
     return details
 
 
+MAX_QUERY_VALUE_LENGTH = 512  # longer than any text column a search or filter reads
+
+
+def _is_row_identifier(model: Any, identifier: str) -> bool:
+    if "\x00" in identifier or len(identifier) > MAX_QUERY_VALUE_LENGTH:
+        return False
+    try:
+        values = object_identifier_values(identifier, model)
+    except (ValueError, TypeError):
+        return False
+    return all(-(2**63) <= value < 2**63 if isinstance(value, int) else True for value in values)
+
+
 def selected_ids(value: str) -> list[str]:
     return [part for part in value.split(",") if part.strip()][:100]
 
@@ -85,6 +101,23 @@ class ConsoleModelView(ModelView):
 
     # action slug -> (question, button label), for the confirmation page.
     confirmations: ClassVar[dict[str, tuple[str, str]]] = {}
+
+    # sqladmin hands the URL's row id, search, filters and sort to the database as they
+    # come; what PostgreSQL would refuse (a NUL, a number past bigint, a non-number for a
+    # number column) is refused here first, so an odd URL is a 404 or a 400, never a 500.
+    async def get_object_for_details(self, request: Request) -> Any:
+        if not _is_row_identifier(self.model, request.path_params.get("pk", "")):
+            raise HTTPException(status_code=404)
+        return await super().get_object_for_details(request)
+
+    async def list(self, request: Request) -> Pagination:
+        for name, value in request.query_params.multi_items():
+            if "\x00" in value or len(value) > MAX_QUERY_VALUE_LENGTH:
+                raise HTTPException(
+                    status_code=400,
+                    detail=f"The `{name}` of this page's address is not a value it can use.",
+                )
+        return await super().list(request)
 
     async def confirm(
         self,

@@ -50,7 +50,7 @@ class ConsoleAuthentication(AuthenticationBackend):
                 same_site="strict",
                 https_only=settings.ENVIRONMENT == "production",
             ),
-            Middleware(CsrfMiddleware),
+            Middleware(CsrfMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES),
         ]
 
     async def login(self, request: Request) -> Response | bool:
@@ -75,7 +75,20 @@ class ConsoleAuthentication(AuthenticationBackend):
         return True
 
     async def logout(self, request: Request) -> Response | bool:
+        operator = current_operator(request)
         request.session.clear()
+        if operator is not None:
+            context = console_context(request)
+            async with context.sessionmaker.begin() as session:
+                await service.record_action(
+                    session,
+                    actor_user_id=operator,
+                    action="console.sign_out",
+                    target="console",
+                    now=context.clock.now(),
+                    details={"ip": client_ip(request)},
+                )
+            logger.info("console_sign_out", user_id=operator)
         return True
 
     async def authenticate(self, request: Request) -> Response | bool:

@@ -8,6 +8,8 @@ and never the token, which it cannot read: it is refused before any view runs.
 import hmac
 import secrets
 
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,10 +36,15 @@ def new_csrf_token(request: Request) -> None:
 
 class CsrfMiddleware:
     """Refuses an unsafe request whose token is missing or wrong, with 403. Runs inside the
-    session middleware (it reads the session) and reads the body once, handing it on."""
+    session middleware (it reads the session) and reads the body once, handing it on.
 
-    def __init__(self, app: ASGIApp) -> None:
+    It runs before sign-in, so whatever body anyone sends is read here: one over `max_bytes`
+    is refused with 413, and one that is no readable form with 400, never a 500 (this is
+    outside the console's error pages, which only wrap its views)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
+        self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -45,10 +52,19 @@ class CsrfMiddleware:
             return
         body = bytearray()
         while True:
-            message = await receive()
+            try:
+                message = await receive()
+            except HTTPException as error:
+                # The API's body limit counts a body sent without Content-Length as it
+                # arrives, and raises when it is over.
+                await _refusal(error.status_code, _TOO_LARGE)(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await _refusal(413, _TOO_LARGE)(scope, receive, send)
+                return
             if not message.get("more_body", False):
                 break
 
@@ -57,28 +73,40 @@ class CsrfMiddleware:
 
         request = Request(scope, replay)
         expected = request.session.get(SESSION_KEY)
+        try:
+            # Parsed even when the token comes in the header: the view parses the same
+            # body, and a broken one must be refused here, not fail there.
+            form = await request.form()
+        except (HTTPException, MultiPartException, KeyError, ValueError):
+            await _refusal(400, _UNREADABLE)(scope, replay, send)
+            return
+        value = form.get(FORM_FIELD)
+        await form.close()
         submitted = request.headers.get(HEADER)
         if submitted is None:
-            form = await request.form()
-            value = form.get(FORM_FIELD)
             submitted = value if isinstance(value, str) else None
-            await form.close()
         if not (
             isinstance(expected, str)
             and submitted is not None
             and hmac.compare_digest(expected.encode(), submitted.encode())
         ):
-            response = HTMLResponse(
-                "<h1>Refused</h1><p>This form was not sent from the console page it belongs "
-                "to (its CSRF token is missing or out of date). Reload the page and try "
-                "again.</p>",
-                status_code=403,
-            )
-            await response(scope, replay, send)
+            await _refusal(403, _FORGED)(scope, replay, send)
             return
 
         # The body was read here; the view reads it again from this replay.
         await self.app(scope, _replay_once(bytes(body), receive), send)
+
+
+_FORGED = (
+    "This form was not sent from the console page it belongs to (its CSRF token is missing "
+    "or out of date). Reload the page and try again."
+)
+_TOO_LARGE = "This form is larger than the console accepts."
+_UNREADABLE = "This form could not be read. Reload the page and try again."
+
+
+def _refusal(status_code: int, message: str) -> HTMLResponse:
+    return HTMLResponse(f"<h1>Refused</h1><p>{message}</p>", status_code=status_code)
 
 
 def _replay_once(body: bytes, receive: Receive) -> Receive:

@@ -352,6 +352,13 @@ class Settings(BaseSettings):
                 secret: SecretStr | None = getattr(self, name)
                 if secret is not None and _is_placeholder(secret.get_secret_value()):
                     raise ValueError(f"{name} is a placeholder")
+            console_secret = self.CONSOLE_SESSION_SECRET
+            # It signs the console's session cookies: a short one can be guessed offline
+            # from any cookie, and then an operator's session forged.
+            if console_secret is not None and len(console_secret.get_secret_value()) < 32:
+                raise ValueError(
+                    "CONSOLE_SESSION_SECRET must be a real secret of 32+ characters in production"
+                )
             if uses_public_key:
                 if not self.JWT_PUBLIC_KEY or _is_placeholder(self.JWT_PUBLIC_KEY):
                     raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")

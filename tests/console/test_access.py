@@ -97,6 +97,24 @@ async def test_the_session_ends_console_session_minutes_after_sign_in(
     assert (await client.get("/admin/")).status_code == 302
 
 
+async def test_signing_out_ends_the_session_and_is_audited(
+    client: httpx.AsyncClient, make_token: TokenFactory, session: AsyncSession
+) -> None:
+    await sign_in(client, make_token("7", roles=ADMIN))
+
+    response = await client.get("/admin/logout")
+
+    assert response.status_code == 302
+    assert (await client.get("/admin/")).status_code == 302
+    assert await _audit(session) == [
+        ("7", "console.sign_in", "console", "done"),
+        ("7", "console.sign_out", "console", "done"),
+    ]
+    # Signing out again, with no session, records nothing more.
+    await client.get("/admin/logout")
+    assert len(await _audit(session)) == 2
+
+
 async def test_a_forged_form_post_without_the_csrf_token_is_refused(
     client: httpx.AsyncClient,
     make_token: TokenFactory,

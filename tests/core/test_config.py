@@ -69,6 +69,14 @@ def test_lists_are_read_from_comma_separated_environment(monkeypatch: pytest.Mon
             },
             "DASHBOARD_WEBHOOK_SECRET must be a real secret of 32+ characters",
         ),
+        (
+            {
+                "ENVIRONMENT": "production",
+                "JWT_SECRET": "x7Hq2vN9pL4rT8wK1mZ5cB3dF6gJ0sYe",
+                "CONSOLE_SESSION_SECRET": "short-console-key",
+            },
+            "CONSOLE_SESSION_SECRET must be a real secret of 32+ characters",
+        ),
     ],
 )
 def test_start_up_refuses_dangerous_configuration(
@@ -90,6 +98,7 @@ def test_start_up_refuses_dangerous_configuration(
     secret = str(values.get("STRIPE_SECRET_KEY", values.get("JWT_SECRET", "")))
     assert not secret or secret not in lines[0]
     assert str(values.get("DASHBOARD_WEBHOOK_SECRET", "-")) not in lines[0]
+    assert str(values.get("CONSOLE_SESSION_SECRET", "-")) not in lines[0]
 
 
 def test_email_settings_are_read_under_the_issue_names_and_the_earlier_ones(
