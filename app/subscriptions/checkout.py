@@ -14,6 +14,10 @@ One live subscription per account holds here as in subscribe, and a second check
   session the row names none (so that session's expiry event leaves the row alone) and holds
   a short lease, so a second checkout meanwhile is 409; the new session is recorded only if
   the row is still waiting for it (compare and set), else it is expired before answering.
+- Creating a session that fails ambiguously (timeout, 5xx) keeps the reservation without a
+  lease; a holder that died leaves its lease to lapse. Either way the next checkout (or
+  subscribe) takes the reservation over and first expires any session Stripe holds for it
+  (found by the reservation id in its metadata), so no unrecorded session stays payable.
 - A session lives `CHECKOUT_SESSION_LIFETIME` (Stripe's minimum is 30 minutes); its expiry
   (`checkout.session.expired`) releases the slot.
 - `checkout.session.completed` applies the subscription it created to the reservation (by the
@@ -22,6 +26,7 @@ One live subscription per account holds here as in subscribe, and a second check
   reservation is gone (which the rules above prevent) raises an operator alert.
 """
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,10 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import flush_unique
+from app.core.errors import AppError
 from app.customers import service as customers_service
 from app.models import Customer, Subscription, SubscriptionAddOn
 from app.operator_alerts import service as operator_alerts_service
 from app.stripe_gateway.client import StripeGateway
+from app.stripe_gateway.errors import StripeUnavailable
 from app.stripe_gateway.types import CheckoutSessionState, SubscriptionState
 from app.subscriptions import repository
 from app.subscriptions.errors import SubscriptionExists
@@ -44,6 +51,7 @@ from app.subscriptions.subscribe import (
     SETTLED_STATUSES,
     Order,
     build_order,
+    expire_orphaned_checkouts,
 )
 
 CHECKOUT_SESSION_LIFETIME = timedelta(hours=1)
@@ -71,6 +79,17 @@ async def _write_order(session: AsyncSession, subscription: Subscription, order:
     await session.flush()
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    reservation_id: int
+    order: Order
+    # The open session this checkout replaces, expired before a new one is created.
+    replaced: str | None
+    # An earlier attempt held this reservation without recording a session: it may have
+    # created one (its answer lost, or its process gone) that is still open.
+    orphan_possible: bool
+
+
 async def _reserve(
     session: AsyncSession,
     *,
@@ -78,9 +97,9 @@ async def _reserve(
     request: CheckoutSessionRequest,
     settings: Settings,
     clock: Clock,
-) -> tuple[int, Order, str | None]:
-    """Take the account's slot for a checkout: (reservation id, order, the open session it
-    replaces). A settled subscription, or a subscribe under way, is a 409."""
+) -> _Slot:
+    """Take the account's slot for a checkout. A settled subscription, or a subscribe or
+    checkout under way (its lease not lapsed), is a 409."""
     order = await build_order(
         session,
         plan_id=request.plan_id,
@@ -103,7 +122,7 @@ async def _reserve(
         # The partial unique index referees two first checkouts (or a subscribe) racing.
         await flush_unique(session, SubscriptionExists())
         await _write_order(session, reservation, order)
-        return reservation.id, order, None
+        return _Slot(reservation.id, order, replaced=None, orphan_possible=False)
     if existing.status in SETTLED_STATUSES:
         raise SubscriptionExists(details={"status": existing.status})
     if existing.status != "pending" or existing.stripe_subscription_id is not None:
@@ -111,14 +130,21 @@ async def _reserve(
             "An unpaid subscription is open; pay it or let it expire.",
             details={"status": existing.status},
         )
-    if existing.checkout_session_id is None:
-        # A subscribe (or another checkout) is talking to Stripe, or one failed half-way:
-        # only its own retry may resume it.
-        raise _in_progress()
     replaced = existing.checkout_session_id
+    if replaced is None and existing.reserved_until is not None and existing.reserved_until > now:
+        # A subscribe (or another checkout) is talking to Stripe under its lease.
+        raise _in_progress()
+    # Either an open session to replace, or a reservation whose holder failed or died before
+    # recording a session (its lease lapsed or was released): this checkout takes it over.
     existing.checkout_session_id = None
     existing.reserved_until = now + RESERVATION_LEASE
-    return existing.id, order, replaced
+    return _Slot(existing.id, order, replaced=replaced, orphan_possible=replaced is None)
+
+
+def _is_ambiguous(error: Exception) -> bool:
+    """Whether Stripe may have acted on a call that failed: a timeout, a lost connection, a
+    5xx (`StripeUnavailable`), or anything unexpected. A 4xx refusal is definite."""
+    return isinstance(error, StripeUnavailable) or not isinstance(error, AppError)
 
 
 async def start_checkout(
@@ -129,12 +155,18 @@ async def start_checkout(
     settings: Settings,
     customer: Customer,
     request: CheckoutSessionRequest,
+    attempt: str,
 ) -> CheckoutSessionState:
     """Create a Checkout Session (subscription mode) for the account and hold its slot."""
     async with sessionmaker.begin() as session:
-        reservation_id, order, replaced = await _reserve(
+        slot = await _reserve(
             session, customer=customer, request=request, settings=settings, clock=clock
         )
+    reservation_id, order, replaced = slot.reservation_id, slot.order, slot.replaced
+    # Whether Stripe may hold a session for this reservation that the row does not name: an
+    # earlier attempt's until it is found and expired, then this attempt's once it is sent.
+    orphans_left = slot.orphan_possible
+    create_sent = False
     try:
         stripe_customer_id = await customers_service.ensure_stripe_customer(
             sessionmaker=sessionmaker, gateway=gateway, customer=customer
@@ -144,7 +176,19 @@ async def start_checkout(
             if previous.status == "complete":
                 # Paid meanwhile: its `checkout.session.completed` records the subscription.
                 raise SubscriptionExists(details={"status": "checkout_complete"})
+        if slot.orphan_possible:
+            # Paid meanwhile: its `checkout.session.completed` records the subscription.
+            if await expire_orphaned_checkouts(
+                gateway, stripe_customer_id=stripe_customer_id, reservation_id=reservation_id
+            ):
+                raise SubscriptionExists(details={"status": "checkout_complete"})
+            orphans_left = False
         expires_at = clock.now() + CHECKOUT_SESSION_LIFETIME
+        # What this session follows: nothing, the open session it replaces, or an earlier
+        # attempt that may have created one (found above and expired). That attempt's key
+        # would replay its session, expired now, so a takeover has its own.
+        follows = replaced or (f"takeover-{attempt}" if slot.orphan_possible else "first")
+        create_sent = True
         created = await gateway.create_checkout_session(
             customer_id=stripe_customer_id,
             items=order.items,
@@ -156,17 +200,25 @@ async def start_checkout(
             success_url=settings.checkout_success_url,
             cancel_url=settings.STRIPE_CANCEL_URL,
             expires_at=expires_at,
-            # From our ids: the reservation, what it buys, the session it replaces and the
-            # expiry asked for (a parameter: the same key with another would be refused), so
-            # stripe-python's own retries of this call get the same session back.
+            # From our ids: the reservation, what it buys, what it follows and the expiry
+            # asked for (a parameter: the same key with another would be refused), so
+            # stripe-python's own retries of this call get the same session back. A later
+            # request does not rely on the key: it finds what this call may have created by
+            # the reservation id in the metadata (`expire_orphaned_checkouts`).
             idempotency_key=(
-                f"checkout:{reservation_id}:{order.fingerprint[:32]}:{replaced or 'first'}"
+                f"checkout:{reservation_id}:{order.fingerprint[:32]}:{follows}"
                 f":{int(expires_at.timestamp())}"
             ),
             pending_invoice_item_interval="month" if order.billing_cycle == "yearly" else None,
         )
-    except Exception:
-        await _undo_reservation(sessionmaker, reservation_id, replaced, clock)
+    except Exception as error:
+        if orphans_left or (create_sent and _is_ambiguous(error)):
+            # Stripe may hold a session we cannot name: keep the slot (a paid one's event
+            # needs it), without a lease, so the next checkout (or subscribe) takes it over
+            # and expires that session first.
+            await _release_lease(sessionmaker, reservation_id)
+        else:
+            await _undo_reservation(sessionmaker, reservation_id, replaced, clock)
         raise
 
     async with sessionmaker.begin() as session:
@@ -189,18 +241,26 @@ async def start_checkout(
     return created
 
 
+async def _release_lease(
+    sessionmaker: async_sessionmaker[AsyncSession], reservation_id: int
+) -> None:
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_unconfirmed_reservation(
+            session, reservation_id, for_update=True
+        )
+        if subscription is not None and subscription.checkout_session_id is None:
+            subscription.reserved_until = None
+
+
 async def _undo_reservation(
     sessionmaker: async_sessionmaker[AsyncSession],
     reservation_id: int,
     replaced: str | None,
     clock: Clock,
 ) -> None:
-    """A checkout that failed before recording its session. A first one frees the slot; a
-    replacement names the session it meant to replace again (expired, or paid meanwhile:
-    its own event then settles the row either way).
-
-    Should Stripe have created a first session before the failure reached us (a timeout), its
-    payment finds no reservation and raises an operator alert (`record_completed_checkout`)."""
+    """A checkout that failed before Stripe could have created its session (or that Stripe
+    refused). A first one frees the slot; a replacement names the session it meant to replace
+    again (expired, or paid meanwhile: its own event then settles the row either way)."""
     async with sessionmaker.begin() as session:
         subscription = await repository.get_unconfirmed_reservation(
             session, reservation_id, for_update=True

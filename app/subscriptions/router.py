@@ -179,6 +179,7 @@ async def create_checkout_session(
     gateway: StripeGatewayDep,
     clock: ClockDep,
     settings: SettingsDep,
+    attempt: AttemptTokenDep,
 ) -> CheckoutSessionResponse:
     """A Checkout Session in subscription mode for the plan, cycle and add-ons (the prices,
     trial and tax of `subscribe/`): send the customer to its `url`. Stripe sends them back to
@@ -192,6 +193,7 @@ async def create_checkout_session(
         settings=settings,
         customer=customer,
         request=checkout_request,
+        attempt=attempt,
     )
     return CheckoutSessionResponse(
         checkout_session=CheckoutSessionPublic(

@@ -208,6 +208,24 @@ async def _release(
             subscription.reserved_until = None
 
 
+async def expire_orphaned_checkouts(
+    gateway: StripeGateway, *, stripe_customer_id: str, reservation_id: int
+) -> bool:
+    """Expire any Checkout Session an earlier checkout created for this reservation but never
+    recorded (its answer lost, or its process gone): nobody was given its URL, yet it is
+    payable until it expires. True when one was paid meanwhile; its subscription carries the
+    reservation id, so `checkout.session.completed` (or `_settle_earlier_attempt`) links it."""
+    found = await gateway.find_checkout_sessions_by_metadata(
+        customer_id=stripe_customer_id, key=RESERVATION_METADATA_KEY, value=str(reservation_id)
+    )
+    paid = False
+    for orphan in found:
+        if orphan.status == "open":
+            orphan = await gateway.expire_checkout_session(orphan.id)
+        paid = paid or orphan.status == "complete"
+    return paid
+
+
 async def _settle_earlier_attempt(
     sessionmaker: async_sessionmaker[AsyncSession],
     gateway: StripeGateway,
@@ -336,6 +354,13 @@ async def subscribe(
             attempt=attempt,
         )
         if reservation.resumed and reservation.stripe_subscription_id is None:
+            # The reservation may have been an abandoned checkout's: its session must not stay
+            # payable beside the subscription created here.
+            await expire_orphaned_checkouts(
+                gateway,
+                stripe_customer_id=stripe_customer_id,
+                reservation_id=reservation.subscription_id,
+            )
             reservation = await _settle_earlier_attempt(
                 sessionmaker, gateway, reservation, stripe_customer_id, clock.now()
             )
@@ -349,10 +374,11 @@ async def subscribe(
             attempt=attempt,
         )
     except AppError:
-        # Until the create was sent Stripe has nothing: free the slot. After it, whether
-        # Stripe acted is unknown (a timeout, a 5xx): keep the reservation, which the retry
-        # looks up on Stripe before anything else.
-        await _release(sessionmaker, reservation, forget=not create_sent)
+        # Until the create was sent Stripe has nothing for a new reservation: free the slot.
+        # After it, or for a resumed one (an earlier attempt may have created something),
+        # whether Stripe holds something is unknown (a timeout, a 5xx): keep the reservation,
+        # which the retry looks up on Stripe before anything else.
+        await _release(sessionmaker, reservation, forget=not (create_sent or reservation.resumed))
         raise
 
     async with sessionmaker.begin() as session:

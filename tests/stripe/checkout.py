@@ -15,6 +15,7 @@ from tests.stripe.wire import (
     as_list,
     check_params,
     invalid_request,
+    list_object,
     resource_missing,
 )
 
@@ -116,6 +117,19 @@ class FakeCheckout(FakeInvoicing):
 
     def _get_checkout_session(self, params: Params, session_id: str) -> StripeObject:
         return self.render(self.checkout_session(session_id), as_list(params.get("expand")))
+
+    def _list_checkout_sessions(self, params: Params) -> StripeObject:
+        """Newest first, as Stripe lists; by customer and status only (what the service uses),
+        any other filter the Params type allows is refused rather than ignored."""
+        modelled = {"customer", "status", "limit"}
+        check_params(params, modelled, "GET /v1/checkout/sessions (as the fake models it)")
+        found = [
+            session
+            for session in reversed(self.checkout_sessions.values())
+            if params.get("customer") in (None, session["customer"])
+            and params.get("status") in (None, session["status"])
+        ]
+        return list_object("/v1/checkout/sessions", found, params)
 
     def _expire_checkout_session(self, params: Params, session_id: str) -> StripeObject:
         session = self.checkout_session(session_id)

@@ -109,6 +109,12 @@ class FakeStripe(FakeCheckout):
             ),
             (
                 "GET",
+                r"/v1/checkout/sessions",
+                p.checkout.SessionListParams,
+                self._list_checkout_sessions,
+            ),
+            (
+                "GET",
                 r"/v1/checkout/sessions/([^/]+)",
                 p.checkout.SessionRetrieveParams,
                 self._get_checkout_session,

@@ -1,6 +1,7 @@
 """POST checkout-session/ and billing-portal/, and the webhooks that finish a checkout, end to
 end against the Stripe fake."""
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -9,7 +10,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.clock import FrozenClock
 from app.models import OperatorAlert, Subscription, SubscriptionPlan
+from app.subscriptions.subscribe import RESERVATION_LEASE
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_add_on, create_synced_plan
 from tests.stripe.fake import FakeStripe
@@ -308,3 +311,118 @@ async def test_a_paid_checkout_that_no_reservation_expects_raises_an_operator_al
         "checkout_session": stray["id"],
         "subscription": completed["subscription"],
     }
+
+
+def _open_sessions(fake_stripe: FakeStripe) -> list[str]:
+    return [
+        key for key, value in fake_stripe.checkout_sessions.items() if value["status"] == "open"
+    ]
+
+
+async def test_a_checkout_whose_answer_was_lost_leaves_one_payable_session_after_the_retry(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = make_token("42")
+    # Stripe creates the session, then the answer is lost in a timeout.
+    fake_stripe.fail_next("POST", "/v1/checkout/sessions", timeout=True, after_acting=True)
+
+    failed = await _checkout(client, token, plan)
+    [lost] = list(fake_stripe.checkout_sessions)
+    [kept] = await _subscriptions(session)
+    retried = await _checkout(client, token, plan)
+
+    assert failed.status_code == 503
+    # The slot is kept (a payment of the lost session would need it), without a lease.
+    assert (kept.status, kept.checkout_session_id, kept.reserved_until) == ("pending", None, None)
+    assert retried.status_code == 200, retried.text
+    answered = retried.json()["checkout_session"]["id"]
+    assert fake_stripe.checkout_sessions[lost]["status"] == "expired"
+    assert _open_sessions(fake_stripe) == [answered]
+    [reservation] = await _subscriptions(session)
+    assert (reservation.id, reservation.checkout_session_id) == (kept.id, answered)
+
+
+async def test_a_checkout_refused_by_stripe_frees_the_account(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    fake_stripe.fail_next("POST", "/v1/checkout/sessions", status=400)
+
+    refused = await _checkout(client, make_token("42"), plan)
+
+    assert refused.status_code == 500
+    assert await _subscriptions(session) == []
+    assert fake_stripe.checkout_sessions == {}
+
+
+async def _abandon_after_stripe_created_the_session(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    clock: FrozenClock,
+    token: str,
+    plan: SubscriptionPlan,
+) -> str:
+    """A checkout whose process died after Stripe created its session, before recording it:
+    the row names no session and holds a lease."""
+    created = (await _checkout(client, token, plan)).json()["checkout_session"]["id"]
+    [reservation] = await _subscriptions(session)
+    reservation.checkout_session_id = None
+    reservation.reserved_until = clock.now() + RESERVATION_LEASE
+    await session.commit()
+    return str(created)
+
+
+async def test_an_abandoned_checkout_is_409_until_its_lease_lapses_then_taken_over(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = make_token("42")
+    abandoned = await _abandon_after_stripe_created_the_session(client, session, clock, token, plan)
+
+    during_lease = await _checkout(client, token, plan)
+    clock.advance(RESERVATION_LEASE + timedelta(seconds=1))
+    after_lease = await _checkout(client, token, plan)
+
+    assert during_lease.status_code == 409
+    assert during_lease.json()["error"]["details"] == {"status": "pending"}
+    assert after_lease.status_code == 200, after_lease.text
+    answered = after_lease.json()["checkout_session"]["id"]
+    assert fake_stripe.checkout_sessions[abandoned]["status"] == "expired"
+    assert _open_sessions(fake_stripe) == [answered]
+    [reservation] = await _subscriptions(session)
+    assert reservation.checkout_session_id == answered
+
+
+async def test_a_subscribe_taking_over_an_abandoned_checkout_expires_its_session(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    clock: FrozenClock,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = make_token("42")
+    abandoned = await _abandon_after_stripe_created_the_session(client, session, clock, token, plan)
+    clock.advance(RESERVATION_LEASE + timedelta(seconds=1))
+
+    subscribed = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
+        headers=bearer(token),
+    )
+
+    assert subscribed.status_code == 200, subscribed.text
+    assert fake_stripe.checkout_sessions[abandoned]["status"] == "expired"
+    assert _open_sessions(fake_stripe) == []
+    assert len(fake_stripe.subscriptions) == 1

@@ -63,6 +63,24 @@ class CheckoutCalls(StripeCalls):
             session = plain(await self._stripe.checkout.sessions.retrieve_async(session_id))
         return parse_checkout_session(session)
 
+    async def find_checkout_sessions_by_metadata(
+        self, *, customer_id: str, key: str, value: str
+    ) -> list[CheckoutSessionState]:
+        """The customer's sessions created for a reservation (open, complete or expired), if an
+        earlier attempt got that far. A list by customer, which is current, unlike search; the
+        list cannot filter by metadata, so the match is made here."""
+        async with translated_errors():
+            page = plain(
+                await self._stripe.checkout.sessions.list_async(
+                    {"customer": customer_id, "limit": 100}
+                )
+            )
+        return [
+            parse_checkout_session(session)
+            for session in page["data"]
+            if (session.get("metadata") or {}).get(key) == value
+        ]
+
     async def expire_checkout_session(self, session_id: str) -> CheckoutSessionState:
         """Close an open session so it can no longer be paid; returns the session as it ends
         up (`expired`, or `complete` when the customer paid first)."""
