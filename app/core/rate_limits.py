@@ -121,6 +121,7 @@ class RequestRateLimiter:
         self._close = close
         self._paused_until = -math.inf
         self._leases: dict[tuple[RateLimit, str], _Lease] = {}
+        self._leasing: set[tuple[RateLimit, str]] = set()
 
     @classmethod
     def in_memory(
@@ -143,7 +144,11 @@ class RequestRateLimiter:
             return
         item = self._items[limit]
         key = item.key_for(limit.value, identifier)
-        size = lease_size(item.amount)
+        # One lease asked for at a time per caller: requests arriving while it is on its way
+        # ask for themselves only, so a burst does not take a lease per request.
+        size = 1 if (limit, identifier) in self._leasing else lease_size(item.amount)
+        if size > 1:
+            self._leasing.add((limit, identifier))
         try:
             count = await self._storage.incr(key, item.get_expiry(), amount=size)
             # The part of this lease that falls within the limit (all of it, or the rest).
@@ -167,6 +172,9 @@ class RequestRateLimiter:
                 unchecked_for_seconds=PAUSE_AFTER_FAILURE_SECONDS,
             )
             return
+        finally:
+            if size > 1:
+                self._leasing.discard((limit, identifier))
         RATE_LIMITED_REQUESTS.labels(limit=limit.value).inc()
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise RateLimited(limit=limit, per_minute=item.amount, retry_after=retry_after)

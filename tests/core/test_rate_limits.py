@@ -5,6 +5,7 @@ its requests within one window and asserts on counts; the pause after a Redis fa
 an injected monotonic clock.
 """
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -298,6 +299,8 @@ class CountingStorage(MemoryStorage):
 
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         self.increments += 1
+        # Other requests run while this one waits for the store, as they do with Redis.
+        await asyncio.sleep(0)
         return await super().incr(key, expiry, amount)
 
 
@@ -339,3 +342,14 @@ async def test_a_low_limit_is_counted_request_by_request(limited: Any) -> None:
     with pytest.raises(RateLimited):
         await processes[1].hit(RateLimit.PDF, "42")
     assert storage.increments == 22
+
+
+async def test_a_burst_of_concurrent_requests_takes_one_lease_not_one_each(limited: Any) -> None:
+    settings = limited(RATE_LIMIT_PER_USER_PER_MINUTE=600)
+    limiter = RequestRateLimiter(CountingStorage(), per_minute_limits(settings))
+
+    # 200 at once, before any lease has come back: far under 600, so none is refused.
+    await asyncio.gather(*(limiter.hit(RateLimit.USER, "42") for _ in range(200)))
+
+    for _ in range(600 - 200 - (lease_size(600) - 1)):
+        await limiter.hit(RateLimit.USER, "42")
