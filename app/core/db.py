@@ -5,11 +5,13 @@ and before the response is sent, and rolls back on any error. Services only flus
 """
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import TextClause, event
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -141,3 +143,61 @@ async def flush_unique(session: AsyncSession, conflict: AppError) -> None:
         if is_unique_violation(error):
             raise conflict from None
         raise
+
+
+class DriverRow(asyncpg.Record):  # type: ignore[misc]  # asyncpg ships no type hints
+    """An asyncpg row whose columns read as attributes too (`row.id`), like SQLAlchemy's."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class DriverStatement:
+    """A `text()` statement run on the session's asyncpg connection directly.
+
+    For the statements the dialer and the telephony backend send all day (ingestion, the
+    quota check): SQLAlchemy's per-statement work (execution context, result metadata, a Row
+    per row, the adapter's locks and status parsing) cost about as much CPU as asyncpg's own.
+    The statement is still a prepared one (asyncpg's statement cache), inside the session's
+    transaction, so the request still commits or rolls back everything at once. Written with
+    `:name` parameters like any `text()`; compiled once to asyncpg's `$n`.
+    """
+
+    def __init__(self, statement: TextClause) -> None:
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        self.sql = compiled.string
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+
+    async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[DriverRow]:
+        connection = await driver_connection(session)
+        rows: list[DriverRow] = await connection.fetch(
+            self.sql, *[params[name] for name in self.names], record_class=DriverRow
+        )
+        return rows
+
+    async def fetchrow(self, session: AsyncSession, params: Mapping[str, Any]) -> DriverRow | None:
+        connection = await driver_connection(session)
+        row: DriverRow | None = await connection.fetchrow(
+            self.sql, *[params[name] for name in self.names], record_class=DriverRow
+        )
+        return row
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session`, inside its transaction.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its first statement; a statement
+    sent to the driver directly must find the transaction begun, so it is begun here the
+    way the adapter does it (and then committed or rolled back by the session as usual). A
+    session on an AUTOCOMMIT engine (read sessions) begins nothing.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver

@@ -7,9 +7,15 @@
 - The limits are FastAPI dependencies. The per-caller one depends on `CurrentPrincipal`, which
   FastAPI solves once per request and shares with the route, so the token is decoded once.
   Routers put them first, so a refused request opens no database session.
-- Fixed windows (one Lua call per request: INCRBY, and EXPIRE on the first hit). A window
-  starts at a key's first hit and a refusal still counts, so `Retry-After` is exactly the
-  time left in it.
+- Fixed windows (one Lua call: INCRBY, and EXPIRE on the first hit). A window starts at a
+  key's first hit and a refusal still counts, so `Retry-After` is exactly the time left in it.
+- Leases: a process asks Redis for a share of a limit at once (a hundredth of it, at most
+  100 requests; one request for limits under 200) and counts the requests it lets through
+  against that share in memory, until the share or the window is used up. The share is counted
+  in Redis when it is taken, so all processes together never let more than the limit through
+  in a window; a share left unused when the window ends only made callers meet the limit a
+  little early. The telephony backend's 12,000 a minute then costs one Redis call per hundred
+  requests instead of one per request.
 - Redis failing must not fail the API: the request goes through unchecked (a warning, and
   `billing_rate_limit_fail_open_total`), with short socket timeouts, and the checks pause
   for a few seconds after a failure so a dead Redis costs one timeout, not one per request.
@@ -18,6 +24,7 @@
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
@@ -25,7 +32,6 @@ from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 
@@ -40,6 +46,25 @@ logger = structlog.get_logger(__name__)
 # waiting out a timeout. Short, so limits return soon after Redis does.
 PAUSE_AFTER_FAILURE_SECONDS = 5.0
 KEY_PREFIX = "billing:rate-limits"
+# A lease is at most this share of a limit, and at most MAX_LEASE requests.
+LEASE_DIVISOR = 100
+MAX_LEASE = 100
+# Leases kept in memory before the expired ones are dropped.
+MAX_LEASES = 10_000
+
+
+def lease_size(per_minute: int) -> int:
+    """How many requests one Redis call takes for a limit of `per_minute`."""
+    return max(1, min(MAX_LEASE, per_minute // LEASE_DIVISOR))
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Requests taken from Redis ahead, not yet let through, and until when they are valid
+    (the window's end, on the monotonic clock)."""
+
+    left: int
+    until: float
 
 
 class RateLimit(StrEnum):
@@ -91,13 +116,14 @@ class RequestRateLimiter:
         close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._storage = storage
-        self._strategy = FixedWindowRateLimiter(storage)
         self._items: dict[RateLimit, RateLimitItem] = {
             limit: RateLimitItemPerMinute(amount) for limit, amount in per_minute.items()
         }
         self._monotonic = monotonic
         self._close = close
         self._paused_until = -math.inf
+        self._leases: dict[tuple[RateLimit, str], _Lease] = {}
+        self._leasing: set[tuple[RateLimit, str]] = set()
 
     @classmethod
     def in_memory(
@@ -110,15 +136,34 @@ class RequestRateLimiter:
 
     async def hit(self, limit: RateLimit, identifier: str) -> None:
         """Count one request of `identifier` against `limit`; over it, raise `RateLimited`."""
-        if self._monotonic() < self._paused_until:
+        now = self._monotonic()
+        lease = self._leases.get((limit, identifier))
+        if lease is not None and lease.left > 0 and now < lease.until:
+            lease.left -= 1
+            return
+        if now < self._paused_until:
             RATE_LIMIT_FAIL_OPEN.labels(reason="paused").inc()
             return
         item = self._items[limit]
+        key = item.key_for(limit.value, identifier)
+        # One lease asked for at a time per caller: requests arriving while it is on its way
+        # ask for themselves only, so a burst does not take a lease per request.
+        size = 1 if (limit, identifier) in self._leasing else lease_size(item.amount)
+        if size > 1:
+            self._leasing.add((limit, identifier))
         try:
-            if await self._strategy.hit(item, limit.value, identifier):
+            count = await self._storage.incr(key, item.get_expiry(), amount=size)
+            # The part of this lease that falls within the limit (all of it, or the rest).
+            granted = min(size, item.amount - (count - size))
+            if granted == 1:
                 return
             # The window's end, on the storage's own clock (limits stamps it with time.time()).
-            reset_at = await self._storage.get_expiry(item.key_for(limit.value, identifier))
+            reset_at = await self._storage.get_expiry(key)
+            if granted > 1:
+                self._keep_lease(
+                    (limit, identifier), granted - 1, self._monotonic() + reset_at - time.time()
+                )
+                return
         except (StorageError, OSError, TimeoutError) as error:
             self._paused_until = self._monotonic() + PAUSE_AFTER_FAILURE_SECONDS
             RATE_LIMIT_FAIL_OPEN.labels(reason="storage_error").inc()
@@ -129,9 +174,29 @@ class RequestRateLimiter:
                 unchecked_for_seconds=PAUSE_AFTER_FAILURE_SECONDS,
             )
             return
+        finally:
+            if size > 1:
+                self._leasing.discard((limit, identifier))
         RATE_LIMITED_REQUESTS.labels(limit=limit.value).inc()
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise RateLimited(limit=limit, per_minute=item.amount, retry_after=retry_after)
+
+    def _keep_lease(self, key: tuple[RateLimit, str], left: int, until: float) -> None:
+        if len(self._leases) >= MAX_LEASES:
+            now = self._monotonic()
+            self._leases = {
+                kept: lease
+                for kept, lease in self._leases.items()
+                if lease.left > 0 and lease.until > now
+            }
+            if len(self._leases) >= MAX_LEASES:
+                self._leases.clear()
+        lease = self._leases.get(key)
+        if lease is not None and lease.left > 0 and lease.until >= until:
+            # Two leases of one window (concurrent requests both asked): both are counted.
+            lease.left += left
+        else:
+            self._leases[key] = _Lease(left, until)
 
     async def aclose(self) -> None:
         if self._close is not None:

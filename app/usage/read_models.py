@@ -10,10 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.core.db import DriverStatement
 from app.models import Subscription, UsageDailyTotals
 from app.models.subscription import LIVE_STATUSES
 
@@ -50,8 +50,10 @@ class AccountUsageState:
 
 _LIVE_FIRST = "s.status IN ({})".format(", ".join(f"'{status}'" for status in LIVE_STATUSES))
 
-_ACCOUNT_USAGE_STATE = text(
-    f"""
+# On the driver directly (DriverStatement): the dialer sends it before every call.
+_ACCOUNT_USAGE_STATE = DriverStatement(
+    text(
+        f"""
     SELECT c.id AS customer_id, s.id AS subscription_id, s.status,
            COALESCE(s.billing_cycle_anchor, s.current_period_start, s.created_at) AS anchor,
            s.current_period_end, s.trial_end, s.grace_period_ends_at, c.suspended_at,
@@ -98,21 +100,21 @@ _ACCOUNT_USAGE_STATE = text(
     ) t ON true
     WHERE c.dashboard_user_id = :dashboard_user_id
     """  # noqa: S608 (built from this module's constant fragments, never from input)
-).columns(features=JSONB, add_ons=JSONB)
+    )
+)
 
 
 async def get_account_usage_state(
     session: AsyncSession, *, dashboard_user_id: str, now: datetime
 ) -> AccountUsageState | None:
     """One indexed read for the quota check and the summary; None for an unknown customer."""
-    row = (
-        await session.execute(
-            _ACCOUNT_USAGE_STATE, {"dashboard_user_id": dashboard_user_id, "now": now}
-        )
-    ).first()
+    row = await _ACCOUNT_USAGE_STATE.fetchrow(
+        session, {"dashboard_user_id": dashboard_user_id, "now": now}
+    )
     if row is None:
         return None
-    return AccountUsageState(**row._asdict())
+    # JSON columns arrive decoded: SQLAlchemy sets the driver's codec on each connection.
+    return AccountUsageState(**row)
 
 
 _DAILY_MINUTES = text(

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import DriverStatement
 from app.core.periods import AnchorChange
 from app.usage.placement import SubscriptionTerms
 
@@ -146,12 +147,16 @@ _SUBSCRIPTIONS_FOR_INGESTION = """
 """
 # One customer (every user request, most service ones) by equality: PostgreSQL then keeps one
 # generic plan for the prepared statement; with an array it re-plans on every execution.
-_SUBSCRIPTIONS_OF_CUSTOMER = text(
-    _SUBSCRIPTIONS_FOR_INGESTION.format(customers="c.dashboard_user_id = :dashboard_user_id")
+# Both run on the driver directly (DriverStatement), as the insert below: every usage request
+# sends them.
+_SUBSCRIPTIONS_OF_CUSTOMER = DriverStatement(
+    text(_SUBSCRIPTIONS_FOR_INGESTION.format(customers="c.dashboard_user_id = :dashboard_user_id"))
 )
-_SUBSCRIPTIONS_OF_CUSTOMERS = text(
-    _SUBSCRIPTIONS_FOR_INGESTION.format(
-        customers="c.dashboard_user_id = ANY(CAST(:dashboard_user_ids AS text[]))"
+_SUBSCRIPTIONS_OF_CUSTOMERS = DriverStatement(
+    text(
+        _SUBSCRIPTIONS_FOR_INGESTION.format(
+            customers="c.dashboard_user_id = ANY(CAST(:dashboard_user_ids AS text[]))"
+        )
     )
 )
 
@@ -162,12 +167,12 @@ async def load_subscriptions_for_ingestion(
     """The named customers (by dashboard user id) with every subscription that can hold
     usage; a customer who does not exist is absent."""
     if len(dashboard_user_ids) == 1:
-        rows = await session.execute(
-            _SUBSCRIPTIONS_OF_CUSTOMER, {"dashboard_user_id": dashboard_user_ids[0]}
+        rows = await _SUBSCRIPTIONS_OF_CUSTOMER.fetch(
+            session, {"dashboard_user_id": dashboard_user_ids[0]}
         )
     else:
-        rows = await session.execute(
-            _SUBSCRIPTIONS_OF_CUSTOMERS, {"dashboard_user_ids": list(dashboard_user_ids)}
+        rows = await _SUBSCRIPTIONS_OF_CUSTOMERS.fetch(
+            session, {"dashboard_user_ids": list(dashboard_user_ids)}
         )
     customers: dict[str, CustomerSubscriptions] = {}
     for row in rows:
@@ -253,8 +258,9 @@ _CHANGES = """
     LEFT JOIN peaks_before b USING (subscription_id, period_start)
 """
 
-_INSERT_RECORDS = text(
-    f"""
+_INSERT_RECORDS = DriverStatement(
+    text(
+        f"""
     WITH input AS (
         SELECT * FROM unnest(
             CAST(:customer_ids AS bigint[]), CAST(:subscription_ids AS bigint[]),
@@ -309,6 +315,7 @@ _INSERT_RECORDS = text(
     UNION ALL
     {_CHANGES}
     """  # noqa: S608 (built from this module's constant fragments, never from input)
+    )
 )
 
 
@@ -331,8 +338,8 @@ async def insert_records(
     `records` must be sorted by (customer_id, call_id): concurrent batches then claim their
     calls in one order. Returns the rows inserted and the counters they changed.
     """
-    rows = await session.execute(
-        _INSERT_RECORDS,
+    rows = await _INSERT_RECORDS.fetch(
+        session,
         {
             "customer_ids": [record.customer_id for record in records],
             "subscription_ids": [record.subscription_id for record in records],

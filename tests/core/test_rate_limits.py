@@ -5,6 +5,7 @@ its requests within one window and asserts on counts; the pause after a Redis fa
 an injected monotonic clock.
 """
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from limits.aio.storage import MemoryStorage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import auth
@@ -20,8 +22,12 @@ from app.core.config import Settings
 from app.core.metrics import REGISTRY
 from app.core.rate_limits import (
     PAUSE_AFTER_FAILURE_SECONDS,
+    RateLimit,
+    RateLimited,
     RequestRateLimiter,
     create_rate_limiter,
+    lease_size,
+    per_minute_limits,
 )
 from app.main import create_app
 from tests.conftest import TokenFactory, bearer, make_settings
@@ -282,3 +288,68 @@ async def test_a_hung_redis_costs_one_short_timeout_then_nothing(
     # Redis was waited for once (one short timeout); the four after it did not ask at all.
     assert counter("billing_rate_limit_fail_open_total", reason="storage_error") == errors + 1
     assert counter("billing_rate_limit_fail_open_total", reason="paused") == paused + 4
+
+
+class CountingStorage(MemoryStorage):
+    """Memory storage that counts the calls made to it, as a shared Redis would see them."""
+
+    def __init__(self) -> None:
+        super().__init__(wrap_exceptions=True)
+        self.increments = 0
+
+    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        self.increments += 1
+        # Other requests run while this one waits for the store, as they do with Redis.
+        await asyncio.sleep(0)
+        return await super().incr(key, expiry, amount)
+
+
+async def test_a_high_limit_is_taken_from_the_store_in_leases_and_never_exceeded(
+    limited: Any,
+) -> None:
+    settings = limited(RATE_LIMIT_PER_SERVICE_PER_MINUTE=1_000)
+    storage = CountingStorage()
+    # Two API processes counting against one store.
+    processes = [RequestRateLimiter(storage, per_minute_limits(settings)) for _ in range(2)]
+    allowed = 0
+    refused: list[RateLimited] = []
+    for number in range(1_100):
+        try:
+            await processes[number % 2].hit(RateLimit.SERVICE, "9001")
+        except RateLimited as error:
+            refused.append(error)
+        else:
+            allowed += 1
+
+    assert lease_size(1_000) == 10
+    # Never more than the limit; at most one lease per process left unused at the end.
+    assert 1_000 - 2 * (lease_size(1_000) - 1) <= allowed <= 1_000
+    assert len(refused) == 1_100 - allowed
+    assert refused[0].details["per_minute"] == 1_000
+    # The store is asked once per lease while the limit lasts, not once per request.
+    assert storage.increments <= 1_000 // lease_size(1_000) + 2 + len(refused)
+
+
+async def test_a_low_limit_is_counted_request_by_request(limited: Any) -> None:
+    settings = limited(RATE_LIMIT_PDF_PER_USER_PER_MINUTE=20)
+    storage = CountingStorage()
+    processes = [RequestRateLimiter(storage, per_minute_limits(settings)) for _ in range(2)]
+    for number in range(20):
+        await processes[number % 2].hit(RateLimit.PDF, "42")
+
+    with pytest.raises(RateLimited):
+        await processes[0].hit(RateLimit.PDF, "42")
+    with pytest.raises(RateLimited):
+        await processes[1].hit(RateLimit.PDF, "42")
+    assert storage.increments == 22
+
+
+async def test_a_burst_of_concurrent_requests_takes_one_lease_not_one_each(limited: Any) -> None:
+    settings = limited(RATE_LIMIT_PER_USER_PER_MINUTE=600)
+    limiter = RequestRateLimiter(CountingStorage(), per_minute_limits(settings))
+
+    # 200 at once, before any lease has come back: far under 600, so none is refused.
+    await asyncio.gather(*(limiter.hit(RateLimit.USER, "42") for _ in range(200)))
+
+    for _ in range(600 - 200 - (lease_size(600) - 1)):
+        await limiter.hit(RateLimit.USER, "42")

@@ -5,12 +5,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import DriverStatement
 from app.models import UsageDailyTotals, UsagePeriodTotals
 from tests.conftest import TEST_NOW, bearer
 from tests.factories import PERIOD_START
@@ -60,16 +62,28 @@ async def daily_totals(session: AsyncSession, subscription_id: int) -> dict[str,
 
 @contextmanager
 def counted_statements(app: FastAPI) -> Iterator[list[str]]:
-    """The SQL statements the app sends while the block runs (BEGIN and COMMIT aside)."""
+    """The SQL statements the app sends while the block runs (BEGIN and COMMIT aside),
+    through SQLAlchemy or straight to the driver (`DriverStatement`)."""
     statements: list[str] = []
     engine = app.state.engine.sync_engine
 
     def count(*args: Any) -> None:
         statements.append(args[2])
 
+    def counting(run: Any) -> Any:
+        async def counted(self: DriverStatement, *args: Any) -> Any:
+            statements.append(self.sql)
+            return await run(self, *args)
+
+        return counted
+
     event.listen(engine, "before_cursor_execute", count)
     try:
-        yield statements
+        with (
+            patch.object(DriverStatement, "fetch", counting(DriverStatement.fetch)),
+            patch.object(DriverStatement, "fetchrow", counting(DriverStatement.fetchrow)),
+        ):
+            yield statements
     finally:
         event.remove(engine, "before_cursor_execute", count)
 
