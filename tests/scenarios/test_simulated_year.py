@@ -1,7 +1,11 @@
-"""The same call center's year on a yearly term: a monthly start, a switch to yearly mid-period,
-twelve monthly usage periods billed while the yearly price is paid once, and back to monthly
-at the end of the yearly term. Every invoice's lines are compared with the table below,
-computed by hand; each charge is once in billing history; `billing reconcile` finds no drift.
+"""A call center's year, 2027-01-31 to 2028-04-10, on the injected clock and the stateful Stripe
+fake: a monthly start, an add-on bought, a switch to yearly mid-period (the add-on moved to
+its yearly price in the same update, the period cut there a stub), twelve monthly usage
+periods billed while the yearly price is paid once (a late record among them), and back to
+monthly at the end of the yearly term. Every invoice's lines are compared with the tables
+below, computed by hand; each charge is once in billing history; `billing reconcile` finds
+no drift. (The trial, the boundary records, the failed renewal, the downgrade and the
+immediate cancel are the months in test_simulated_months.py.)
 
 On the yearly term no renewal closes the monthly usage periods: the `close_ended_usage_periods`
 cron closes each an hour after it ended, and its items wait, pending, for the invoice Stripe
@@ -25,9 +29,9 @@ from app.core.clock import FrozenClock
 from app.core.periods import add_months
 from app.models import BillingHistory, OverageCharge
 from app.stripe_sync.reconcile import reconcile_with_stripe
-from app.usage.tasks import close_ended_usage_periods
+from app.usage.tasks import bill_overage_adjustments, close_ended_usage_periods
 from tests.conftest import TokenFactory, bearer
-from tests.factories import create_synced_plan
+from tests.factories import create_synced_add_on, create_synced_plan
 from tests.running_jobs import app_job_ctx
 from tests.scenarios.test_simulated_months import CallCenter, utc
 from tests.stripe.fake import FakeStripe
@@ -35,49 +39,54 @@ from tests.webhooks.helpers import local_subscription
 
 # (period, line, quantity, rate in cents, amount in cents), by hand:
 # Growth: 2,000 min and 10 agents included a month, 2.5 c/min, 1,500 c/agent; $99.00 a month,
-# $990.00 a year.
+# $990.00 a year. The add-on, held from 03-01 on: 1,000 extra minutes a month; $20.00 a month,
+# $200.00 a year.
 EXPECTED_OVERAGE = [
     ("2027-01-31", "minutes", Decimal(400), Decimal("2.5"), 1_000),  # 2,400 - 2,000
-    # The stub 02-28 to 03-10, cut by the switch to yearly: Growth's full monthly allowance.
-    ("2027-02-28", "minutes", Decimal(100), Decimal("2.5"), 250),  # 2,100 - 2,000
-    # The yearly term's monthly periods, from the new anchor 03-10.
-    ("2027-03-10", "minutes", Decimal(600), Decimal("2.5"), 1_500),  # 2,600 - 2,000
-    ("2027-08-10", "minutes", Decimal(1_000), Decimal("2.5"), 2_500),  # 3,000 - 2,000
+    # The stub 02-28 to 03-10, cut by the switch to yearly: Growth's full monthly allowance,
+    # and the add-on for the 9 of its 10 days held: 3,000 - 2,000 - 900 = 100.
+    ("2027-02-28", "minutes", Decimal(100), Decimal("2.5"), 250),
+    # The yearly term's monthly periods, from the new anchor 03-10: 3,000 minutes included.
+    ("2027-03-10", "minutes", Decimal(600), Decimal("2.5"), 1_500),  # 3,600 - 3,000
+    ("2027-05-10", "minutes (late)", Decimal(500), Decimal("2.5"), 1_250),  # 3,500 - 3,000
+    ("2027-08-10", "minutes", Decimal(1_000), Decimal("2.5"), 2_500),  # 4,000 - 3,000
     ("2027-08-10", "agents", 1, Decimal(1_500), 1_500),  # peak 11 of 10
-    ("2028-02-10", "minutes", Decimal(200), Decimal("2.5"), 500),  # 2,200 - 2,000
-    # Monthly again from 2028-03-10.
-    ("2028-03-10", "minutes", Decimal(500), Decimal("2.5"), 1_250),  # 2,500 - 2,000
+    ("2028-02-10", "minutes", Decimal(200), Decimal("2.5"), 500),  # 3,200 - 3,000
+    # Monthly again from 2028-03-10, the add-on too.
+    ("2028-03-10", "minutes", Decimal(500), Decimal("2.5"), 1_250),  # 3,500 - 3,000
 ]
 # Minutes used in each of the yearly term's twelve periods (and agents, where any).
 YEARLY_USAGE = [
-    ("2600", None),
-    ("1800", None),
+    ("3600", None),
+    ("2800", None),
     ("1000", None),
     ("1000", None),
     ("1000", None),
-    ("3000", 11),
+    ("4000", 11),
     ("1000", None),
     ("1000", None),
     ("1000", None),
     ("1000", None),
     ("1000", None),
-    ("2200", None),
+    ("3200", None),
 ]
 EXPECTED_INVOICES = [
     # (day, billing reason, each line's amount in cents); the total is their sum.
     ("2027-01-31", "subscription_create", [9_900]),  # the first month
     ("2027-02-28", "subscription_cycle", [9_900, 1_000]),  # Growth and January's overage
-    # To yearly: the year in full, the month's price credited whole (the fake's proration).
-    ("2027-03-10", "subscription_update", [99_000, -9_900]),
+    ("2027-03-01", "subscription_update", [2_000]),  # the add-on (the fake prorates whole)
+    # To yearly, the add-on too: each year in full, the month's price credited whole.
+    ("2027-03-10", "subscription_update", [99_000, -9_900, 20_000, -2_000]),
     # The pending items' invoices, monthly: the stub's overage, then March's (closed on
-    # 04-10 at 01:00, an hour after this invoice), then August's minutes and agents. The
-    # months under the allowance leave nothing pending: no invoice.
+    # 04-10 at 01:00, an hour after this invoice), May's adjustment, then August's minutes
+    # and agents. The months with nothing pending get no invoice.
     ("2027-04-10", "manual", [250]),
     ("2027-05-10", "manual", [1_500]),
+    ("2027-07-10", "manual", [1_250]),  # May's late call (06-25), an adjustment
     ("2027-10-10", "manual", [2_500, 1_500]),
     # The yearly term ends: monthly again, and February's overage, closed by this renewal.
-    ("2028-03-10", "subscription_cycle", [9_900, 500]),
-    ("2028-04-10", "subscription_cycle", [9_900, 1_250]),
+    ("2028-03-10", "subscription_cycle", [9_900, 2_000, 500]),
+    ("2028-04-10", "subscription_cycle", [9_900, 2_000, 1_250]),
 ]
 
 
@@ -91,6 +100,7 @@ async def test_a_year_switched_to_yearly_and_back_to_monthly_billed_to_the_cent(
 ) -> None:
     center = CallCenter(client, app, fake_stripe, clock, make_token)
     growth = await create_synced_plan(session, fake_stripe, slug="growth", trial_days=0)
+    add_on = await create_synced_add_on(session, fake_stripe, slug="extra-minutes")
 
     # 01-31: subscribes to Growth, monthly; the first month is paid at once.
     center.at(utc("2027-01-31T00:00:00"))
@@ -105,9 +115,13 @@ async def test_a_year_switched_to_yearly_and_back_to_monthly_billed_to_the_cent(
     center.at(utc("2027-02-28T00:00:00"))
     await center.renew()
 
-    # 03-10: to yearly, now (a longer cycle starts at once): Stripe restarts the cycle, and
-    # the period 02-28 to 03-10 is a stub closed by the change.
-    await center.use("2027-03-05T12:00:00Z", "2100")
+    # 03-01: an add-on of 1,000 minutes a month. 03-10: to yearly, now (a longer cycle
+    # starts at once), the add-on moved to its yearly price in the same update: Stripe
+    # restarts the cycle, and the period 02-28 to 03-10 is a stub closed by the change.
+    center.at(utc("2027-03-01T00:00:00"))
+    await center.manage(action="add_addon", addon_id=add_on.id, quantity=1)
+    await center.event("invoice.paid", fake_stripe.invoices[center.subscription["latest_invoice"]])
+    await center.use("2027-03-05T12:00:00Z", "3000")
     center.at(utc("2027-03-10T00:00:00"))
     await center.manage(action="change_plan", billing_cycle="yearly")
     change = fake_stripe.invoices[center.subscription["latest_invoice"]]
@@ -123,6 +137,10 @@ async def test_a_year_switched_to_yearly_and_back_to_monthly_billed_to_the_cent(
         start = add_months(term_start, month)
         end = add_months(term_start, month + 1)
         await center.use(f"{start + (end - start) / 2:%Y-%m-%dT%H:%M:%SZ}", minutes, agents)
+        if month == 3:
+            # A late call of May (05-10 to 06-10, billed nothing: 1,000 minutes) puts it over.
+            await center.use("2027-05-20T12:00:00Z", "2500")
+            assert await bill_overage_adjustments(app_job_ctx(app)) == 1
         if month == 9:
             await center.manage(action="change_plan", billing_cycle="monthly")
         if month == len(YEARLY_USAGE) - 1:
@@ -141,11 +159,12 @@ async def test_a_year_switched_to_yearly_and_back_to_monthly_billed_to_the_cent(
     # 2028-03-10: the yearly term ends; the schedule's monthly phase starts at the renewal.
     center.at(utc("2028-03-10T00:00:00"))
     draft = await center.renew()
-    assert draft["lines"]["data"][0]["pricing"]["price_details"]["price"] == (
-        growth.stripe_monthly_price_id
-    )
+    assert [line["pricing"]["price_details"]["price"] for line in draft["lines"]["data"][:2]] == [
+        growth.stripe_monthly_price_id,
+        add_on.stripe_monthly_price_id,
+    ]
     assert (await local_subscription(session)).billing_cycle == "monthly"
-    await center.use("2028-03-20T12:00:00Z", "2500")
+    await center.use("2028-03-20T12:00:00Z", "3500")
     center.at(utc("2028-04-10T00:00:00"))
     await center.renew()
 
