@@ -91,8 +91,8 @@ class CallCenter:
         make_token: TokenFactory,
     ) -> None:
         self.client, self.app, self.fake, self.clock = client, app, fake, clock
-        self.user = make_token("42", lifetime=timedelta(days=500))
-        self.service = make_token("9001", roles=["service"], lifetime=timedelta(days=500))
+        self.user = make_token("42", lifetime=timedelta(days=600))
+        self.service = make_token("9001", roles=["service"], lifetime=timedelta(days=600))
         self.calls = 0
         # What GET /v1/events lists at the end: every event, each delivered.
         self.delivered: list[StripeObject] = []

@@ -208,6 +208,16 @@ async def test_a_year_switched_to_yearly_and_back_to_monthly_billed_to_the_cent(
         c.id for c in billed
     )
     assert {row.status for row in overage_rows} == {"paid"}
+    # As the customer sees it: one overage entry a charge, with its amount.
+    response = await client.get(
+        "/subscriptions/api/billing-history/",
+        params={"type": "overage", "limit": 100, "include_archived": "true"},
+        headers=bearer(center.user),
+    )
+    assert response.status_code == 200, response.text
+    assert sorted(entry["amount"] for entry in response.json()["billing_history"]) == sorted(
+        charge.minutes_amount + charge.agents_amount for charge in billed
+    )
     report = await reconcile_with_stripe(
         sessionmaker=app.state.sessionmaker,
         gateway=app.state.stripe_gateway,
