@@ -6,10 +6,8 @@ Covered: a trial ending on the 31st (a month-end anchor), the first paid month, 
 23:59:59 and 00:00:00 on the anchor day, a late record after its period was billed, an
 upgrade mid-period, a failed renewal payment that recovers on the second retry, an add-on
 bought and removed mid-period, a downgrade at the period end, and an immediate cancel with
-overage pending (a late record's adjustment waiting for a next invoice). Not yet covered
-here: a switch to yearly and back to monthly at the end of the yearly term (the cycle-change
-cases have their own tests in tests/subscriptions/test_cycle_change_terms.py and
-tests/usage/test_terms_history.py).
+overage pending (a late record's adjustment waiting for a next invoice). The switch to yearly
+and back to monthly at the end of the yearly term is the year in test_simulated_year.py.
 
 Stripe's proration here is the fake's: a change made now is invoiced as the whole price
 difference, not prorated by time (the service passes Stripe's amounts through unchanged).
@@ -93,8 +91,8 @@ class CallCenter:
         make_token: TokenFactory,
     ) -> None:
         self.client, self.app, self.fake, self.clock = client, app, fake, clock
-        self.user = make_token("42", lifetime=timedelta(days=400))
-        self.service = make_token("9001", roles=["service"], lifetime=timedelta(days=400))
+        self.user = make_token("42", lifetime=timedelta(days=600))
+        self.service = make_token("9001", roles=["service"], lifetime=timedelta(days=600))
         self.calls = 0
         # What GET /v1/events lists at the end: every event, each delivered.
         self.delivered: list[StripeObject] = []

@@ -194,9 +194,7 @@ class FakeBilling(FakePayments):
             latest_invoice=None,
             managed_payments={"enabled": False},
             metadata=dict(params.get("metadata") or {}),
-            next_pending_invoice_item_invoice=None,
             pause_collection=None,
-            pending_invoice_item_interval=_pending_interval(params),
             pending_setup_intent=None,
             pending_update=None,
             schedule=None,
@@ -209,6 +207,7 @@ class FakeBilling(FakePayments):
             (params.get("automatic_tax") or {}).get("enabled")
         )
         subscription["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
+        self._set_pending_interval(subscription, params)
         subscription["payment_settings"]["save_default_payment_method"] = save_default
         items = []
         for price, spec in prices:
@@ -299,7 +298,7 @@ class FakeBilling(FakePayments):
                 self.payment_method(identifier, param="default_payment_method", status=400)
             subscription["default_payment_method"] = identifier
         if "pending_invoice_item_interval" in params:
-            subscription["pending_invoice_item_interval"] = _pending_interval(params)
+            self._set_pending_interval(subscription, params)
         if "cancel_at_period_end" in params:
             at_end = as_bool(params["cancel_at_period_end"])
             subscription["cancel_at_period_end"] = at_end
@@ -325,6 +324,17 @@ class FakeBilling(FakePayments):
             if schedule is not None and schedule["status"] in ("active", "not_started"):
                 schedule.update(status="canceled", canceled_at=self.now)
         return subscription
+
+    def _set_pending_interval(self, subscription: StripeObject, params: Params) -> None:
+        """The interval, and when Stripe will next invoice the pending items (an interval
+        from now; none without an interval)."""
+        interval = _pending_interval(params)
+        subscription["pending_invoice_item_interval"] = interval
+        subscription["next_pending_invoice_item_invoice"] = (
+            period_end(self.now, interval["interval"], interval["interval_count"])
+            if interval
+            else None
+        )
 
     # --- item changes ------------------------------------------------------------------
 

@@ -6,6 +6,9 @@ What the overage billing relies on, as Stripe documents it:
   (an item naming a subscription is taken only by that subscription's invoices);
 - a renewal invoice starts as a draft (`renew_subscription`, called by a test where Stripe
   would renew) and is finalized about an hour later (`finalize_invoice`, by the test);
+- a subscription with `pending_invoice_item_interval` has its pending items invoiced on their
+  own every interval (`invoice_pending_items`, called by a test at the subscription's
+  `next_pending_invoice_item_invoice`), between the renewals of a longer cycle;
 - an invoice created through the API (`POST /v1/invoices`) is a draft holding no pending item
   unless `pending_invoice_items_behavior=include`; `POST /v1/invoices/{id}/finalize` opens it.
 
@@ -134,6 +137,53 @@ class FakeInvoicing(FakeSchedules):
                 and owner in (None, subscription_id)
             ):
                 self._attach(invoice, item)
+        subscription["latest_invoice"] = invoice["id"]
+        return invoice
+
+    def invoice_pending_items(self, subscription_id: str) -> StripeObject | None:
+        """What Stripe does at a subscription's `next_pending_invoice_item_invoice`: Stripe
+        documents `pending_invoice_item_interval` as "how often to bill for any pending
+        invoice items ... analogous to calling Create an invoice for the given subscription at
+        the specified interval", so this is that invoice (a draft of the subscription's
+        pending items, `billing_reason=manual` as an API-created one is, finalized about an
+        hour later) and the next one is due an interval later; with nothing pending there is
+        no invoice. Refused (Stripe would not do it) without an interval or before it is due.
+        Returns the draft, if any."""
+        subscription = self.subscription(subscription_id)
+        interval = subscription.get("pending_invoice_item_interval")
+        due = subscription.get("next_pending_invoice_item_invoice")
+        if not interval or due is None or self.now < due:
+            raise AssertionError(
+                f"{subscription_id} has no pending items invoice due (interval {interval}, "
+                f"due {due}, now {self.now})"
+            )
+        subscription["next_pending_invoice_item_invoice"] = period_end(
+            due, interval["interval"], interval["interval_count"]
+        )
+        pending = [
+            item
+            for item in self.invoice_items.values()
+            if item["invoice"] is None
+            and ((item.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+            == subscription_id
+        ]
+        if not pending:
+            return None
+        invoice = self._invoice_object(subscription, [], "manual")
+        invoice.update(
+            status="draft",
+            number=None,
+            hosted_invoice_url=None,
+            invoice_pdf=None,
+            auto_advance=True,
+            automatically_finalizes_at=self.now + 3600,
+            period_start=self.now,
+            period_end=self.now,
+        )
+        invoice["status_transitions"].update(finalized_at=None, paid_at=None)
+        self.invoices[invoice["id"]] = invoice
+        for item in pending:
+            self._attach(invoice, item)
         subscription["latest_invoice"] = invoice["id"]
         return invoice
 

@@ -4,6 +4,7 @@ model."""
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,6 +266,43 @@ def test_invoice_items_go_on_drafts_only_and_pending_ones_wait_for_the_renewal(
     assert fake_stripe.invoices[draft["id"]]["total"] == 1000 + 250 - 50
     assert fake_stripe.invoices[draft["id"]]["status"] == "open"
     assert listed.json()["data"] == []
+
+
+def test_pending_items_are_invoiced_every_pending_invoice_item_interval(
+    fake_stripe: FakeStripe,  # noqa: F811
+    http: httpx.Client,
+) -> None:
+    fake_stripe.add_product(id="prod_a", name="A")
+    price = fake_stripe.add_price(product="prod_a", unit_amount=99_000, interval="year")
+    customer = fake_stripe.add_customer()
+    subscription = post(
+        http,
+        "/v1/subscriptions",
+        {
+            "customer": customer["id"],
+            "items[0][price]": price["id"],
+            "pending_invoice_item_interval[interval]": "month",
+        },
+    ).json()
+    month_later = int(datetime(2026, 12, 25, 12, 0, tzinfo=UTC).timestamp())
+    item = {"customer": customer["id"], "amount": "250", "subscription": subscription["id"]}
+    pending = post(http, "/v1/invoiceitems", item).json()
+
+    with pytest.raises(AssertionError, match="no pending items invoice due"):
+        fake_stripe.invoice_pending_items(subscription["id"])  # not a month yet
+    fake_stripe.now = month_later
+    draft = fake_stripe.invoice_pending_items(subscription["id"])
+    fake_stripe.now = int(datetime(2027, 1, 25, 12, 0, tzinfo=UTC).timestamp())
+    nothing_pending = fake_stripe.invoice_pending_items(subscription["id"])
+
+    assert subscription["next_pending_invoice_item_invoice"] == month_later
+    assert draft is not None
+    assert (draft["billing_reason"], draft["status"], draft["total"]) == ("manual", "draft", 250)
+    assert fake_stripe.invoice_items[pending["id"]]["invoice"] == draft["id"]
+    assert nothing_pending is None
+    assert fake_stripe.subscriptions[subscription["id"]]["next_pending_invoice_item_invoice"] == (
+        int(datetime(2027, 2, 25, 12, 0, tzinfo=UTC).timestamp())
+    )
 
 
 def test_a_parameter_stripe_does_not_list_is_refused_as_stripe_refuses_it(
