@@ -46,6 +46,7 @@ from app.subscriptions.errors import SubscriptionExists
 from app.subscriptions.schemas import CheckoutSessionRequest
 from app.subscriptions.stripe_state import apply_stripe_state
 from app.subscriptions.subscribe import (
+    ENDED_STATUSES,
     RESERVATION_LEASE,
     RESERVATION_METADATA_KEY,
     SETTLED_STATUSES,
@@ -141,6 +142,32 @@ async def _reserve(
     return _Slot(existing.id, order, replaced=replaced, orphan_possible=replaced is None)
 
 
+async def _settle_earlier_subscribe(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    gateway: StripeGateway,
+    stripe_customer_id: str,
+    reservation_id: int,
+    clock: Clock,
+) -> None:
+    """The reservation taken over may be a subscribe's whose answer was lost after Stripe
+    created the subscription: record it on the reservation and refuse the checkout (409), as
+    that subscribe's own retry would have found it."""
+    found = await gateway.find_subscription_by_metadata(
+        customer_id=stripe_customer_id, key=RESERVATION_METADATA_KEY, value=str(reservation_id)
+    )
+    if found is None:
+        return
+    async with sessionmaker.begin() as session:
+        subscription = await repository.get_unconfirmed_reservation(
+            session, reservation_id, for_update=True
+        )
+        if subscription is not None:
+            await apply_stripe_state(session, subscription, found, now=clock.now())
+    if found.status in ENDED_STATUSES:
+        raise SubscriptionExists("The subscription changed meanwhile; retry.")
+    raise SubscriptionExists(details={"status": found.status})
+
+
 def _is_ambiguous(error: Exception) -> bool:
     """Whether Stripe may have acted on a call that failed: a timeout, a lost connection, a
     5xx (`StripeUnavailable`), or anything unexpected. A 4xx refusal is definite."""
@@ -177,6 +204,9 @@ async def start_checkout(
                 # Paid meanwhile: its `checkout.session.completed` records the subscription.
                 raise SubscriptionExists(details={"status": "checkout_complete"})
         if slot.orphan_possible:
+            await _settle_earlier_subscribe(
+                sessionmaker, gateway, stripe_customer_id, reservation_id, clock
+            )
             # Paid meanwhile: its `checkout.session.completed` records the subscription.
             if await expire_orphaned_checkouts(
                 gateway, stripe_customer_id=stripe_customer_id, reservation_id=reservation_id

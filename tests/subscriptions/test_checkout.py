@@ -426,3 +426,33 @@ async def test_a_subscribe_taking_over_an_abandoned_checkout_expires_its_session
     assert fake_stripe.checkout_sessions[abandoned]["status"] == "expired"
     assert _open_sessions(fake_stripe) == []
     assert len(fake_stripe.subscriptions) == 1
+
+
+async def test_a_checkout_after_a_subscribe_whose_answer_was_lost_finds_its_subscription(
+    client: httpx.AsyncClient,
+    make_token: TokenFactory,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+) -> None:
+    plan = await create_synced_plan(session, fake_stripe, trial_days=0)
+    token = make_token("42")
+    # Stripe creates (and charges) the subscription, then the answer is lost.
+    fake_stripe.fail_next("POST", "/v1/subscriptions", timeout=True, after_acting=True)
+    lost = await client.post(
+        SUBSCRIBE,
+        json={"plan_id": plan.id, "payment_method_id": "pm_card_visa"},
+        headers=bearer(token),
+    )
+
+    checkout = await _checkout(client, token, plan)
+
+    assert lost.status_code == 503
+    assert checkout.status_code == 409
+    assert checkout.json()["error"]["details"] == {"status": "active"}
+    assert fake_stripe.checkout_sessions == {}
+    [stripe_subscription] = fake_stripe.subscriptions
+    [reservation] = await _subscriptions(session)
+    assert (reservation.stripe_subscription_id, reservation.status) == (
+        stripe_subscription,
+        "active",
+    )
