@@ -27,13 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
 from app.core.periods import add_months
-from app.models import BillingHistory, OverageCharge
+from app.models import BillingHistory
 from app.stripe_sync.reconcile import reconcile_with_stripe
 from app.usage.tasks import bill_overage_adjustments, close_ended_usage_periods
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_synced_add_on, create_synced_plan
 from tests.running_jobs import app_job_ctx
-from tests.scenarios.test_simulated_months import CallCenter, utc
+from tests.scenarios.call_center import CallCenter, overage_charges, overage_lines, utc
 from tests.stripe.fake import FakeStripe
 from tests.webhooks.helpers import local_subscription
 
@@ -169,24 +169,8 @@ async def test_a_year_switched_to_yearly_and_back_to_monthly_billed_to_the_cent(
     await center.renew()
 
     # Every charge, to the cent.
-    charges = (
-        await session.scalars(
-            select(OverageCharge).order_by(OverageCharge.period_start, OverageCharge.sequence)
-        )
-    ).all()
-    lines: list[tuple[str, str, Decimal | int, Decimal | None, int]] = []
-    for charge in charges:
-        day = f"{charge.period_start:%Y-%m-%d}"
-        if charge.minutes_amount:
-            name = "minutes" if charge.sequence == 0 else "minutes (late)"
-            lines.append(
-                (day, name, charge.minutes_over, charge.rate_per_minute, charge.minutes_amount)
-            )
-        if charge.agents_amount:
-            lines.append(
-                (day, "agents", charge.agents_over, charge.rate_per_agent, charge.agents_amount)
-            )
-    assert lines == EXPECTED_OVERAGE
+    charges = await overage_charges(session)
+    assert overage_lines(charges) == EXPECTED_OVERAGE
     invoices = sorted(fake_stripe.invoices.values(), key=lambda invoice: invoice["created"])
     assert [
         (
