@@ -36,7 +36,7 @@ from app.core.config import Settings
 from app.core.db import flush_unique
 from app.core.errors import AppError
 from app.customers import service as customers_service
-from app.models import Customer, Subscription, SubscriptionAddOn
+from app.models import Customer, Subscription
 from app.operator_alerts import service as operator_alerts_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.errors import StripeUnavailable
@@ -53,6 +53,8 @@ from app.subscriptions.subscribe import (
     Order,
     build_order,
     expire_orphaned_checkouts,
+    write_add_on_lines,
+    write_order,
 )
 
 CHECKOUT_SESSION_LIFETIME = timedelta(hours=1)
@@ -64,20 +66,6 @@ def _in_progress() -> SubscriptionExists:
     return SubscriptionExists(
         "A subscribe or checkout for this account is in progress.", details={"status": "pending"}
     )
-
-
-async def _write_order(session: AsyncSession, subscription: Subscription, order: Order) -> None:
-    subscription.plan_id = order.plan_id
-    subscription.billing_cycle = order.billing_cycle
-    subscription.request_fingerprint = order.fingerprint
-    await repository.delete_add_on_lines(session, subscription.id)
-    for add_on_id, quantity in order.add_ons:
-        session.add(
-            SubscriptionAddOn(
-                subscription_id=subscription.id, add_on_id=add_on_id, quantity=quantity
-            )
-        )
-    await session.flush()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +110,7 @@ async def _reserve(
         session.add(reservation)
         # The partial unique index referees two first checkouts (or a subscribe) racing.
         await flush_unique(session, SubscriptionExists())
-        await _write_order(session, reservation, order)
+        await write_add_on_lines(session, reservation.id, order.add_ons)
         return _Slot(reservation.id, order, replaced=None, orphan_possible=False)
     if existing.status in SETTLED_STATUSES:
         raise SubscriptionExists(details={"status": existing.status})
@@ -263,7 +251,7 @@ async def start_checkout(
         if subscription is not None and recorded:
             subscription.checkout_session_id = created.id
             subscription.reserved_until = (created.expires_at or expires_at) + EXPIRY_MARGIN
-            await _write_order(session, subscription, order)
+            await write_order(session, subscription, order)
     if not recorded:
         # The reservation was taken over meanwhile: this session must never be paid.
         await gateway.expire_checkout_session(created.id)

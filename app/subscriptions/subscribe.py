@@ -49,12 +49,7 @@ class SubscribeOutcome:
 class _Reservation:
     subscription_id: int
     stripe_subscription_id: str | None
-    fingerprint: str
-    trial_days: int
-    items: list[tuple[str, int]]
-    plan_id: int
-    billing_cycle: str
-    add_ons: list[tuple[int, int]]
+    order: "Order"
     # A reservation an earlier request made (and maybe got as far as Stripe with).
     resumed: bool = False
     # That earlier request asked for something else; this one may take the slot over if
@@ -123,20 +118,13 @@ async def _reserve(
         add_on_selections=subscribe_request.add_ons,
         default_trial_days=default_trial_days,
     )
-    cycle, items, add_ons = order.billing_cycle, order.items, order.add_ons
-    trial_days, fingerprint = order.trial_days, order.fingerprint
     now = clock.now()
 
     def reservation_of(subscription: Subscription, *, resumed: bool, rebind: bool) -> _Reservation:
         return _Reservation(
             subscription_id=subscription.id,
             stripe_subscription_id=subscription.stripe_subscription_id,
-            fingerprint=fingerprint,
-            trial_days=trial_days,
-            items=items,
-            plan_id=order.plan_id,
-            billing_cycle=cycle,
-            add_ons=add_ons,
+            order=order,
             resumed=resumed,
             rebind=rebind,
         )
@@ -155,7 +143,7 @@ async def _reserve(
             raise SubscriptionExists(
                 "A subscribe for this account is in progress.", details={"status": "pending"}
             )
-        rebind = existing.request_fingerprint != fingerprint
+        rebind = existing.request_fingerprint != order.fingerprint
         if rebind and existing.status != "pending":
             raise SubscriptionExists(
                 "An unpaid subscription to another plan is open; pay it or let it expire.",
@@ -171,19 +159,19 @@ async def _reserve(
     reservation = Subscription(
         customer_id=customer.id,
         plan_id=order.plan_id,
-        billing_cycle=cycle,
+        billing_cycle=order.billing_cycle,
         status="pending",
-        request_fingerprint=fingerprint,
+        request_fingerprint=order.fingerprint,
         reserved_until=now + RESERVATION_LEASE,
     )
     session.add(reservation)
     # The partial unique index is the referee when two subscribes race past the check above.
     await flush_unique(session, SubscriptionExists())
-    await _write_add_on_lines(session, reservation.id, add_ons)
+    await write_add_on_lines(session, reservation.id, order.add_ons)
     return reservation_of(reservation, resumed=False, rebind=False)
 
 
-async def _write_add_on_lines(
+async def write_add_on_lines(
     session: AsyncSession, subscription_id: int, add_ons: list[tuple[int, int]]
 ) -> None:
     for add_on_id, quantity in add_ons:
@@ -193,6 +181,15 @@ async def _write_add_on_lines(
             )
         )
     await session.flush()
+
+
+async def write_order(session: AsyncSession, subscription: Subscription, order: Order) -> None:
+    """A reservation taken over by a request for something else now holds that order."""
+    subscription.plan_id = order.plan_id
+    subscription.billing_cycle = order.billing_cycle
+    subscription.request_fingerprint = order.fingerprint
+    await repository.delete_add_on_lines(session, subscription.id)
+    await write_add_on_lines(session, subscription.id, order.add_ons)
 
 
 async def _release(
@@ -244,11 +241,7 @@ async def _settle_earlier_attempt(
         if reservation.rebind:
             async with sessionmaker.begin() as session:
                 subscription = await repository.get_for_update(session, reservation.subscription_id)
-                subscription.plan_id = reservation.plan_id
-                subscription.billing_cycle = reservation.billing_cycle
-                subscription.request_fingerprint = reservation.fingerprint
-                await repository.delete_add_on_lines(session, subscription.id)
-                await _write_add_on_lines(session, subscription.id, reservation.add_ons)
+                await write_order(session, subscription, reservation.order)
         return reservation
     async with sessionmaker.begin() as session:
         subscription = await repository.get_for_update(session, reservation.subscription_id)
@@ -271,13 +264,13 @@ async def _create_or_resume_on_stripe(
         # Keyed by the reservation and what it asked for, not by the card. A resumed
         # reservation was just looked up on Stripe and found absent, so it takes a fresh key:
         # Stripe would replay even a saved 500 for the old one.
-        key = f"subscribe:{reservation.subscription_id}:{reservation.fingerprint[:32]}"
+        key = f"subscribe:{reservation.subscription_id}:{reservation.order.fingerprint[:32]}"
         if reservation.resumed:
             key = f"{key}:{attempt}"
         return await gateway.create_subscription(
             customer_id=stripe_customer_id,
-            items=reservation.items,
-            trial_days=reservation.trial_days,
+            items=reservation.order.items,
+            trial_days=reservation.order.trial_days,
             metadata={
                 RESERVATION_METADATA_KEY: str(reservation.subscription_id),
                 "dashboard_user_id": customer.dashboard_user_id,
@@ -286,7 +279,7 @@ async def _create_or_resume_on_stripe(
             # Usage periods are monthly for both cycles: a yearly subscription's monthly
             # overage items are invoiced every month, not with the next yearly renewal.
             pending_invoice_item_interval="month"
-            if reservation.billing_cycle == "yearly"
+            if reservation.order.billing_cycle == "yearly"
             else None,
         )
     state = await gateway.retrieve_subscription(reservation.stripe_subscription_id)
