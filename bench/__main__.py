@@ -70,6 +70,14 @@ HISTORY_RECORDS = 1_000_000
 MIXED_REQUESTS = 4_000
 LOADER_HEADROOM = 3.0
 WEBHOOK_SECRET = "whsec_bench"  # noqa: S105 (a bench secret)
+# One token and one IP send every request: the limits are checked (their cost is part of
+# the figures) but set out of reach.
+RATE_LIMITS_OUT_OF_REACH = {
+    "RATE_LIMIT_PER_USER_PER_MINUTE": 1_000_000_000,
+    "RATE_LIMIT_PER_SERVICE_PER_MINUTE": 1_000_000_000,
+    "RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE": 1_000_000_000,
+    "RATE_LIMIT_PUBLIC_PER_IP_PER_MINUTE": 1_000_000_000,
+}
 SERVICE_USER = "900000001"
 FIRST_CUSTOMER = 1001
 API = "/subscriptions/api"
@@ -479,12 +487,7 @@ def run(database_url: str, redis_url: str, only: str | None) -> None:
                     "STRIPE_SECRET_KEY": "sk_test_bench",
                     "STRIPE_API_BASE": stripe.url,
                     "LOG_LEVEL": "WARNING",
-                    # One token and one IP send every request: the limits are checked
-                    # (their cost is part of the figures) but set out of reach.
-                    "RATE_LIMIT_PER_USER_PER_MINUTE": "1000000000",
-                    "RATE_LIMIT_PER_SERVICE_PER_MINUTE": "1000000000",
-                    "RATE_LIMIT_WEBHOOK_PER_IP_PER_MINUTE": "1000000000",
-                    "RATE_LIMIT_PUBLIC_PER_IP_PER_MINUTE": "1000000000",
+                    **{name: str(limit) for name, limit in RATE_LIMITS_OUT_OF_REACH.items()},
                 },
             )
         )

@@ -2,7 +2,8 @@
 local token secret, and the way a command reports an error and stops."""
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import NoReturn, TypeVar
 
 import typer
@@ -29,6 +30,18 @@ def local_jwt_secret(*, create: bool) -> str | None:
     DEV_JWT_SECRET_FILE.write_text(secret)
     DEV_JWT_SECRET_FILE.chmod(0o600)
     return secret
+
+
+def format_when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Rows under their column names, each column as wide as its widest cell."""
+    lines = [columns, *rows]
+    widths = [max(len(line[column]) for line in lines) for column in range(len(columns))]
+    for line in lines:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
 
 
 def fail(message: str, *, exit_code: int) -> NoReturn:

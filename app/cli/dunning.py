@@ -1,12 +1,11 @@
 """`billing dunning`: the subscriptions in dunning, as `admin/dunning/` lists them."""
 
 import asyncio
-from datetime import datetime
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cli.common import with_database
+from app.cli.common import format_when, print_table, with_database
 from app.core.config import get_settings
 from app.subscriptions import dunning_operators
 from app.subscriptions.schemas import DunningPublic
@@ -26,10 +25,6 @@ _COLUMNS = (
 )
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
-
-
 def _row(entry: DunningPublic) -> tuple[str, ...]:
     codes = entry.decline_codes or ([entry.last_decline_code] if entry.last_decline_code else [])
     return (
@@ -40,8 +35,8 @@ def _row(entry: DunningPublic) -> tuple[str, ...]:
         entry.invoice,
         str(entry.failed_payment_attempts),
         ",".join(codes) or "-",
-        _when(entry.next_payment_retry),
-        _when(entry.grace_period_end),
+        format_when(entry.next_payment_retry),
+        format_when(entry.grace_period_end),
     )
 
 
@@ -57,7 +52,4 @@ def list_dunning() -> None:
     if not entries:
         typer.echo("No subscription is in dunning.")
         return
-    rows = [_COLUMNS, *(_row(entry) for entry in entries)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print_table(_COLUMNS, [_row(entry) for entry in entries])

@@ -1,12 +1,11 @@
 """`billing notifications`: the outbox as `admin/notifications/` lists it, and a resend."""
 
 import asyncio
-from datetime import datetime
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cli.common import with_database
+from app.cli.common import format_when, print_table, with_database
 from app.core.clock import SystemClock
 from app.core.config import get_settings
 from app.core.errors import AppError
@@ -16,10 +15,6 @@ from app.notifications.service import NotificationWithDeliveries
 notifications_app = typer.Typer()
 
 _COLUMNS = ("id", "customer", "kind", "status", "created", "email", "dashboard", "last error")
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
 def _row(item: NotificationWithDeliveries) -> tuple[str, ...]:
@@ -36,7 +31,7 @@ def _row(item: NotificationWithDeliveries) -> tuple[str, ...]:
         str(notification.customer_id),
         notification.kind,
         notification.status,
-        _when(notification.created_at),
+        format_when(notification.created_at),
         channel("email"),
         channel("dashboard"),
         (errors[0][:60] if errors else "-"),
@@ -84,7 +79,4 @@ def list_notifications(
     if not items:
         typer.echo("No notification matches.")
         return
-    rows = [_COLUMNS, *(_row(item) for item in items)]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    print_table(_COLUMNS, [_row(item) for item in items])

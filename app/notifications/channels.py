@@ -13,8 +13,9 @@ import httpx
 import structlog
 
 from app.core.config import Settings
+from app.core.signing import stripe_scheme_signature
 from app.notifications.emails import EmailRenderer, build_message
-from app.notifications.signing import SIGNATURE_HEADER, sign
+from app.notifications.signing import SIGNATURE_HEADER
 
 logger = structlog.get_logger(__name__)
 
@@ -164,7 +165,9 @@ class DashboardChannel:
         body = dashboard_event(notice)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(body, secret=self._secret, timestamp=int(now.timestamp())),
+            SIGNATURE_HEADER: stripe_scheme_signature(
+                body, secret=self._secret, timestamp=int(now.timestamp())
+            ),
             # Also in the body: lets a receiver drop a duplicate before parsing it.
             "Billing-Event-Id": notice.event_id,
         }

@@ -56,8 +56,7 @@ async def _current_default(
     sessionmaker: async_sessionmaker[AsyncSession], customer_id: int
 ) -> str | None:
     async with sessionmaker() as session:
-        cards = await repository.list_for_customer(session, customer_id)
-    return next((card.stripe_payment_method_id for card in cards if card.is_default), None)
+        return await default_card_id(session, customer_id=customer_id)
 
 
 async def _mirror(

@@ -5,13 +5,13 @@ through the real endpoint, signature check included.
 """
 
 import copy
-import hashlib
-import hmac
 import json
 import uuid
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from app.core.signing import stripe_scheme_signature
 
 SAMPLES = Path(__file__).with_name("sample_objects.json")
 
@@ -57,6 +57,4 @@ def sample_event(event_type: str, *, api_version: str, created: int) -> dict[str
 
 def signature_header(payload: bytes, secret: str, timestamp: int) -> str:
     """`Stripe-Signature` as Stripe computes it: HMAC-SHA256 over "{t}.{body}"."""
-    signed = f"{timestamp}.".encode() + payload
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    return stripe_scheme_signature(payload, secret=secret, timestamp=timestamp)
