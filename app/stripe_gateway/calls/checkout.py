@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from app.stripe_gateway.calls.base import Params, StripeCalls, plain
+from app.stripe_gateway.calls.subscriptions import subscription_terms
 from app.stripe_gateway.errors import StripeIntegrationError
 from app.stripe_gateway.parsing import parse_checkout_session
 from app.stripe_gateway.translation import translated_errors
@@ -25,17 +26,11 @@ class CheckoutCalls(StripeCalls):
     ) -> CheckoutSessionState:
         """A session in which the customer pays for the subscription `create_subscription`
         would create: the same items, trial, billing mode, tax and metadata."""
-        subscription_data: Params = {
-            "metadata": metadata,
-            # As `create_subscription`: credits never exceed what was paid.
-            "billing_mode": {"type": "flexible"},
-        }
-        if trial_days > 0:
-            subscription_data["trial_period_days"] = trial_days
-        if pending_invoice_item_interval is not None:
-            subscription_data["pending_invoice_item_interval"] = {
-                "interval": pending_invoice_item_interval
-            }
+        subscription_data = subscription_terms(
+            metadata=metadata,
+            trial_days=trial_days,
+            pending_invoice_item_interval=pending_invoice_item_interval,
+        )
         params: Params = {
             "mode": "subscription",
             "customer": customer_id,

@@ -22,6 +22,26 @@ from app.stripe_gateway.types import (
 SUBSCRIPTION_EXPANSIONS = ["latest_invoice.confirmation_secret", "pending_setup_intent"]
 
 
+def subscription_terms(
+    *, metadata: dict[str, str], trial_days: int, pending_invoice_item_interval: str | None
+) -> Params:
+    """The terms every subscription we create carries, whether created here or by a
+    Checkout Session (its `subscription_data`)."""
+    terms: Params = {
+        "metadata": metadata,
+        # Flexible billing mode bases credit prorations on what was actually paid, so an
+        # upgrade followed by a downgrade never credits more than the customer paid.
+        "billing_mode": {"type": "flexible"},
+    }
+    if trial_days > 0:
+        terms["trial_period_days"] = trial_days
+    if pending_invoice_item_interval is not None:
+        # A yearly subscription invoices only once a year; with this, Stripe invoices its
+        # pending items (the monthly overage) every interval instead of at the renewal.
+        terms["pending_invoice_item_interval"] = {"interval": pending_invoice_item_interval}
+    return terms
+
+
 class SubscriptionCalls(StripeCalls):
     async def create_subscription(
         self,
@@ -39,20 +59,15 @@ class SubscriptionCalls(StripeCalls):
             # Charge the card now; a decline or SCA leaves the subscription `incomplete`
             # with its open invoice, instead of failing the request.
             "payment_behavior": "allow_incomplete",
-            # Flexible billing mode bases credit prorations on what was actually paid, so an
-            # upgrade followed by a downgrade never credits more than the customer paid.
-            "billing_mode": {"type": "flexible"},
             # No subscription-level card: invoices charge the customer's default card, so
             # "make default" in payment-methods/ is what renewals use.
-            "metadata": metadata,
+            **subscription_terms(
+                metadata=metadata,
+                trial_days=trial_days,
+                pending_invoice_item_interval=pending_invoice_item_interval,
+            ),
             "expand": SUBSCRIPTION_EXPANSIONS,
         }
-        if trial_days > 0:
-            params["trial_period_days"] = trial_days
-        if pending_invoice_item_interval is not None:
-            # A yearly subscription invoices only once a year; with this, Stripe invoices its
-            # pending items (the monthly overage) every interval instead of at the renewal.
-            params["pending_invoice_item_interval"] = {"interval": pending_invoice_item_interval}
         if self.automatic_tax:
             params["automatic_tax"] = {"enabled": True}
         async with translated_errors():
