@@ -155,15 +155,15 @@ class InvoiceCalls(StripeCalls):
             )
         return str(invoice["id"])
 
-    async def finalize_invoice(self, *, invoice_id: str, idempotency_key: str) -> str:
-        """Finalize a draft and let Stripe collect it (auto_advance); returns its status."""
+    async def finalize_invoice(self, *, invoice_id: str, idempotency_key: str) -> InvoiceState:
+        """Finalize a draft and let Stripe collect it (auto_advance); the invoice as finalized."""
         async with translated_errors():
             invoice = plain(
                 await self._stripe.invoices.finalize_invoice_async(
                     invoice_id, {"auto_advance": True}, self._options(idempotency_key)
                 )
             )
-        return str(invoice["status"])
+        return parse_invoice(invoice)
 
     # --- dunning: the service collects a failed invoice itself ------------------------
 

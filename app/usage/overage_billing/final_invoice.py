@@ -83,10 +83,10 @@ async def bill_pending_items_of_ended(
         if invoice.metadata.get(FINAL_INVOICE_METADATA) == str(subscription_id):
             final_id = holder
             if invoice.status == "draft":
-                await gateway.finalize_invoice(
+                # Stripe answers the finalized invoice itself: no second read.
+                invoice = await gateway.finalize_invoice(
                     invoice_id=holder, idempotency_key=f"overage-final-finalize:{holder}"
                 )
-                invoice = await gateway.find_invoice(holder) or invoice
         async with sessionmaker.begin() as session:
             # Links each charge whose items it holds, and its row follows the invoice.
             await record_invoice_overage(

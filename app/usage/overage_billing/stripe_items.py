@@ -59,10 +59,10 @@ async def complete_on_invoice(
     if is_draft and invoice.metadata.get("overage_charge_id") == str(charge.id):
         # Our one-off invoice: finalized once it holds the items, so Stripe charges the
         # customer's default card.
-        status = await gateway.finalize_invoice(
+        finalized = await gateway.finalize_invoice(
             invoice_id=invoice_id, idempotency_key=f"overage-finalize:{charge.id}"
         )
-        invoice = dataclasses.replace(invoice, status=status)
+        invoice = dataclasses.replace(invoice, status=finalized.status)
     return invoice
 
 
