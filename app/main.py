@@ -35,7 +35,6 @@ from app.invoices.branding import default_branding
 from app.invoices.router import admin_router as invoices_admin_router
 from app.invoices.router import router as invoices_router
 from app.jobs.queue import connect_job_queue
-from app.metrics.middleware import RequestMetricsMiddleware
 from app.metrics.router import router as metrics_router
 from app.notifications.router import router as notifications_admin_router
 from app.payment_methods.router import router as payment_methods_router
@@ -107,8 +106,6 @@ def create_app(
     app.add_middleware(DocsContentPolicyMiddleware)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_REQUEST_BODY_BYTES)
-    # Outside the body limit and idempotency, so their own answers (413, replays) are timed.
-    app.add_middleware(RequestMetricsMiddleware)
     # Outside the middleware above: every answer, errors included, carries the CORS headers a
     # browser needs to read it.
     if settings.CORS_ALLOWED_ORIGINS:
@@ -120,8 +117,9 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
             max_age=600,
         )
-    # Outside the others: every answer carries X-Request-ID, and every line logged while the
-    # request runs (the other middleware's included) its id.
+    # Outside the others: every answer carries X-Request-ID, every line logged while the
+    # request runs (the other middleware's included) its id, and every answer (413s, replays
+    # and errors included) is timed in the metrics.
     app.add_middleware(RequestLoggingMiddleware)
     install_error_handlers(app)
 

@@ -1,4 +1,4 @@
-"""The request id, and the one log line of every request.
+"""The request id, the one log line of every request, and its duration in the metrics.
 
 The id is the caller's `X-Request-ID` when it is a sane value (the dashboard or a proxy
 already logged it), else a new one; it is sent back in `X-Request-ID` and bound in
@@ -17,6 +17,9 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.metrics import HTTP_REQUEST_DURATION
+from app.core.routing import route_template
+
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 # Bounded and plain: the value is written into every log line and echoed in a header, so a
 # caller must not be able to inject line breaks, quotes or a megabyte of text.
@@ -34,6 +37,11 @@ def accepted_request_id(header_value: str | None) -> str:
 
 
 class RequestLoggingMiddleware:
+    """Outermost: binds the request id, then once the request is answered writes its log line
+    and observes its duration by method, route template and status (the router records the
+    matched route in the scope, the same dict this middleware holds). One layer does both, as
+    both need the same status and timing."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -44,12 +52,14 @@ class RequestLoggingMiddleware:
         request_id = accepted_request_id(Headers(scope=scope).get(REQUEST_ID_HEADER))
         started = time.perf_counter()
         status = 500
+        answered = False
         finished: float | None = None
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status, finished
+            nonlocal status, finished, answered
             if message["type"] == "http.response.start":
                 status = message["status"]
+                answered = True
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 finished = time.perf_counter()
@@ -62,7 +72,18 @@ class RequestLoggingMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            # The server answers an escaped error with a 500 (`status` unless one started).
+            answered = True
+            raise
         finally:
+            duration = (finished or time.perf_counter()) - started
+            # Not answered: cancelled (the client went away) before any answer; nothing to
+            # observe.
+            if answered:
+                HTTP_REQUEST_DURATION.labels(
+                    scope["method"], route_template(scope), str(status)
+                ).observe(duration)
             # The line's fields are gathered only when INFO is logged at all.
             if _stdlib_logger.isEnabledFor(logging.INFO):
                 client = scope.get("client")
@@ -71,7 +92,7 @@ class RequestLoggingMiddleware:
                     method=scope["method"],
                     path=scope["path"],
                     status=status,
-                    duration_ms=round(((finished or time.perf_counter()) - started) * 1000, 1),
+                    duration_ms=round(duration * 1000, 1),
                     client_ip=client[0] if client else None,
                 )
             structlog.contextvars.clear_contextvars()

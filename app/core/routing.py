@@ -35,3 +35,23 @@ class TrailingSlashMiddleware:
                 # In place: the middleware outside read the matched route from this dict.
                 scope["path"] = path + "/"
         await self.app(scope, receive, send)
+
+
+UNMATCHED_ROUTE = "unmatched"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/subscriptions/api/plans/{plan_id}`, never a raw
+    path with ids, which would make a series per id), without its trailing slash; a path no
+    route matches is `unmatched`."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ROUTE
+    # FastAPI hands over the route as its router declared it, without the prefixes it was
+    # included under. Those prefixes are fixed text (no parameters here), so they are the
+    # requested path's leading segments, before the ones the template accounts for.
+    requested = str(scope["path"]).split("/")
+    template_segments = template.count("/")
+    prefix = "/".join(requested[: max(len(requested) - template_segments, 1)])
+    return (prefix + template).rstrip("/") or "/"

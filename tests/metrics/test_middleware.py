@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.metrics.middleware import route_template
+from app.core.routing import route_template
 
 API = "/subscriptions/api"
 
