@@ -117,7 +117,8 @@ async def _attach(
     previous_default = await _current_default(sessionmaker, customer.id)
     # The first card becomes the default even when not asked: invoices need one to charge.
     make_default = set_default or previous_default is None
-    if make_default and previous_default != payment_method_id:
+    becomes_default = make_default and previous_default != payment_method_id
+    if becomes_default:
         await _make_default_on_stripe(
             gateway,
             customer=customer,
@@ -129,7 +130,7 @@ async def _attach(
         sessionmaker, gateway, customer_id=customer.id, payment_method_id=payment_method_id,
         make_default=make_default,
     )  # fmt: skip
-    return make_default and previous_default != payment_method_id
+    return becomes_default
 
 
 async def list_payment_methods(
@@ -164,7 +165,7 @@ async def attach_payment_method(
     payment_method_id: str,
     set_default: bool,
     attempt: str,
-    redis: ArqRedis | None = None,
+    redis: ArqRedis,
 ) -> PaymentMethod:
     stripe_customer_id = await customers_service.ensure_stripe_customer(
         sessionmaker=sessionmaker, gateway=gateway, customer=customer
@@ -181,7 +182,7 @@ async def attach_payment_method(
     async with sessionmaker() as session:
         card = await repository.get_for_customer(session, customer.id, payment_method_id)
     assert card is not None
-    if new_default and redis is not None:
+    if new_default:
         await _retry_dunned_payment(redis, customer, payment_method_id, attempt)
     return card
 
@@ -207,7 +208,7 @@ async def make_default(
     customer: Customer,
     payment_method_id: str,
     attempt: str,
-    redis: ArqRedis | None = None,
+    redis: ArqRedis,
 ) -> PaymentMethod:
     async with sessionmaker() as session:
         card = await repository.get_for_customer(session, customer.id, payment_method_id)
@@ -226,8 +227,7 @@ async def make_default(
                 session, customer_id=customer.id, stripe_payment_method_id=payment_method_id
             )
         card.is_default = True
-        if redis is not None:
-            await _retry_dunned_payment(redis, customer, payment_method_id, attempt)
+        await _retry_dunned_payment(redis, customer, payment_method_id, attempt)
     return card
 
 
