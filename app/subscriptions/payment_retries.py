@@ -28,6 +28,7 @@ from app.subscriptions.dunning import (
     stop,
     stop_for_customer_action,
 )
+from app.subscriptions.errors import NotInDunning, PaymentRetryInProgress
 from app.subscriptions.payment_notices import send_payment_notice
 from app.subscriptions.stripe_state import apply_stripe_state
 
@@ -56,15 +57,15 @@ async def retry_with_new_card(
             if default != only_if_default:
                 return "not_default"
         subscription = await repository.get_live_for_customer(session, customer_id, for_update=True)
-        if (
-            subscription is None
-            or subscription.dunning_invoice_id is None
-            or await repository.has_payment_retry_in_flight(session, subscription.id)
-        ):
+        if subscription is None:
             return "not_in_dunning"
-        retry_id = await request_retry(
-            session, subscription=subscription, trigger="new_card", now=clock.now()
-        )
+        try:
+            retry_id = await request_retry(
+                session, subscription=subscription, trigger="new_card", now=clock.now()
+            )
+        except (NotInDunning, PaymentRetryInProgress):
+            # Nothing failing, or an attempt already under way: the new card waits for it.
+            return "not_in_dunning"
     return await run_retry(
         sessionmaker=sessionmaker, gateway=gateway, clock=clock, retry_id=retry_id
     )
