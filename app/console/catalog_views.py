@@ -151,7 +151,8 @@ class CatalogView(ConsoleModelView):
         values = {field.name: _shown(row, field) for field in self.fields}
         return await self._form(request, row, values, {})
 
-    async def save_form(self, request: Request) -> Response:
+    @expose("/save", methods=["POST"])
+    async def save(self, request: Request) -> Response:
         form = await request.form()
         raw_id = form.get("pks")
         row = await self._load(request, raw_id if isinstance(raw_id, str) else "")
@@ -212,7 +213,17 @@ class CatalogView(ConsoleModelView):
             request.url_for("admin:details", identity=self.identity, pk=row.id), 303
         )
 
-    async def sync_catalog(self, request: Request) -> Response:
+    @action("sync", "Sync to Stripe", add_in_list=True, add_in_detail=False)
+    async def sync_confirm(self, request: Request) -> Response:
+        return await self.confirm(
+            request,
+            "sync",
+            needs_ids=False,
+            options=(("force_update", "Replace prices whose amount changed (--force-update)"),),
+        )
+
+    @expose("/sync", methods=["POST"])
+    async def sync(self, request: Request) -> Response:
         """`billing create-stripe-products [--force-update]`, audited with its report."""
         form = await request.form()
         force_update = form.get("force_update") is not None
@@ -287,23 +298,6 @@ class PlanView(CatalogView, model=SubscriptionPlan):
     async def edit(self, request: Request) -> Response:
         return await self.edit_form(request)
 
-    @expose("/save", methods=["POST"])
-    async def save(self, request: Request) -> Response:
-        return await self.save_form(request)
-
-    @action("sync", "Sync to Stripe", add_in_list=True, add_in_detail=False)
-    async def sync_confirm(self, request: Request) -> Response:
-        return await self.confirm(
-            request,
-            "sync",
-            needs_ids=False,
-            options=(("force_update", "Replace prices whose amount changed (--force-update)"),),
-        )
-
-    @expose("/sync", methods=["POST"])
-    async def sync(self, request: Request) -> Response:
-        return await self.sync_catalog(request)
-
 
 class AddOnView(CatalogView, model=AddOn):
     name = "Add-on"
@@ -335,20 +329,3 @@ class AddOnView(CatalogView, model=AddOn):
     @action("edit-add-on", "Edit", add_in_list=False, add_in_detail=True)
     async def edit(self, request: Request) -> Response:
         return await self.edit_form(request)
-
-    @expose("/save", methods=["POST"])
-    async def save(self, request: Request) -> Response:
-        return await self.save_form(request)
-
-    @action("sync", "Sync to Stripe", add_in_list=True, add_in_detail=False)
-    async def sync_confirm(self, request: Request) -> Response:
-        return await self.confirm(
-            request,
-            "sync",
-            needs_ids=False,
-            options=(("force_update", "Replace prices whose amount changed (--force-update)"),),
-        )
-
-    @expose("/sync", methods=["POST"])
-    async def sync(self, request: Request) -> Response:
-        return await self.sync_catalog(request)
