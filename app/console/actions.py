@@ -4,7 +4,9 @@ carrying the CSRF token, and the change runs through its domain's service in one
 transaction with its audit entry. A refusal (an `AppError`) is audited in a transaction of
 its own, since the change's was rolled back."""
 
+import functools
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, ClassVar
 
 import structlog
@@ -26,7 +28,9 @@ logger = structlog.get_logger(__name__)
 
 # A change: given the transaction's session and "now", do it through the domain's service
 # and say what was done (the audit entry's details, and the operator's message).
-Change = Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+Change = Callable[[AsyncSession, datetime], Awaitable[dict[str, Any]]]
+# The same for one selected row, given its id as the page sent it.
+RowChange = Callable[[AsyncSession, str, datetime], Awaitable[dict[str, Any]]]
 
 
 def operator_of(request: Request) -> str:
@@ -46,7 +50,7 @@ async def run_audited(
     now = context.clock.now()
     try:
         async with context.sessionmaker.begin() as session:
-            details = await change(session)
+            details = await change(session, now)
             await service.record_action(
                 session,
                 actor_user_id=actor,
@@ -87,6 +91,12 @@ def _is_row_identifier(model: Any, identifier: str) -> bool:
 
 def selected_ids(value: str) -> list[str]:
     return [part for part in value.split(",") if part.strip()][:100]
+
+
+async def _for_row(
+    change: RowChange, row_id: str, session: AsyncSession, now: datetime
+) -> dict[str, Any]:
+    return await change(session, row_id, now)
 
 
 class ConsoleModelView(ModelView):
@@ -152,10 +162,10 @@ class ConsoleModelView(ModelView):
         request: Request,
         *,
         action: str,
-        change_for: Callable[[str], Change],
+        change: RowChange,
         done: Callable[[str, dict[str, Any]], Awaitable[str]],
     ) -> Response:
-        """The POST side: `change_for(id)` for each selected row, audited one by one; then,
+        """The POST side: `change` for each selected row, audited one by one; then,
         after its commit, `done(id, details)` finishes (if need be) and says what happened."""
         form = await request.form()
         raw = form.get("pks")
@@ -165,7 +175,7 @@ class ConsoleModelView(ModelView):
                 request,
                 action=action,
                 target=f"{self.identity}:{row_id}",
-                change=change_for(row_id),
+                change=functools.partial(_for_row, change, row_id),
             )
             if details is not None:
                 Flash.success(request, await done(row_id, details))

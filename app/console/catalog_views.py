@@ -4,6 +4,7 @@ API's PATCH), then carried to Stripe by the same sync as `billing create-stripe-
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -192,7 +193,7 @@ class CatalogView(ConsoleModelView):
                 {name: payload[name] for name in changed}
             )
 
-            async def change(session: AsyncSession) -> dict[str, Any]:
+            async def change(session: AsyncSession, now: datetime) -> dict[str, Any]:
                 await self._update(session, row.id, only_changed)
                 return {
                     "changed": {

@@ -1,6 +1,7 @@
 """The console's pages of the tables: read-only lists and details, and each table's actions
 (the catalog's are in `catalog_views`)."""
 
+from datetime import datetime
 from typing import Any
 
 from sqladmin import action, expose
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.console.actions import Change, ConsoleModelView
+from app.console.actions import ConsoleModelView
 from app.console.context import console_context
 from app.core.errors import InvalidRequest
 from app.models import (
@@ -154,15 +155,12 @@ class StripeEventView(ConsoleModelView, model=StripeEvent):
         context = console_context(request)
         row_ids: dict[str, str] = {}  # console row id -> Stripe event id
 
-        def change_for(row_id: str) -> Change:
-            async def change(session: AsyncSession) -> dict[str, Any]:
-                replayed = await mark_for_replay_by_row(
-                    session, clock=context.clock, row_id=_row_id(row_id)
-                )
-                row_ids[row_id] = replayed.stripe_event_id
-                return {"stripe_event_id": replayed.stripe_event_id}
-
-            return change
+        async def change(session: AsyncSession, row_id: str, now: datetime) -> dict[str, Any]:
+            replayed = await mark_for_replay_by_row(
+                session, clock=context.clock, row_id=_row_id(row_id)
+            )
+            row_ids[row_id] = replayed.stripe_event_id
+            return {"stripe_event_id": replayed.stripe_event_id}
 
         async def done(row_id: str, details: dict[str, Any]) -> str:
             result = await process_event(
@@ -175,9 +173,7 @@ class StripeEventView(ConsoleModelView, model=StripeEvent):
             )
             return f"{row_ids[row_id]} replayed: {result.outcome} (attempt {result.attempts})"
 
-        return await self.perform(
-            request, action="webhook_event.replay", change_for=change_for, done=done
-        )
+        return await self.perform(request, action="webhook_event.replay", change=change, done=done)
 
 
 class NotificationView(ConsoleModelView, model=Notification):
@@ -209,23 +205,16 @@ class NotificationView(ConsoleModelView, model=Notification):
 
     @expose("/resend", methods=["POST"])
     async def resend(self, request: Request) -> Response:
-        clock = console_context(request).clock
-
-        def change_for(row_id: str) -> Change:
-            async def change(session: AsyncSession) -> dict[str, Any]:
-                await notifications_service.resend_notification(
-                    session, notification_id=_row_id(row_id), now=clock.now()
-                )
-                return {}
-
-            return change
+        async def change(session: AsyncSession, row_id: str, now: datetime) -> dict[str, Any]:
+            await notifications_service.resend_notification(
+                session, notification_id=_row_id(row_id), now=now
+            )
+            return {}
 
         async def done(row_id: str, details: dict[str, Any]) -> str:
             return f"notification {row_id} queued to be sent again"
 
-        return await self.perform(
-            request, action="notification.resend", change_for=change_for, done=done
-        )
+        return await self.perform(request, action="notification.resend", change=change, done=done)
 
 
 class OperatorAlertView(ConsoleModelView, model=OperatorAlert):
@@ -253,16 +242,11 @@ class OperatorAlertView(ConsoleModelView, model=OperatorAlert):
 
     @expose("/acknowledge", methods=["POST"])
     async def acknowledge(self, request: Request) -> Response:
-        clock = console_context(request).clock
-
-        def change_for(row_id: str) -> Change:
-            async def change(session: AsyncSession) -> dict[str, Any]:
-                newly = await operator_alerts_service.acknowledge_alert(
-                    session, alert_id=_row_id(row_id), now=clock.now()
-                )
-                return {"newly_acknowledged": newly}
-
-            return change
+        async def change(session: AsyncSession, row_id: str, now: datetime) -> dict[str, Any]:
+            newly = await operator_alerts_service.acknowledge_alert(
+                session, alert_id=_row_id(row_id), now=now
+            )
+            return {"newly_acknowledged": newly}
 
         async def done(row_id: str, details: dict[str, Any]) -> str:
             if details["newly_acknowledged"]:
@@ -270,7 +254,7 @@ class OperatorAlertView(ConsoleModelView, model=OperatorAlert):
             return f"alert {row_id} was acknowledged already"
 
         return await self.perform(
-            request, action="operator_alert.acknowledge", change_for=change_for, done=done
+            request, action="operator_alert.acknowledge", change=change, done=done
         )
 
 
