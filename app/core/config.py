@@ -40,6 +40,13 @@ def _is_placeholder(value: str) -> bool:
     return not lowered or any(marker in lowered for marker in _PLACEHOLDER_MARKERS)
 
 
+def _require_real_secret(name: str, value: str) -> None:
+    """A secret that signs or verifies what a caller sends (tokens, cookies, events): a
+    placeholder or a short one can be guessed offline from anything it signed."""
+    if _is_placeholder(value) or len(value) < 32:
+        raise ValueError(f"{name} must be a real secret of 32+ characters in production")
+
+
 class ConfigurationError(Exception):
     """A setting that must not be started with; the message is one line for the operator."""
 
@@ -352,22 +359,17 @@ class Settings(BaseSettings):
                 secret: SecretStr | None = getattr(self, name)
                 if secret is not None and _is_placeholder(secret.get_secret_value()):
                     raise ValueError(f"{name} is a placeholder")
-            console_secret = self.CONSOLE_SESSION_SECRET
-            # It signs the console's session cookies: a short one can be guessed offline
-            # from any cookie, and then an operator's session forged.
-            if console_secret is not None and len(console_secret.get_secret_value()) < 32:
-                raise ValueError(
-                    "CONSOLE_SESSION_SECRET must be a real secret of 32+ characters in production"
+            if self.CONSOLE_SESSION_SECRET is not None:
+                # It signs the console's session cookies: guessed, an operator's is forged.
+                _require_real_secret(
+                    "CONSOLE_SESSION_SECRET", self.CONSOLE_SESSION_SECRET.get_secret_value()
                 )
             if uses_public_key:
                 if not self.JWT_PUBLIC_KEY or _is_placeholder(self.JWT_PUBLIC_KEY):
                     raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
             else:
                 jwt_secret = self.JWT_SECRET.get_secret_value() if self.JWT_SECRET else ""
-                if _is_placeholder(jwt_secret) or len(jwt_secret) < 32:
-                    raise ValueError(
-                        "JWT_SECRET must be set to a real secret of 32+ characters in production"
-                    )
+                _require_real_secret("JWT_SECRET", jwt_secret)
         elif uses_public_key and not self.JWT_PUBLIC_KEY:
             raise ValueError(f"JWT_PUBLIC_KEY must be set for {self.JWT_ALGORITHM}")
         return self
@@ -381,11 +383,7 @@ class Settings(BaseSettings):
         if url is not None and secret is None:
             raise ValueError("DASHBOARD_WEBHOOK_URL needs DASHBOARD_WEBHOOK_SECRET to sign events")
         if self.ENVIRONMENT == "production" and secret is not None:
-            value = secret.get_secret_value()
-            if _is_placeholder(value) or len(value) < 32:
-                raise ValueError(
-                    "DASHBOARD_WEBHOOK_SECRET must be a real secret of 32+ characters in production"
-                )
+            _require_real_secret("DASHBOARD_WEBHOOK_SECRET", secret.get_secret_value())
         return self
 
     @cached_property
