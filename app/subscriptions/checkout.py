@@ -33,10 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
 from app.core.config import Settings
-from app.core.db import flush_unique
 from app.core.errors import AppError
 from app.customers import service as customers_service
-from app.models import Customer, Subscription
+from app.models import Customer
 from app.operator_alerts import service as operator_alerts_service
 from app.stripe_gateway.client import StripeGateway
 from app.stripe_gateway.errors import StripeUnavailable
@@ -53,7 +52,7 @@ from app.subscriptions.subscribe import (
     Order,
     build_order,
     expire_orphaned_checkouts,
-    write_add_on_lines,
+    new_reservation,
     write_order,
 )
 
@@ -99,18 +98,7 @@ async def _reserve(
     now = clock.now()
     existing = await repository.get_live_for_customer(session, customer.id, for_update=True)
     if existing is None:
-        reservation = Subscription(
-            customer_id=customer.id,
-            plan_id=order.plan_id,
-            billing_cycle=order.billing_cycle,
-            status="pending",
-            request_fingerprint=order.fingerprint,
-            reserved_until=now + RESERVATION_LEASE,
-        )
-        session.add(reservation)
-        # The partial unique index referees two first checkouts (or a subscribe) racing.
-        await flush_unique(session, SubscriptionExists())
-        await write_add_on_lines(session, reservation.id, order.add_ons)
+        reservation = await new_reservation(session, customer_id=customer.id, order=order, now=now)
         return _Slot(reservation.id, order, replaced=None, orphan_possible=False)
     if existing.status in SETTLED_STATUSES:
         raise SubscriptionExists(details={"status": existing.status})

@@ -156,8 +156,17 @@ async def _reserve(
         existing.checkout_session_id = None
         return reservation_of(existing, resumed=True, rebind=rebind)
 
+    reservation = await new_reservation(session, customer_id=customer.id, order=order, now=now)
+    return reservation_of(reservation, resumed=False, rebind=False)
+
+
+async def new_reservation(
+    session: AsyncSession, *, customer_id: int, order: Order, now: datetime
+) -> Subscription:
+    """The account's one live-subscription slot, taken for `order` (a subscribe's or a
+    checkout's) for the length of a lease."""
     reservation = Subscription(
-        customer_id=customer.id,
+        customer_id=customer_id,
         plan_id=order.plan_id,
         billing_cycle=order.billing_cycle,
         status="pending",
@@ -165,10 +174,11 @@ async def _reserve(
         reserved_until=now + RESERVATION_LEASE,
     )
     session.add(reservation)
-    # The partial unique index is the referee when two subscribes race past the check above.
+    # The partial unique index is the referee when two subscribes or checkouts race past the
+    # caller's check for a live subscription.
     await flush_unique(session, SubscriptionExists())
     await write_add_on_lines(session, reservation.id, order.add_ons)
-    return reservation_of(reservation, resumed=False, rebind=False)
+    return reservation
 
 
 async def write_add_on_lines(
