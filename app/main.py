@@ -13,9 +13,15 @@ from app.console.admin import bind_console, mount_console
 from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.config import ConfigurationError, Settings, get_settings, refuse_to_start
-from app.core.db import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.db import (
+    create_driver_pool,
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+)
 from app.core.docs_pages import DocsContentPolicyMiddleware
 from app.core.errors import error_responses, install_error_handlers
+from app.core.hot_routes import HotRoutes
 from app.core.logging import configure_logging
 from app.core.rate_limits import (
     PER_CALLER,
@@ -49,6 +55,13 @@ from app.webhooks.admin_router import router as webhook_admin_router
 from app.webhooks.router import router as webhook_router
 
 API_PREFIX = "/subscriptions/api"
+HOT_ROUTES = (
+    f"POST {API_PREFIX}/usage/",
+    f"POST {API_PREFIX}/usage/batch/",
+    f"GET {API_PREFIX}/entitlements/",
+    f"GET {API_PREFIX}/usage/",
+    f"POST {API_PREFIX}/stripe-webhook/",
+)
 
 
 def create_app(
@@ -71,6 +84,7 @@ def create_app(
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        app.state.driver_pool = await create_driver_pool(settings)
         bind_console(app, engine)
         # Connects lazily: the API starts, and answers what it can, while Redis is down.
         app.state.redis = connect_job_queue(
@@ -82,6 +96,7 @@ def create_app(
         finally:
             await app.state.rate_limiter.aclose()
             await app.state.redis.aclose()
+            await app.state.driver_pool.close()
             await engine.dispose()
 
     # /docs and /redoc with Swagger UI's and ReDoc's files served from this process (the
@@ -100,7 +115,10 @@ def create_app(
     app.state.stripe_gateway = stripe_gateway or StripeGateway(settings)
     app.state.default_branding = seller_branding
 
-    # Innermost, just before routing: the API's routes are declared with a trailing slash.
+    # Innermost: the routes the dialer and the telephony backend call all day, served without
+    # FastAPI's route scan and dependency solving (app/core/hot_routes.py).
+    app.add_middleware(HotRoutes, api=app, routes=HOT_ROUTES)
+    # Just before routing: the API's routes are declared with a trailing slash.
     app.add_middleware(TrailingSlashMiddleware, prefix=API_PREFIX)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(DocsContentPolicyMiddleware)

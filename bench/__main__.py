@@ -99,6 +99,12 @@ class Measured:
     p50_ms: float
     p99_ms: float
     failures: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    seconds: float = 0.0
+    # The server process's CPU per request (warm-up included) and its share of one core over
+    # the run: near 100% the server is the limit, well under it something else is.
+    cpu_us: float = 0.0
+    cpu_share: float = 0.0
 
 
 def _free_port() -> int:
@@ -112,6 +118,11 @@ def _free_port() -> int:
 class Server:
     url: str
     process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """CPU time the process has used so far (user and system)."""
+        fields = FilePath(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_memory_mb(self) -> float:
         """The process's peak resident set (VmHWM), in MiB."""
@@ -147,6 +158,17 @@ def uvicorn(app_path: str, environment: dict[str, str]) -> Iterator[Server]:
         process.wait(timeout=10)
 
 
+def load_on(server: "Server", templates: list[dict[str, Any]], **options: Any) -> Measured:
+    """`load` against `server`, with the server process's CPU use over the run."""
+    cpu_before, started = server.cpu_seconds(), time.monotonic()
+    measured = load(server.url, templates, **options)
+    cpu = server.cpu_seconds() - cpu_before
+    warmup = WARMUP_REQUESTS_PER_CONNECTION * options.get("concurrency", CONCURRENCY)
+    measured.cpu_us = cpu / (measured.requests + warmup) * 1e6
+    measured.cpu_share = cpu / (time.monotonic() - started)
+    return measured
+
+
 def load(
     url: str,
     templates: list[dict[str, Any]],
@@ -172,7 +194,10 @@ def load(
         check=True,
     )
     result = json.loads(finished.stdout)
-    return Measured(result["rate"], result["p50_ms"], result["p99_ms"], result["failures"])
+    return Measured(
+        result["rate"], result["p50_ms"], result["p99_ms"], result["failures"],
+        result["requests"], result["seconds"],
+    )  # fmt: skip
 
 
 class LoaderTooSlow(Exception):
@@ -191,6 +216,7 @@ class Bench:
     choices: dict[str, list[str]]
     hello_rates: list[float] = field(default_factory=list)
     insert_rates: list[float] = field(default_factory=list)
+    bare_cpu_us: dict[str, list[float]] = field(default_factory=dict)
     # The table, printed only once the loader check has passed.
     lines: list[str] = field(default_factory=list)
 
@@ -201,9 +227,10 @@ class Bench:
     def bare_rate(self, against: str) -> float:
         path = "/bare-select" if against == "select" else "/bare-insert"
         method = "GET" if against == "select" else "POST"
-        measured = load(self.bare.url, [{"method": method, "path": path}])
+        measured = load_on(self.bare, [{"method": method, "path": path}])
         if against == "insert":
             self.insert_rates.append(measured.rate)
+        self.bare_cpu_us.setdefault(against, []).append(measured.cpu_us)
         return measured.rate
 
     def check_loader(self) -> None:
@@ -231,15 +258,19 @@ class Bench:
         return (
             f"loader check: bare hello {hello:,.0f} req/s, bare insert {insert:,.0f} req/s "
             f"(medians of {len(self.hello_rates)} and {len(self.insert_rates)} readings): "
-            f"{hello / insert:.1f}x (at least {LOADER_HEADROOM}x required)"
+            f"{hello / insert:.1f}x (at least {LOADER_HEADROOM}x required); the bare app's CPU: "
+            + ", ".join(
+                f"{against} {statistics.median(cpu):,.0f} µs/req"
+                for against, cpu in sorted(self.bare_cpu_us.items())
+            )
         )
 
     def measure(self, path: Path, without_history: dict[str, float] | None = None) -> float:
         ratios, runs = [], []
         for _ in range(ROUNDS):
             bare = self.bare_rate(path.against)
-            run = load(
-                self.service.url,
+            run = load_on(
+                self.service,
                 path.templates,
                 concurrency=path.concurrency,
                 choices=self.choices,
@@ -255,7 +286,9 @@ class Bench:
             f"{path.label:46} {run.rate * path.items:>9,.0f} {unit:9} "
             f"p50 {run.p50_ms:>7.1f} ms  p99 {run.p99_ms:>7.1f} ms  "
             f"{statistics.median(ratios):>6.2f}x bare {path.against:6}  "
-            f"peak {self.service.peak_memory_mb():>5.0f} MiB"
+            f"peak {self.service.peak_memory_mb():>5.0f} MiB  "
+            f"CPU {run.cpu_us / path.items:>5,.0f} µs/{'record' if path.items > 1 else 'req'} "
+            f"({run.cpu_share:.0%} of a core)"
             + (
                 f"  {statistics.median(ratios) / without_history[path.label]:.2f} of the ratio "
                 "without history"

@@ -1,32 +1,79 @@
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import DriverStatement, StatementTarget
 from app.models import UsageAlert
 
 # The unique constraint that makes an alert once per period, kind, resource and threshold.
 _ONCE_PER_PERIOD = ["subscription_id", "period_start", "kind", "resource", "threshold"]
 
 
-async def insert_once(
-    session: AsyncSession, alerts: Sequence[dict[str, Any]]
-) -> Sequence[UsageAlert]:
-    """Insert the alerts that do not exist yet; returns those that were new.
+@dataclass(frozen=True, slots=True)
+class RaisedAlert:
+    """An alert just inserted: what its notice and its metric need."""
 
-    ON CONFLICT DO NOTHING on the unique constraint: two requests crossing the same threshold
-    at once leave one row, and the second one's insert waits for the first to commit.
-    """
-    rows = await session.scalars(
-        insert(UsageAlert)
-        .values(list(alerts))
-        .on_conflict_do_nothing(index_elements=_ONCE_PER_PERIOD)
-        .returning(UsageAlert)
+    id: int
+    customer_id: int
+    subscription_id: int
+    period_start: datetime
+    kind: str
+    resource: str
+    threshold: int
+    priority: str
+    action_required: bool
+    message: str
+
+
+_ALERT_COLUMNS = (
+    "customer_id, subscription_id, period_start, kind, resource, threshold, priority, "
+    "action_required, message"
+)
+# ON CONFLICT DO NOTHING on the unique constraint: two requests crossing the same threshold
+# at once leave one row, and the second one's insert waits for the first to commit. On the
+# driver (a DriverStatement): the usage paths raise alerts in their own transactions.
+_INSERT_ONCE = DriverStatement(
+    text(
+        f"""
+    INSERT INTO usage_alerts ({_ALERT_COLUMNS}, created_at)
+    SELECT * FROM unnest(
+        CAST(:customer_ids AS bigint[]), CAST(:subscription_ids AS bigint[]),
+        CAST(:period_starts AS timestamptz[]), CAST(:kinds AS text[]),
+        CAST(:resources AS text[]), CAST(:thresholds AS integer[]),
+        CAST(:priorities AS text[]), CAST(:action_required AS boolean[]),
+        CAST(:messages AS text[]), CAST(:created_at AS timestamptz[])
     )
-    return rows.all()
+    ON CONFLICT ({", ".join(_ONCE_PER_PERIOD)}) DO NOTHING
+    RETURNING id, {_ALERT_COLUMNS}
+    """  # noqa: S608 (built from this module's constants, never from input)
+    )
+)
+
+
+async def insert_once(
+    session: StatementTarget, alerts: Sequence[dict[str, Any]]
+) -> list[RaisedAlert]:
+    """Insert the alerts that do not exist yet; returns those that were new."""
+    rows = await _INSERT_ONCE.fetch(
+        session,
+        {
+            "customer_ids": [alert["customer_id"] for alert in alerts],
+            "subscription_ids": [alert["subscription_id"] for alert in alerts],
+            "period_starts": [alert["period_start"] for alert in alerts],
+            "kinds": [alert["kind"] for alert in alerts],
+            "resources": [alert["resource"] for alert in alerts],
+            "thresholds": [alert["threshold"] for alert in alerts],
+            "priorities": [alert["priority"] for alert in alerts],
+            "action_required": [alert["action_required"] for alert in alerts],
+            "messages": [alert["message"] for alert in alerts],
+            "created_at": [alert["created_at"] for alert in alerts],
+        },
+    )
+    return [RaisedAlert(*row) for row in rows]
 
 
 async def list_for_customer(

@@ -24,7 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts import repository
 from app.alerts.errors import AlertNotFound, InvalidAlertCursor
+from app.alerts.repository import RaisedAlert
 from app.core.accounts import AccountReference, CustomerNotFound
+from app.core.db import StatementTarget
 from app.core.metrics import USAGE_ALERTS_RAISED
 from app.customers import service as customers_service
 from app.models import UsageAlert
@@ -125,7 +127,7 @@ def alerts_crossed(change: UsageChange, thresholds: Sequence[int]) -> list[dict[
     return alerts
 
 
-def _count_raised(alerts: Sequence[UsageAlert]) -> None:
+def _count_raised(alerts: Sequence[RaisedAlert]) -> None:
     for alert in alerts:
         USAGE_ALERTS_RAISED.labels(kind=alert.kind).inc()
 
@@ -139,7 +141,7 @@ _NOTICE_KINDS = {
 
 
 async def _notify_raised(
-    session: AsyncSession, alerts: Sequence[UsageAlert], now: datetime
+    session: StatementTarget, alerts: Sequence[RaisedAlert], now: datetime
 ) -> None:
     """Each new alert's notice, in the same transaction; keyed by the alert's id, which the
     unique constraint makes once per period, resource and threshold."""
@@ -166,7 +168,7 @@ async def _notify_raised(
 
 
 async def raise_usage_alerts(
-    session: AsyncSession,
+    session: StatementTarget,
     *,
     changes: Sequence[UsageChange],
     thresholds: Sequence[int],

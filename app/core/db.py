@@ -4,9 +4,11 @@ The request owns the transaction: the session below commits once, after the rout
 and before the response is sent, and rolls back on any error. Services only flush.
 """
 
+import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from contextlib import suppress
+from typing import Annotated, Any, TypeAlias
 
 import asyncpg
 from fastapi import Depends, Request
@@ -155,15 +157,142 @@ class DriverRow(asyncpg.Record):  # type: ignore[misc]  # asyncpg ships no type 
             raise AttributeError(name) from None
 
 
+class DriverTransaction:
+    """A request's transaction on a bare asyncpg connection, for the paths the dialer and the
+    telephony backend call all day (usage, batches, the quota check).
+
+    SQLAlchemy's session (its pool checkout, its transaction bookkeeping, the greenlet hop of
+    each step) cost a usage request as much CPU as the ingestion's own statements. Only
+    `DriverStatement`s run here, which also run on a session: the code on these paths takes
+    either (`StatementTarget`), and the request still commits or rolls back once.
+    """
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+
+
+class DriverReads(DriverTransaction):
+    """Autocommitted reads on a pooled asyncpg connection (no BEGIN, no COMMIT), as
+    create_read_sessionmaker's sessions. A read changes nothing, so one that finds its
+    connection dead (see `_acquire_and_begin`) runs again on another."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, connection: asyncpg.Connection, pool: asyncpg.Pool) -> None:
+        super().__init__(connection)
+        self.pool = pool
+
+    async def replace_lost_connection(self) -> asyncpg.Connection:
+        with suppress(asyncpg.InterfaceError):
+            await self.pool.release(self.connection)
+        self.connection = await self.pool.acquire()
+        return self.connection
+
+
+StatementTarget: TypeAlias = AsyncSession | DriverTransaction
+
+
+async def _decode_json_columns(connection: asyncpg.Connection) -> None:
+    # As SQLAlchemy's asyncpg dialect sets them up: a json/jsonb column reads as the decoded
+    # value, and a parameter is the JSON text (json.dumps by the caller).
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=str, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
+    """The hot paths' own connections, beside the engine's (each DATABASE_POOL_SIZE)."""
+    return await asyncpg.create_pool(
+        settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1),
+        # Connected on first use, like the engine: the API starts while PostgreSQL is down.
+        min_size=0,
+        max_size=settings.DATABASE_POOL_SIZE,
+        # Replaced after a while idle, and after this many queries, so none outlives a
+        # server-side timeout or a failover for long (the engine recycles its own too).
+        max_inactive_connection_lifetime=RECYCLE_CONNECTIONS_AFTER_SECONDS,
+        max_queries=100_000,
+        init=_decode_json_columns,
+    )
+
+
+# What a pooled connection that died while idle (PostgreSQL restarted, a proxy dropped it)
+# raises at its first statement.
+_DEAD_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+)
+
+
+async def _acquire_and_begin(pool: asyncpg.Pool) -> asyncpg.Connection:
+    """A pooled connection with its transaction begun.
+
+    No ping first (a round trip on every request): BEGIN is the ping. A connection that
+    fails it is dropped and another one begins instead; BEGIN changes nothing, so trying it
+    again is safe. A second failure is the database's, and goes up.
+    """
+    for attempt in (1, 2):
+        connection: asyncpg.Connection = await pool.acquire()
+        try:
+            await connection.execute("BEGIN")
+        except _DEAD_CONNECTION_ERRORS:
+            # Lost: asyncpg has usually handed it back already (its proxy then refuses every
+            # call); the pool closes it and opens a new one in its place.
+            with suppress(asyncpg.InterfaceError):
+                await pool.release(connection)
+            if attempt == 2:
+                raise
+        else:
+            return connection
+    raise AssertionError("unreachable")
+
+
+async def _driver_transaction(request: Request) -> AsyncIterator[DriverTransaction]:
+    pool: asyncpg.Pool = request.app.state.driver_pool
+    connection = await _acquire_and_begin(pool)
+    try:
+        try:
+            yield DriverTransaction(connection)
+        except BaseException:
+            if not connection.is_closed():
+                await connection.execute("ROLLBACK")
+            raise
+        else:
+            await connection.execute("COMMIT")
+    finally:
+        await pool.release(connection)
+
+
+async def _driver_reads(request: Request) -> AsyncIterator[DriverReads]:
+    pool: asyncpg.Pool = request.app.state.driver_pool
+    reads = DriverReads(await pool.acquire(), pool)
+    try:
+        yield reads
+    finally:
+        with suppress(asyncpg.InterfaceError):
+            await pool.release(reads.connection)
+
+
+# The request's transaction on the driver (commits as SessionDep does, when the route
+# returns), and the read-only one; for the hot paths only (see DriverTransaction).
+DriverTransactionDep = Annotated[DriverTransaction, Depends(_driver_transaction, scope="function")]
+DriverReadsDep = Annotated[DriverReads, Depends(_driver_reads, scope="function")]
+
+
 class DriverStatement:
-    """A `text()` statement run on the session's asyncpg connection directly.
+    """A `text()` statement run on the asyncpg connection directly.
 
     For the statements the dialer and the telephony backend send all day (ingestion, the
     quota check): SQLAlchemy's per-statement work (execution context, result metadata, a Row
     per row, the adapter's locks and status parsing) cost about as much CPU as asyncpg's own.
-    The statement is still a prepared one (asyncpg's statement cache), inside the session's
-    transaction, so the request still commits or rolls back everything at once. Written with
-    `:name` parameters like any `text()`; compiled once to asyncpg's `$n`.
+    The statement is still a prepared one (asyncpg's statement cache), inside the request's
+    transaction (a `DriverTransaction`'s, or a session's), so the request still commits or
+    rolls back everything at once. Written with `:name` parameters like any `text()`;
+    compiled once to asyncpg's `$n`.
     """
 
     def __init__(self, statement: TextClause) -> None:
@@ -171,30 +300,42 @@ class DriverStatement:
         self.sql = compiled.string
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
 
-    async def fetch(self, session: AsyncSession, params: Mapping[str, Any]) -> list[DriverRow]:
-        connection = await driver_connection(session)
-        rows: list[DriverRow] = await connection.fetch(
-            self.sql, *[params[name] for name in self.names], record_class=DriverRow
-        )
+    async def fetch(self, target: StatementTarget, params: Mapping[str, Any]) -> list[DriverRow]:
+        connection = await driver_connection(target)
+        arguments = [params[name] for name in self.names]
+        try:
+            rows: list[DriverRow] = await connection.fetch(
+                self.sql, *arguments, record_class=DriverRow
+            )
+        except _DEAD_CONNECTION_ERRORS:
+            if not isinstance(target, DriverReads):
+                raise
+            connection = await target.replace_lost_connection()
+            rows = await connection.fetch(self.sql, *arguments, record_class=DriverRow)
         return rows
 
-    async def fetchrow(self, session: AsyncSession, params: Mapping[str, Any]) -> DriverRow | None:
-        connection = await driver_connection(session)
-        row: DriverRow | None = await connection.fetchrow(
-            self.sql, *[params[name] for name in self.names], record_class=DriverRow
-        )
-        return row
+    async def fetchrow(
+        self, target: StatementTarget, params: Mapping[str, Any]
+    ) -> DriverRow | None:
+        rows = await self.fetch(target, params)
+        return rows[0] if rows else None
+
+    async def execute(self, target: StatementTarget, params: Mapping[str, Any]) -> None:
+        connection = await driver_connection(target)
+        await connection.execute(self.sql, *[params[name] for name in self.names])
 
 
-async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under `session`, inside its transaction.
+async def driver_connection(target: StatementTarget) -> asyncpg.Connection:
+    """The asyncpg connection under `target`, inside its transaction.
 
     SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its first statement; a statement
-    sent to the driver directly must find the transaction begun, so it is begun here the
-    way the adapter does it (and then committed or rolled back by the session as usual). A
-    session on an AUTOCOMMIT engine (read sessions) begins nothing.
+    sent to the driver directly must find the transaction begun, so on a session it is begun
+    here the way the adapter does it (and then committed or rolled back by the session as
+    usual). A session on an AUTOCOMMIT engine (read sessions) begins nothing.
     """
-    connection = await session.connection()
+    if isinstance(target, DriverTransaction):
+        return target.connection
+    connection = await target.connection()
     raw = await connection.get_raw_connection()
     adapted: Any = raw.dbapi_connection
     if adapted._transaction is None:

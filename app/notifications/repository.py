@@ -1,20 +1,44 @@
 """Every query of the notifications domain: the `notifications` outbox and each channel's
 `notification_deliveries` row."""
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import DriverStatement, StatementTarget
 from app.models import Notification, NotificationDelivery
 from app.models.notification_delivery import NOTIFICATION_CHANNELS
 
+# One statement: the notification, then a pending delivery per channel when it is new. On the
+# driver (a DriverStatement), so the usage paths' transactions can write it too.
+_INSERT_NOTIFICATION_IF_NEW = DriverStatement(
+    text(
+        """
+    WITH notification AS (
+        INSERT INTO notifications (customer_id, kind, dedupe_key, payload, created_at)
+        VALUES (:customer_id, :kind, :dedupe_key, CAST(:payload AS jsonb), :created_at)
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING id, customer_id, created_at
+    ),
+    deliveries AS (
+        INSERT INTO notification_deliveries
+            (notification_id, customer_id, channel, next_attempt_at, created_at)
+        SELECT n.id, n.customer_id, c.channel, n.created_at, n.created_at
+        FROM notification n CROSS JOIN unnest(CAST(:channels AS text[])) AS c(channel)
+    )
+    SELECT id FROM notification
+    """
+    )
+)
+
 
 async def insert_notification_if_new(
-    session: AsyncSession,
+    session: StatementTarget,
     *,
     customer_id: int,
     kind: str,
@@ -24,35 +48,18 @@ async def insert_notification_if_new(
 ) -> int | None:
     """The new notification's id, with a pending delivery per channel; None when its key
     already stood (nothing is written then)."""
-    notification_id: int | None = await session.scalar(
-        insert(Notification)
-        .values(
-            customer_id=customer_id,
-            kind=kind,
-            dedupe_key=dedupe_key,
-            payload=payload,
-            created_at=created_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification.id)
+    row = await _INSERT_NOTIFICATION_IF_NEW.fetchrow(
+        session,
+        {
+            "customer_id": customer_id,
+            "kind": kind,
+            "dedupe_key": dedupe_key,
+            "payload": json.dumps(payload),
+            "created_at": created_at,
+            "channels": list(NOTIFICATION_CHANNELS),
+        },
     )
-    if notification_id is None:
-        return None
-    await session.execute(
-        insert(NotificationDelivery).values(
-            [
-                {
-                    "notification_id": notification_id,
-                    "customer_id": customer_id,
-                    "channel": channel,
-                    "next_attempt_at": created_at,
-                    "created_at": created_at,
-                }
-                for channel in NOTIFICATION_CHANNELS
-            ]
-        )
-    )
-    return notification_id
+    return None if row is None else int(row.id)
 
 
 async def count_by_status(session: AsyncSession) -> dict[str, int]:

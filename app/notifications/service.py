@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import StatementTarget
 from app.models import Notification, NotificationDelivery
 from app.notifications import repository
 from app.notifications.errors import NotificationNotDead, NotificationNotFound
@@ -21,7 +22,7 @@ class NotificationWithDeliveries:
 
 
 async def notify(
-    session: AsyncSession,
+    session: StatementTarget,
     *,
     customer_id: int,
     kind: str,

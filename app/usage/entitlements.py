@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.core.accounts import AccountReference
+from app.core.db import StatementTarget
 from app.core.periods import usage_period_containing
 from app.subscriptions.schemas import PlanSummary
 from app.usage import read_models
@@ -88,7 +87,7 @@ def _features(state: AccountUsageState) -> dict[str, bool]:
 
 
 async def get_entitlements(
-    session: AsyncSession, *, account: AccountReference, now: datetime
+    session: StatementTarget, *, account: AccountReference, now: datetime
 ) -> Entitlements:
     state = await read_models.get_account_usage_state(
         session, dashboard_user_id=account.dashboard_user_id, now=now

@@ -23,11 +23,11 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts import service as alerts_service
 from app.core.accounts import AccountReference, account_reference
 from app.core.auth import Principal
+from app.core.db import StatementTarget
 from app.core.errors import AppError
 from app.core.periods import UsagePeriod, usage_period_at
 from app.usage import repository
@@ -143,7 +143,7 @@ class _Ingestion:
 
     def __init__(
         self,
-        session: AsyncSession,
+        session: StatementTarget,
         principal: Principal,
         now: datetime,
         alert_thresholds: Sequence[int],
@@ -413,7 +413,7 @@ class _Ingestion:
 
 
 async def record_usage(
-    session: AsyncSession,
+    session: StatementTarget,
     *,
     principal: Principal,
     record: UsageRecordCreate,
@@ -445,7 +445,7 @@ def _parse(raw: Any) -> UsageRecordCreate | AppError:
 
 
 async def record_usage_batch(
-    session: AsyncSession,
+    session: StatementTarget,
     *,
     principal: Principal,
     records: Sequence[Any],

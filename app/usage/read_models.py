@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.core.db import DriverStatement
+from app.core.db import DriverStatement, StatementTarget
 from app.models import Subscription, UsageDailyTotals
 from app.models.subscription import LIVE_STATUSES
 
@@ -105,7 +105,7 @@ _ACCOUNT_USAGE_STATE = DriverStatement(
 
 
 async def get_account_usage_state(
-    session: AsyncSession, *, dashboard_user_id: str, now: datetime
+    session: StatementTarget, *, dashboard_user_id: str, now: datetime
 ) -> AccountUsageState | None:
     """One indexed read for the quota check and the summary; None for an unknown customer."""
     row = await _ACCOUNT_USAGE_STATE.fetchrow(

@@ -19,9 +19,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import DriverStatement
+from app.core.db import DriverStatement, StatementTarget
 from app.core.periods import AnchorChange
 from app.usage.placement import SubscriptionTerms
 
@@ -162,7 +161,7 @@ _SUBSCRIPTIONS_OF_CUSTOMERS = DriverStatement(
 
 
 async def load_subscriptions_for_ingestion(
-    session: AsyncSession, dashboard_user_ids: Sequence[str]
+    session: StatementTarget, dashboard_user_ids: Sequence[str]
 ) -> dict[str, CustomerSubscriptions]:
     """The named customers (by dashboard user id) with every subscription that can hold
     usage; a customer who does not exist is absent."""
@@ -331,7 +330,7 @@ def _totals_change(row: Any) -> TotalsChange:
 
 
 async def insert_records(
-    session: AsyncSession, records: Sequence[NewUsageRecord], *, source: str, now: datetime
+    session: StatementTarget, records: Sequence[NewUsageRecord], *, source: str, now: datetime
 ) -> tuple[list[InsertedRecord], list[TotalsChange]]:
     """Insert the records whose call is not recorded yet and count them, in one statement.
 
@@ -365,8 +364,9 @@ async def insert_records(
     return inserted, changes
 
 
-_ADJUST_TOTALS = text(
-    f"""
+_ADJUST_TOTALS = DriverStatement(
+    text(
+        f"""
     WITH period_deltas AS (
         SELECT *, 0::bigint AS agents FROM unnest(
             CAST(:subscription_ids AS bigint[]), CAST(:period_starts AS timestamptz[]),
@@ -385,16 +385,17 @@ _ADJUST_TOTALS = text(
     daily AS ({_UPSERT_DAILY_TOTALS.format(deltas="day_deltas")})
     {_CHANGES}
     """  # noqa: S608 (built from this module's constant fragments, never from input)
+    )
 )
 
 
 async def adjust_totals(
-    session: AsyncSession, periods: Sequence[PeriodDelta], days: Sequence[DayDelta]
+    session: StatementTarget, periods: Sequence[PeriodDelta], days: Sequence[DayDelta]
 ) -> list[TotalsChange]:
     """Add signed deltas to period and daily counters (one per key; a period's row must
     exist before a negative delta reaches it)."""
-    rows = await session.execute(
-        _ADJUST_TOTALS,
+    rows = await _ADJUST_TOTALS.fetch(
+        session,
         {
             "subscription_ids": [delta.subscription_id for delta in periods],
             "period_starts": [delta.period_start for delta in periods],
@@ -419,24 +420,26 @@ _RECORDS_BY_CALL = """
     WHERE r.call_id IS NOT NULL
     ORDER BY r.customer_id, r.call_id
 """
-_FIND_RECORDS_BY_CALL = text(_RECORDS_BY_CALL)
-_LOCK_RECORDS_BY_CALL = text(_RECORDS_BY_CALL + " FOR UPDATE OF r")
+_FIND_RECORDS_BY_CALL = DriverStatement(text(_RECORDS_BY_CALL))
+_LOCK_RECORDS_BY_CALL = DriverStatement(text(_RECORDS_BY_CALL + " FOR UPDATE OF r"))
 
 
 async def find_records_by_call(
-    session: AsyncSession, keys: Sequence[tuple[int, str]], *, for_update: bool
+    session: StatementTarget, keys: Sequence[tuple[int, str]], *, for_update: bool
 ) -> dict[tuple[int, str], StoredRecord]:
     """The stored records of (customer_id, call_id) pairs; locked, in key order, when the
     caller may replace them."""
-    rows = await session.execute(
-        _LOCK_RECORDS_BY_CALL if for_update else _FIND_RECORDS_BY_CALL,
+    statement = _LOCK_RECORDS_BY_CALL if for_update else _FIND_RECORDS_BY_CALL
+    rows = await statement.fetch(
+        session,
         {"customer_ids": [key[0] for key in keys], "call_ids": [key[1] for key in keys]},
     )
     return {(row.customer_id, row.call_id): StoredRecord(*row) for row in rows}
 
 
-_REPLACE_RECORDS = text(
-    """
+_REPLACE_RECORDS = DriverStatement(
+    text(
+        """
     UPDATE usage_records AS r
     SET subscription_id = u.subscription_id, minutes = u.minutes, occurred_at = u.occurred_at,
         period_start = u.period_start, source = 'service', request_fingerprint = u.fingerprint,
@@ -450,12 +453,15 @@ _REPLACE_RECORDS = text(
            replaced_payload)
     WHERE r.id = u.id
     """
+    )
 )
 
 
-async def replace_records(session: AsyncSession, replacements: Sequence[RecordReplacement]) -> None:
-    await session.execute(
-        _REPLACE_RECORDS,
+async def replace_records(
+    session: StatementTarget, replacements: Sequence[RecordReplacement]
+) -> None:
+    await _REPLACE_RECORDS.execute(
+        session,
         {
             "ids": [item.record_id for item in replacements],
             "subscription_ids": [item.subscription_id for item in replacements],
@@ -468,11 +474,11 @@ async def replace_records(session: AsyncSession, replacements: Sequence[RecordRe
     )
 
 
-_CLAIM_RECORDS = text(
-    "UPDATE usage_records SET source = 'service' WHERE id = ANY(CAST(:ids AS bigint[]))"
+_CLAIM_RECORDS = DriverStatement(
+    text("UPDATE usage_records SET source = 'service' WHERE id = ANY(CAST(:ids AS bigint[]))")
 )
 
 
-async def claim_records(session: AsyncSession, record_ids: Sequence[int]) -> None:
+async def claim_records(session: StatementTarget, record_ids: Sequence[int]) -> None:
     """Mark user-sent records as confirmed by the telephony backend (same fields)."""
-    await session.execute(_CLAIM_RECORDS, {"ids": list(record_ids)})
+    await _CLAIM_RECORDS.execute(session, {"ids": list(record_ids)})

@@ -2,7 +2,7 @@ from fastapi import Response, status
 
 from app.core.accounts import TargetAccount
 from app.core.auth import CurrentPrincipal
-from app.core.db import ReadSessionDep, SessionDep
+from app.core.db import DriverReadsDep, DriverTransactionDep, ReadSessionDep
 from app.core.deps import ClockDep, SettingsDep
 from app.core.errors import ErrorBody, Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
@@ -47,7 +47,7 @@ router = SlashTolerantRouter(
 async def record_usage(
     record: UsageRecordCreate,
     principal: CurrentPrincipal,
-    session: SessionDep,
+    session: DriverTransactionDep,
     clock: ClockDep,
     settings: SettingsDep,
     response: Response,
@@ -80,7 +80,7 @@ async def record_usage(
 async def record_usage_batch(
     batch: UsageBatchRequest,
     principal: CurrentPrincipal,
-    session: SessionDep,
+    session: DriverTransactionDep,
     clock: ClockDep,
     settings: SettingsDep,
 ) -> UsageBatchResponse:
@@ -140,7 +140,7 @@ async def get_usage_summary(
     summary="What the customer may use now, and whether the next call is allowed",
 )
 async def get_entitlements(
-    account: TargetAccount, session: ReadSessionDep, clock: ClockDep
+    account: TargetAccount, session: DriverReadsDep, clock: ClockDep
 ) -> EntitlementsResponse:
     return EntitlementsResponse(
         entitlements=await entitlements.get_entitlements(session, account=account, now=clock.now())

@@ -81,7 +81,8 @@ def counted_statements(app: FastAPI) -> Iterator[list[str]]:
     try:
         with (
             patch.object(DriverStatement, "fetch", counting(DriverStatement.fetch)),
-            patch.object(DriverStatement, "fetchrow", counting(DriverStatement.fetchrow)),
+            # fetchrow runs fetch.
+            patch.object(DriverStatement, "execute", counting(DriverStatement.execute)),
         ):
             yield statements
     finally:
