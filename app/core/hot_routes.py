@@ -21,7 +21,7 @@ import email.message
 import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,7 @@ class _Step:
 
     call: Callable[..., Any]
     is_generator: bool
+    context: Callable[..., AbstractAsyncContextManager[Any]] | None
     # (argument name, index of an earlier step's result)
     dependencies: tuple[tuple[str, int], ...]
     connection_names: tuple[str, ...]
@@ -65,7 +66,7 @@ class _Step:
         self,
         request: Request,
         sub_response: Response,
-        background: BackgroundTasks,
+        background: BackgroundTasks | None,
         results: list[Any],
         failed: list[bool],
         errors: list[Any],
@@ -132,6 +133,7 @@ def _compile(dependant: Dependant, steps: list[_Step], indexes: dict[Any, int], 
         _Step(
             call=call,
             is_generator=is_generator,
+            context=asynccontextmanager(call) if is_generator else None,
             dependencies=tuple(dependencies),
             connection_names=tuple(
                 name
@@ -186,6 +188,7 @@ class _HotRoute:
         self.endpoint = dependant.call
         self.steps: list[_Step] = []
         _compile(dependant, self.steps, {}, label)
+        self.takes_background_tasks = any(step.background_name for step in self.steps)
         self.body_field = dependant.body_params[0] if dependant.body_params else None
         # The body validated straight from its bytes: one pass in pydantic's core instead of
         # json.loads and then validation. Only a body that fails it goes FastAPI's way, so
@@ -240,11 +243,12 @@ class _HotRoute:
             # Before the dependencies, as FastAPI reads it: malformed JSON is a 422 before a
             # token is even looked at.
             body, body_errors = await self._body(request)
+        # Where an endpoint sets its status or headers, as FastAPI's sub-response.
         sub_response = Response()
         del sub_response.headers["content-length"]
         sub_response.status_code = None  # type: ignore[assignment]
         # Run once the answer is sent, as Starlette runs a response's background tasks.
-        background = BackgroundTasks()
+        background = BackgroundTasks() if self.takes_background_tasks else None
         results: list[Any] = [None] * len(self.steps)
         failed = [False] * len(self.steps)
         async with AsyncExitStack() as function_scope:
@@ -262,8 +266,9 @@ class _HotRoute:
                         break
                     results[index] = await step.call(**values)
                 elif step.is_generator:
+                    assert step.context is not None
                     results[index] = await function_scope.enter_async_context(
-                        asynccontextmanager(step.call)(**values)
+                        step.context(**values)
                     )
                 else:
                     results[index] = await step.call(**values)
@@ -271,7 +276,7 @@ class _HotRoute:
                 raise RequestValidationError(errors, body=body)
             returned = results[-1]
             if isinstance(returned, Response):
-                if returned.background is None:
+                if returned.background is None and background is not None:
                     returned.background = background
                 return returned
             content = await serialize_response(

@@ -9,8 +9,8 @@ it enqueues carry it on (`app.jobs.enqueue`). The dependencies that know the cal
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Final
 
 import structlog
@@ -33,7 +33,7 @@ def accepted_request_id(header_value: str | None) -> str:
     """The caller's request id when it is sane, else a new one."""
     if header_value is not None and _SANE_REQUEST_ID.fullmatch(header_value):
         return header_value
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 class RequestLoggingMiddleware:

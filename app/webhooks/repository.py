@@ -1,12 +1,42 @@
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import DriverStatement
 from app.models import StripeEvent, StripeObjectWatermark
+
+_EVENT_COLUMNS = (
+    "stripe_event_id",
+    "type",
+    "api_version",
+    "livemode",
+    "object_type",
+    "object_id",
+    "stripe_created_at",
+    "payload",
+    "received_at",
+    "delivery_signed_at",
+)
+_EVENT_VALUES = [
+    "CAST(:payload AS jsonb)" if column == "payload" else f":{column}" for column in _EVENT_COLUMNS
+]
+# On the driver (a DriverStatement, inside the session's transaction): building an ORM insert
+# per delivery was a third of the webhook's CPU.
+_INSERT_EVENT_IF_NEW = DriverStatement(
+    text(
+        f"""
+    INSERT INTO stripe_events ({", ".join(_EVENT_COLUMNS)})
+    VALUES ({", ".join(_EVENT_VALUES)})
+    ON CONFLICT (stripe_event_id) DO NOTHING
+    RETURNING id
+    """  # noqa: S608 (built from this module's constants, never from input)
+    )
+)
 
 
 async def insert_event_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -15,13 +45,15 @@ async def insert_event_if_new(session: AsyncSession, values: dict[str, Any]) -> 
     ON CONFLICT DO NOTHING on the unique event id: Stripe's redeliveries, even concurrent
     ones, leave exactly one row.
     """
-    result = await session.execute(
-        insert(StripeEvent)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
-        .returning(StripeEvent.id)
+    payload = values.get("payload")
+    row = await _INSERT_EVENT_IF_NEW.fetchrow(
+        session,
+        {
+            **{column: values.get(column) for column in _EVENT_COLUMNS},
+            "payload": None if payload is None else json.dumps(payload),
+        },
     )
-    return result.first() is not None
+    return row is not None
 
 
 async def get_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
