@@ -109,6 +109,9 @@ def create_app(
         lifespan=lifespan,
         # Never redirect: each route answers with and without its trailing slash.
         redirect_slashes=False,
+        # The service exports its own Prometheus metrics and structured logs; FastAPI's
+        # OpenTelemetry bridge checked on every request for a provider nobody configures.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()

@@ -203,6 +203,9 @@ async def _decode_json_columns(connection: asyncpg.Connection) -> None:
         )
 
 
+DRIVER_POOL_APPLICATION_NAME = "billing-hot-paths"
+
+
 async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
     """The hot paths' own connections, beside the engine's (each DATABASE_POOL_SIZE)."""
     return await asyncpg.create_pool(
@@ -215,6 +218,8 @@ async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
         max_inactive_connection_lifetime=RECYCLE_CONNECTIONS_AFTER_SECONDS,
         max_queries=100_000,
         init=_decode_json_columns,
+        # Told apart from the engine's in pg_stat_activity.
+        server_settings={"application_name": DRIVER_POOL_APPLICATION_NAME},
     )
 
 

@@ -14,13 +14,14 @@ import time
 from typing import Final
 
 import structlog
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.metrics import HTTP_REQUEST_DURATION
 from app.core.routing import route_template
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
+_REQUEST_ID_NAME: Final = REQUEST_ID_HEADER.lower().encode()
 # Bounded and plain: the value is written into every log line and echoed in a header, so a
 # caller must not be able to inject line breaks, quotes or a megabyte of text.
 _SANE_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -60,7 +61,15 @@ class RequestLoggingMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 answered = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                # Replaces one the answer may carry already (a replayed idempotent answer).
+                message["headers"] = [
+                    *(
+                        header
+                        for header in message.get("headers", ())
+                        if header[0].lower() != _REQUEST_ID_NAME
+                    ),
+                    (_REQUEST_ID_NAME, request_id.encode()),
+                ]
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 finished = time.perf_counter()
             await send(message)

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import DRIVER_POOL_APPLICATION_NAME
 from app.core.hot_routes import HotRoutes, UnsupportedHotRoute
 from app.core.routing import SlashTolerantRouter
 from app.main import HOT_ROUTES
@@ -148,18 +149,16 @@ async def test_a_hot_route_is_timed_under_its_route_template(
     assert HTTP_REQUEST_DURATION.labels(*labels)._sum.get() > before
 
 
-async def _kill_pooled_connections(app: FastAPI, session: AsyncSession) -> None:
+async def _kill_pooled_connections(session: AsyncSession) -> None:
     """What a PostgreSQL restart or a dropped proxy connection does to idle connections."""
-    pids = [
-        holder._con.get_server_pid()
-        for holder in app.state.driver_pool._holders
-        if holder._con is not None
-    ]
-    assert pids
-    await session.execute(
-        text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) AS pid"),
-        {"pids": pids},
+    killed = await session.scalar(
+        text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = :name"
+        ),
+        {"name": DRIVER_POOL_APPLICATION_NAME},
     )
+    assert killed
 
 
 async def test_pooled_connections_that_died_are_replaced_without_failing_a_request(
@@ -173,9 +172,9 @@ async def test_pooled_connections_that_died_are_replaced_without_failing_a_reque
     first = await client.post(USAGE, json={"call_id": "a", "minutes_used": 1}, headers=user)
     assert first.status_code == 201
 
-    await _kill_pooled_connections(app, session)
+    await _kill_pooled_connections(session)
     read = await client.get(ENTITLEMENTS, headers=user)
-    await _kill_pooled_connections(app, session)
+    await _kill_pooled_connections(session)
     written = await client.post(USAGE, json={"call_id": "b", "minutes_used": 1}, headers=user)
     after = await client.get(ENTITLEMENTS, headers=user)
 
