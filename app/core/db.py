@@ -185,8 +185,7 @@ class DriverReads(DriverTransaction):
         self.pool = pool
 
     async def replace_lost_connection(self) -> asyncpg.Connection:
-        with suppress(asyncpg.InterfaceError):
-            await self.pool.release(self.connection)
+        await _discard(self.pool, self.connection)
         self.connection = await self.pool.acquire()
         return self.connection
 
@@ -224,13 +223,26 @@ async def create_driver_pool(settings: Settings) -> asyncpg.Pool:
 
 
 # What a pooled connection that died while idle (PostgreSQL restarted, a proxy dropped it)
-# raises at its first statement.
+# raises at its first statement. The server's farewell can also arrive in the middle of the
+# statement's own messages, which asyncpg reports as an InternalClientError ("another
+# operation is in progress").
 _DEAD_CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.AdminShutdownError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     ConnectionError,
 )
+
+
+async def _discard(pool: asyncpg.Pool, connection: asyncpg.Connection) -> None:
+    """Close a connection that failed as a dead one, never to be handed out again; the pool
+    opens a new one in its place. asyncpg has often handed a lost one back already, after
+    which its proxy refuses every call."""
+    with suppress(asyncpg.InterfaceError):
+        connection.terminate()
+    with suppress(asyncpg.InterfaceError):
+        await pool.release(connection)
 
 
 async def _acquire_and_begin(pool: asyncpg.Pool) -> asyncpg.Connection:
@@ -245,10 +257,7 @@ async def _acquire_and_begin(pool: asyncpg.Pool) -> asyncpg.Connection:
         try:
             await connection.execute("BEGIN")
         except _DEAD_CONNECTION_ERRORS:
-            # Lost: asyncpg has usually handed it back already (its proxy then refuses every
-            # call); the pool closes it and opens a new one in its place.
-            with suppress(asyncpg.InterfaceError):
-                await pool.release(connection)
+            await _discard(pool, connection)
             if attempt == 2:
                 raise
         else:

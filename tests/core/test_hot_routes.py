@@ -162,7 +162,6 @@ async def _kill_pooled_connections(session: AsyncSession) -> None:
 
 
 async def test_pooled_connections_that_died_are_replaced_without_failing_a_request(
-    app: FastAPI,
     client: httpx.AsyncClient,
     session: AsyncSession,
     customer: Customer,
