@@ -73,7 +73,7 @@ async def insert_once(
             "created_at": [alert["created_at"] for alert in alerts],
         },
     )
-    return [RaisedAlert(*row) for row in rows]
+    return [RaisedAlert(**dict(row.items())) for row in rows]
 
 
 async def list_for_customer(

@@ -280,8 +280,12 @@ async def _driver_transaction(request: Request) -> AsyncIterator[DriverTransacti
         try:
             yield DriverTransaction(connection)
         except BaseException:
-            if not connection.is_closed():
+            try:
                 await connection.execute("ROLLBACK")
+            except _DEAD_CONNECTION_ERRORS:
+                # The connection died with its transaction (asyncpg may have detached it
+                # already, and then refuses every call): nothing to roll back.
+                await _discard(pool, connection)
             raise
         else:
             await connection.execute("COMMIT")
