@@ -21,6 +21,7 @@ from app.core.db import (
 )
 from app.core.docs_pages import DocsContentPolicyMiddleware
 from app.core.errors import error_responses, install_error_handlers
+from app.core.garbage_collection import tune_for_serving
 from app.core.hot_routes import HotRoutes
 from app.core.logging import configure_logging
 from app.core.rate_limits import (
@@ -91,6 +92,8 @@ def create_app(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=5
         )
         app.state.rate_limiter = rate_limiter or create_rate_limiter(settings)
+        if settings.TUNE_GARBAGE_COLLECTOR:
+            tune_for_serving()
         try:
             yield
         finally:

@@ -126,7 +126,8 @@ def _run(database_url: str, redis_url: str, label: str, count: int) -> None:
     with bench.uvicorn("tests.stripe.http_server:app", {}) as stripe:
         settings = make_settings(
             database_url, redis_url, STRIPE_WEBHOOK_SECRET=bench.WEBHOOK_SECRET,
-            STRIPE_API_BASE=stripe.url, LOG_LEVEL="WARNING", **bench.RATE_LIMITS_OUT_OF_REACH,
+            STRIPE_API_BASE=stripe.url, LOG_LEVEL="WARNING", TUNE_GARBAGE_COLLECTOR=True,
+            **bench.RATE_LIMITS_OUT_OF_REACH,
         )  # fmt: skip
         configure_logging(settings, for_command=True)
         asyncio.run(bench.seed_catalog(settings))

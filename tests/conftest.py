@@ -78,6 +78,8 @@ def make_settings(database_url: str, redis_url: str, **overrides: Any) -> Settin
         "STRIPE_LIVE_MODE": False,
         # Failures are injected on purpose; stripe-python's retry back-off would only slow them.
         "STRIPE_MAX_NETWORK_RETRIES": 0,
+        # Frozen objects are never freed: hundreds of apps start in one test process.
+        "TUNE_GARBAGE_COLLECTOR": False,
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     DATABASE_URL: str | None = None
     REDIS_URL: str | None = None
     DATABASE_POOL_SIZE: int = Field(default=10, ge=1)
+    # Freeze what exists once the API has started and collect garbage less often
+    # (app/core/garbage_collection.py). Off in the tests, which start hundreds of apps in
+    # one process.
+    TUNE_GARBAGE_COLLECTOR: bool = True
 
     # Stripe (names and defaults of the original module).
     STRIPE_PUBLISHABLE_KEY: str = ""
