@@ -12,6 +12,8 @@ import asyncpg
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from app.core.garbage_collection import tune_for_serving
+
 DSN = os.environ.get("BENCH_BARE_DSN", "")
 state: dict[str, asyncpg.Pool] = {}
 
@@ -23,6 +25,9 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS bench_bare_rows (id bigserial primary key, token text)"
         )
+    # The service's own collector settings: the ratios compare the endpoints, not the
+    # processes' settings.
+    tune_for_serving()
     yield
     await state["pool"].close()
 

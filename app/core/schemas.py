@@ -1,5 +1,6 @@
 """Building blocks shared by the domains' request and response models."""
 
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -68,6 +69,9 @@ def _contains_nul(value: object) -> bool:
     return False
 
 
+_WITHOUT_TEXT = (int, float, Decimal, date, type(None))
+
+
 class InputSchema(BaseModel):
     # Unknown fields are refused: a typo in a field name must not silently do nothing.
     model_config = ConfigDict(extra="forbid")
@@ -76,6 +80,9 @@ class InputSchema(BaseModel):
     @classmethod
     def _refuse_nul_characters(cls, value: object) -> object:
         # PostgreSQL text cannot hold NUL; refuse it here as bad input, not as a 500 later.
+        # Numbers, times and flags, most values, are passed over at once.
+        if isinstance(value, _WITHOUT_TEXT):
+            return value
         if _contains_nul(value):
             raise ValueError("must not contain NUL characters")
         return value

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 
@@ -31,7 +31,9 @@ class CustomerSubscriptions:
     subscriptions: list[SubscriptionTerms]
 
 
-@dataclass(frozen=True, slots=True)
+# Made once per record of a batch (a thousand a request): plain slotted classes, not frozen
+# ones, whose __init__ sets each field through object.__setattr__ at three times the cost.
+@dataclass(slots=True)
 class NewUsageRecord:
     customer_id: int
     subscription_id: int
@@ -45,15 +47,14 @@ class NewUsageRecord:
     fingerprint: str
 
 
-@dataclass(frozen=True, slots=True)
-class InsertedRecord:
+class InsertedRecord(NamedTuple):
     id: int
     customer_id: int
     call_id: str | None
     fingerprint: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredRecord:
     id: int
     customer_id: int
@@ -260,15 +261,26 @@ _CHANGES = """
 _INSERT_RECORDS = DriverStatement(
     text(
         f"""
+    -- Minutes travel as text (exact decimals, and cheaper to send than numeric), and each
+    -- period's end once, not once per record.
     WITH input AS (
-        SELECT * FROM unnest(
+        SELECT customer_id, subscription_id,
+               CASE WHEN agents IS NULL THEN 'minutes' ELSE 'agents' END AS kind, call_id,
+               CAST(minutes AS numeric) AS minutes, agents, occurred_at, period_start,
+               fingerprint, position
+        FROM unnest(
             CAST(:customer_ids AS bigint[]), CAST(:subscription_ids AS bigint[]),
-            CAST(:kinds AS text[]), CAST(:call_ids AS text[]), CAST(:minutes AS numeric[]),
-            CAST(:agents AS bigint[]), CAST(:occurred_at AS timestamptz[]),
-            CAST(:period_starts AS timestamptz[]), CAST(:period_ends AS timestamptz[]),
+            CAST(:call_ids AS text[]), CAST(:minutes AS text[]), CAST(:agents AS bigint[]),
+            CAST(:occurred_at AS timestamptz[]), CAST(:period_starts AS timestamptz[]),
             CAST(:fingerprints AS text[])
-        ) WITH ORDINALITY AS i(customer_id, subscription_id, kind, call_id, minutes, agents,
-                               occurred_at, period_start, period_end, fingerprint, position)
+        ) WITH ORDINALITY AS i(customer_id, subscription_id, call_id, minutes, agents,
+                               occurred_at, period_start, fingerprint, position)
+    ),
+    periods AS (
+        SELECT * FROM unnest(
+            CAST(:period_subscription_ids AS bigint[]), CAST(:period_keys AS timestamptz[]),
+            CAST(:period_ends AS timestamptz[])
+        ) AS p(subscription_id, period_start, period_end)
     ),
     inserted AS (
         INSERT INTO usage_records (customer_id, subscription_id, kind, call_id, minutes,
@@ -286,14 +298,11 @@ _INSERT_RECORDS = DriverStatement(
     ),
     -- Aggregating reads every inserted row first: all record locks before any counter lock.
     period_deltas AS (
-        SELECT n.subscription_id, n.period_start, MAX(i.period_end) AS period_end,
+        SELECT n.subscription_id, n.period_start, MAX(p.period_end) AS period_end,
                COALESCE(SUM(n.minutes), 0) AS minutes, COALESCE(MAX(n.agents), 0) AS agents,
                COUNT(*) AS records
         FROM inserted n
-        JOIN (
-            SELECT subscription_id, period_start, MAX(period_end) AS period_end
-            FROM input GROUP BY subscription_id, period_start
-        ) i USING (subscription_id, period_start)
+        JOIN periods p USING (subscription_id, period_start)
         GROUP BY n.subscription_id, n.period_start
     ),
     day_deltas AS (
@@ -337,19 +346,25 @@ async def insert_records(
     `records` must be sorted by (customer_id, call_id): concurrent batches then claim their
     calls in one order. Returns the rows inserted and the counters they changed.
     """
+    period_ends = {
+        (record.subscription_id, record.period_start): record.period_end for record in records
+    }
     rows = await _INSERT_RECORDS.fetch(
         session,
         {
             "customer_ids": [record.customer_id for record in records],
             "subscription_ids": [record.subscription_id for record in records],
-            "kinds": [record.kind for record in records],
             "call_ids": [record.call_id for record in records],
-            "minutes": [record.minutes for record in records],
+            "minutes": [
+                None if record.minutes is None else str(record.minutes) for record in records
+            ],
             "agents": [record.agents for record in records],
             "occurred_at": [record.occurred_at for record in records],
             "period_starts": [record.period_start for record in records],
-            "period_ends": [record.period_end for record in records],
             "fingerprints": [record.fingerprint for record in records],
+            "period_subscription_ids": [key[0] for key in period_ends],
+            "period_keys": [key[1] for key in period_ends],
+            "period_ends": list(period_ends.values()),
             "source": source,
             "now": now,
         },
@@ -357,8 +372,10 @@ async def insert_records(
     inserted: list[InsertedRecord] = []
     changes: list[TotalsChange] = []
     for row in rows:
-        if row.row_type == "record":
-            inserted.append(InsertedRecord(row.id, row.customer_id, row.call_id, row.fingerprint))
+        if row[0] == "record":
+            # Columns 1 to 4 (id, customer_id, call_id, fingerprint) by position: a thousand
+            # rows a batch, read without an attribute lookup each.
+            inserted.append(InsertedRecord._make(row[1:5]))
         else:
             changes.append(_totals_change(row))
     return inserted, changes

@@ -1,10 +1,12 @@
+from typing import Any
+
 from fastapi import Response, status
 
 from app.core.accounts import TargetAccount
 from app.core.auth import CurrentPrincipal
 from app.core.db import DriverReadsDep, DriverTransactionDep, ReadSessionDep
 from app.core.deps import ClockDep, SettingsDep
-from app.core.errors import ErrorBody, Unauthorized, error_responses
+from app.core.errors import Unauthorized, error_responses
 from app.core.routing import SlashTolerantRouter
 from app.subscriptions.errors import SubscriptionNotFound
 from app.usage import entitlements, ingestion, summary
@@ -17,8 +19,6 @@ from app.usage.errors import (
     UsageTooLate,
 )
 from app.usage.schemas import (
-    BatchCounts,
-    BatchRecordResult,
     EntitlementsResponse,
     UsageBatchRequest,
     UsageBatchResponse,
@@ -83,7 +83,7 @@ async def record_usage_batch(
     session: DriverTransactionDep,
     clock: ClockDep,
     settings: SettingsDep,
-) -> UsageBatchResponse:
+) -> dict[str, Any]:
     """Each record is answered in order: `created`, `duplicate`, `conflict` (where POST
     usage/ would be a 409: `usage_conflict`, `no_active_subscription`) or `invalid` (with
     the error's code); a rejected record never rejects the others."""
@@ -94,30 +94,31 @@ async def record_usage_batch(
         now=clock.now(),
         alert_thresholds=settings.USAGE_ALERT_THRESHOLDS,
     )
-    # Built from values already checked: constructed, not validated again (a thousand a batch).
-    results = [
-        BatchRecordResult.model_construct(
-            index=index,
-            status=outcome.status,
-            call_id=outcome.call_id,
-            record_id=outcome.record_id,
-            replaced=outcome.replaced,
-            error=(
-                ErrorBody(
-                    code=outcome.error.code,
-                    message=outcome.error.detail_message,
-                    details=outcome.error.details,
-                )
+    # Plain values: the response model validates all of them in one pass of pydantic's core
+    # (building a thousand models here, one Python call each, cost ten times as much).
+    results: list[dict[str, Any]] = [
+        {
+            "index": index,
+            "status": outcome.status,
+            "call_id": outcome.call_id,
+            "record_id": outcome.record_id,
+            "replaced": outcome.replaced,
+            "error": (
+                {
+                    "code": outcome.error.code,
+                    "message": outcome.error.detail_message,
+                    "details": outcome.error.details,
+                }
                 if outcome.error
                 else None
             ),
-        )
+        }
         for index, outcome in enumerate(outcomes)
     ]
-    counts = {name: 0 for name in ("created", "duplicate", "conflict", "invalid")}
-    for result in results:
-        counts[result.status] += 1
-    return UsageBatchResponse(results=results, counts=BatchCounts(**counts))
+    counts = dict.fromkeys(("created", "duplicate", "conflict", "invalid"), 0)
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    return {"success": True, "results": results, "counts": counts}
 
 
 @router.get(
