@@ -7,7 +7,7 @@ and before the response is sent, and rolls back on any error. Services only flus
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, TypeAlias
 
 import asyncpg
@@ -273,8 +273,11 @@ async def _acquire_and_begin(pool: asyncpg.Pool) -> asyncpg.Connection:
     raise AssertionError("unreachable")
 
 
-async def _driver_transaction(request: Request) -> AsyncIterator[DriverTransaction]:
-    pool: asyncpg.Pool = request.app.state.driver_pool
+@asynccontextmanager
+async def driver_transaction(pool: asyncpg.Pool) -> AsyncIterator[DriverTransaction]:
+    """A transaction on the hot paths' pool: committed when the block ends, rolled back when
+    it raises. For a route that must check its input before it takes a connection (the
+    webhook's signature); the others take DriverTransactionDep."""
     connection = await _acquire_and_begin(pool)
     try:
         try:
@@ -293,6 +296,16 @@ async def _driver_transaction(request: Request) -> AsyncIterator[DriverTransacti
         await pool.release(connection)
 
 
+async def _driver_transaction(request: Request) -> AsyncIterator[DriverTransaction]:
+    async with driver_transaction(request.app.state.driver_pool) as transaction:
+        yield transaction
+
+
+async def _driver_pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.driver_pool
+    return pool
+
+
 async def _driver_reads(request: Request) -> AsyncIterator[DriverReads]:
     pool: asyncpg.Pool = request.app.state.driver_pool
     reads = DriverReads(await pool.acquire(), pool)
@@ -307,6 +320,8 @@ async def _driver_reads(request: Request) -> AsyncIterator[DriverReads]:
 # returns), and the read-only one; for the hot paths only (see DriverTransaction).
 DriverTransactionDep = Annotated[DriverTransaction, Depends(_driver_transaction, scope="function")]
 DriverReadsDep = Annotated[DriverReads, Depends(_driver_reads, scope="function")]
+# The pool itself, for `driver_transaction`.
+DriverPoolDep = Annotated[asyncpg.Pool, Depends(_driver_pool)]
 
 
 class DriverStatement:

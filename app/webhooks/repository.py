@@ -1,5 +1,6 @@
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -7,7 +8,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import DriverStatement
+from app.core.db import DriverStatement, StatementTarget
 from app.models import StripeEvent, StripeObjectWatermark
 
 _EVENT_COLUMNS = (
@@ -39,7 +40,7 @@ _INSERT_EVENT_IF_NEW = DriverStatement(
 )
 
 
-async def insert_event_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:
+async def insert_event_if_new(session: StatementTarget, values: dict[str, Any]) -> bool:
     """Store a delivery; False when this event id is stored already.
 
     ON CONFLICT DO NOTHING on the unique event id: Stripe's redeliveries, even concurrent
@@ -56,6 +57,64 @@ async def insert_event_if_new(session: AsyncSession, values: dict[str, Any]) -> 
     return row is not None
 
 
+@dataclass(slots=True)
+class StoredDelivery:
+    stripe_event_id: str
+    delivery_signed_at: datetime | None
+    status: str
+    attempts: int
+
+
+_LOCK_EVENT_DELIVERY = DriverStatement(
+    text(
+        """
+    SELECT stripe_event_id, delivery_signed_at, status, attempts FROM stripe_events
+    WHERE stripe_event_id = :stripe_event_id
+    FOR UPDATE
+    """
+    )
+)
+
+
+async def lock_event_delivery(
+    session: StatementTarget, stripe_event_id: str
+) -> StoredDelivery | None:
+    """What a redelivery is decided on, locked: two deliveries of an event at once decide one
+    after the other."""
+    row = await _LOCK_EVENT_DELIVERY.fetchrow(session, {"stripe_event_id": stripe_event_id})
+    return None if row is None else StoredDelivery(*row)
+
+
+_RECORD_REDELIVERY = DriverStatement(
+    text(
+        """
+    UPDATE stripe_events SET
+        delivery_signed_at = :signed_at,
+        -- Stripe retrying an event we gave up on is a reason to try again: pending and due,
+        -- so the sweeper runs it even if the enqueue is lost. Apart from this, only an
+        -- operator's replay runs a failed event again.
+        status = CASE WHEN status = 'failed' THEN 'pending' ELSE status END,
+        next_attempt_at = CASE WHEN status = 'failed' THEN CAST(:now AS timestamptz)
+                               ELSE next_attempt_at END
+    WHERE stripe_event_id = :stripe_event_id
+    RETURNING status
+    """
+    )
+)
+
+
+async def record_redelivery(
+    session: StatementTarget, stripe_event_id: str, *, signed_at: datetime, now: datetime
+) -> str:
+    """Record Stripe's new delivery of a stored event; its status afterwards."""
+    row = await _RECORD_REDELIVERY.fetchrow(
+        session, {"stripe_event_id": stripe_event_id, "signed_at": signed_at, "now": now}
+    )
+    assert row is not None, "the event is locked by lock_event_delivery"
+    status: str = row[0]
+    return status
+
+
 async def get_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
     return await session.scalar(
         select(StripeEvent).where(StripeEvent.stripe_event_id == stripe_event_id)
@@ -64,13 +123,6 @@ async def get_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent 
 
 async def get_event_by_row_id(session: AsyncSession, row_id: int) -> StripeEvent | None:
     return await session.get(StripeEvent, row_id)
-
-
-async def get_event_for_update(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:
-    """The event, locked: two deliveries of it at once decide one after the other."""
-    return await session.scalar(
-        select(StripeEvent).where(StripeEvent.stripe_event_id == stripe_event_id).with_for_update()
-    )
 
 
 async def claim_event(session: AsyncSession, stripe_event_id: str) -> StripeEvent | None:

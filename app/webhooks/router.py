@@ -3,7 +3,7 @@ from typing import Annotated
 from arq.connections import ArqRedis
 from fastapi import BackgroundTasks, Header, Request
 
-from app.core.db import SessionDep
+from app.core.db import DriverPoolDep, driver_transaction
 from app.core.deps import ClockDep, SettingsDep
 from app.core.errors import error_responses
 from app.core.routing import SlashTolerantRouter
@@ -22,7 +22,7 @@ router = SlashTolerantRouter(tags=["stripe webhook"])
 )
 async def receive_stripe_webhook(
     request: Request,
-    session: SessionDep,
+    pool: DriverPoolDep,
     settings: SettingsDep,
     clock: ClockDep,
     background: BackgroundTasks,
@@ -30,13 +30,15 @@ async def receive_stripe_webhook(
 ) -> WebhookAcknowledgement:
     """Verify, store, acknowledge. Processing happens in the worker; the job is enqueued
     after the event is committed (and found by the sweeper should that fail)."""
-    received = await service.receive_event(
-        session,
-        payload=await request.body(),
+    row = service.verify_delivery(
+        await request.body(),
         signature_header=stripe_signature,
         secrets=settings.stripe_webhook_secrets,
         clock=clock,
     )
+    # Committed before the answer: Stripe is told 200 only for an event that is stored.
+    async with driver_transaction(pool) as transaction:
+        received = await service.store_delivery(transaction, row, now=clock.now())
     if received.needs_processing:
         redis: ArqRedis = request.app.state.redis
         background.add_task(

@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
+from app.core.db import StatementTarget
 from app.jobs.enqueue import enqueue_job
 from app.stripe_gateway.parsing import NotAStripeEvent, parse_event
 from app.stripe_gateway.types import StripeEventEnvelope
@@ -75,15 +76,11 @@ def event_row(event: StripeEventEnvelope, received_at: datetime) -> dict[str, An
     }
 
 
-async def receive_event(
-    session: AsyncSession,
-    *,
-    payload: bytes,
-    signature_header: str | None,
-    secrets: list[str],
-    clock: Clock,
-) -> ReceivedEvent:
-    """Verify and store one delivery; the caller enqueues after the commit."""
+def verify_delivery(
+    payload: bytes, *, signature_header: str | None, secrets: list[str], clock: Clock
+) -> dict[str, Any]:
+    """The row to store for a delivery whose signature holds; 400 for anything else. Runs
+    before any database work: an unsigned request costs no connection."""
     try:
         signed = verify_webhook(payload, signature_header or "", secrets, clock.now())
     except InvalidWebhookSignature as error:
@@ -97,14 +94,21 @@ async def receive_event(
     except NotAStripeEvent as error:
         # Signed but not shaped like an event: refused (400), never a 500.
         raise InvalidWebhook(str(error)) from error
-    row = event_row(event, clock.now()) | {"delivery_signed_at": signed_at}
+    return event_row(event, clock.now()) | {"delivery_signed_at": signed_at}
+
+
+async def store_delivery(
+    session: StatementTarget, row: dict[str, Any], *, now: datetime
+) -> ReceivedEvent:
+    """Store a verified delivery (`verify_delivery`); the caller enqueues after the commit."""
     if await repository.insert_event_if_new(session, row):
         logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
         return ReceivedEvent(
             row["stripe_event_id"], duplicate=False, needs_processing=True, attempts=0
         )
-    stored = await repository.get_event_for_update(session, row["stripe_event_id"])
+    stored = await repository.lock_event_delivery(session, row["stripe_event_id"])
     assert stored is not None
+    signed_at: datetime = row["delivery_signed_at"]
     # Stripe signs each delivery afresh, so only a later signature is Stripe delivering
     # again. The same signature is that delivery replayed (a retrying proxy, or someone who
     # captured it within the five minutes it is valid): acknowledged, and nothing runs.
@@ -113,19 +117,15 @@ async def receive_event(
         return ReceivedEvent(
             stored.stripe_event_id, duplicate=True, needs_processing=False, attempts=stored.attempts
         )
-    stored.delivery_signed_at = signed_at
-    if stored.status == "failed":
-        # Stripe retrying an event we gave up on is a reason to try again: make it pending and
-        # due, so the sweeper runs it even if this enqueue is lost. Apart from this, only an
-        # operator's replay runs a failed event again.
-        stored.status = "pending"
-        stored.next_attempt_at = clock.now()
-    # A redelivery of an event not finished yet runs again; one already processed changes
-    # nothing.
+    # A failed event becomes pending and due again (see record_redelivery); a redelivery of an
+    # event not finished yet runs again; one already processed changes nothing.
+    status = await repository.record_redelivery(
+        session, stored.stripe_event_id, signed_at=signed_at, now=now
+    )
     return ReceivedEvent(
         stored.stripe_event_id,
         duplicate=True,
-        needs_processing=stored.status == "pending",
+        needs_processing=status == "pending",
         attempts=stored.attempts,
     )
 

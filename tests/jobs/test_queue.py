@@ -78,6 +78,8 @@ async def test_an_enqueue_stores_what_arqs_own_enqueue_stores(redis_url: str) ->
     finally:
         await ours.aclose()
         await arqs.aclose()
+        # Nothing left queued for a worker of a later test to pick up.
+        await infra.flush_redis_database(redis_url, release=False)
     (our_job, our_ttl, our_score), (arq_job, arq_ttl, arq_score) = stored["ours"], stored["arqs"]
     assert {**our_job, "et": 0} == {**arq_job, "et": 0}
     assert our_job["k"] == {"x": 1}
@@ -99,6 +101,7 @@ async def test_an_id_is_refused_while_its_job_or_its_result_is_kept(redis_url: s
         queued = [job.job_id for job in await redis.queued_jobs()]
     finally:
         await redis.aclose()
+        await infra.flush_redis_database(redis_url, release=False)
     assert first is not None and first.job_id == "queued"
     assert again is None and after_result is None
     assert queued == ["queued"]

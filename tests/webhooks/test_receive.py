@@ -204,3 +204,24 @@ async def test_a_delivery_replayed_within_its_five_minutes_never_reruns_a_failed
     await session.refresh(stored)
     assert redelivered.status_code == 200
     assert stored.status == "pending"
+
+
+async def test_an_unsigned_delivery_is_refused_before_a_connection_is_taken(
+    database_url: str, redis_url: str, clock: FrozenClock, fake_stripe: FakeStripe
+) -> None:
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(database_url, redis_url), clock)
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
+    ):
+        # A pool that has no connection to give: a forged flood must not wait for one.
+        await app.state.driver_pool.close()
+        forged = await post_event(client, event, secret="whsec_forged")
+
+    assert forged.status_code == 400
+    assert forged.json()["error"]["code"] == "invalid_webhook"
