@@ -20,15 +20,22 @@ request, never served differently.
 import email.message
 import inspect
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, FastAPI, params
+from fastapi._compat import ModelField, Undefined, field_annotation_is_sequence
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import request_body_to_args, request_params_to_args
+from fastapi.dependencies.utils import (
+    _get_param_aliases,
+    _get_param_model,
+    _validate_value_with_model_field,
+    request_body_to_args,
+    request_params_to_args,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts, serialize_response
 from pydantic import TypeAdapter, ValidationError
@@ -48,6 +55,35 @@ class UnsupportedHotRoute(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _ScalarParameter:
+    """A query, header or cookie parameter of one value under one name: FastAPI's
+    request_params_to_args for it, with what that function works out from the field's
+    annotation on every request (a model? a list? which names?) worked out once."""
+
+    field: ModelField
+    key: str
+    loc: tuple[str, str]
+
+
+def _scalar_parameters(fields: Sequence[ModelField]) -> tuple[_ScalarParameter, ...] | None:
+    """The fields as scalar parameters, or None when one of them is more than that (a model,
+    a list, several accepted names): FastAPI's own function then reads them all."""
+    scalars: list[_ScalarParameter] = []
+    for field in fields:
+        aliases = _get_param_aliases(field)
+        if (
+            _get_param_model(field) is not None
+            or len(aliases) != 1
+            or field_annotation_is_sequence(field.field_info.annotation)
+            or not isinstance(field.field_info, params.Param)
+        ):
+            return None
+        [(_, key)] = aliases
+        scalars.append(_ScalarParameter(field, key, (field.field_info.in_.value, key)))
+    return tuple(scalars)
+
+
+@dataclass(frozen=True, slots=True)
 class _Step:
     """One dependency, or the endpoint, and where each of its arguments comes from."""
 
@@ -61,6 +97,8 @@ class _Step:
     background_name: str | None
     dependant: Dependant
     has_parameters: bool
+    # By the id of the dependant's list of fields of one kind (query, header, ...).
+    scalar_parameters: dict[int, tuple[_ScalarParameter, ...]]
 
     def arguments(
         self,
@@ -93,10 +131,26 @@ class _Step:
                 (dependant.header_params, request.headers),
                 (dependant.cookie_params, request.cookies),
             ):
-                if fields:
+                if not fields:
+                    continue
+                scalars = self.scalar_parameters.get(id(fields))
+                if scalars is None:
                     parsed, field_errors = request_params_to_args(fields, received)
                     values.update(parsed)
                     own_errors += field_errors
+                    continue
+                for scalar in scalars:
+                    value = received.get(scalar.key)
+                    parsed_value, field_errors = _validate_value_with_model_field(
+                        field=scalar.field,
+                        value=Undefined if value is None else value,
+                        values=values,
+                        loc=scalar.loc,
+                    )
+                    if field_errors:
+                        own_errors += field_errors
+                    else:
+                        values[scalar.field.name] = parsed_value
             if own_errors:
                 errors += own_errors
                 return None
@@ -149,6 +203,15 @@ def _compile(dependant: Dependant, steps: list[_Step], indexes: dict[Any, int], 
                 or dependant.header_params
                 or dependant.cookie_params
             ),
+            scalar_parameters={
+                id(fields): scalars
+                for fields in (
+                    dependant.query_params,
+                    dependant.header_params,
+                    dependant.cookie_params,
+                )
+                if fields and (scalars := _scalar_parameters(fields)) is not None
+            },
         )
     )
 

@@ -11,6 +11,7 @@ import json
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
+from uuid import uuid4
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
@@ -69,18 +70,7 @@ class JobQueue(ArqRedis):
         _job_try: int | None = None,
         **kwargs: Any,
     ) -> Job | None:
-        if _job_id is None:
-            # Only the enqueues with an id of their own (all of this service's) are ours.
-            return await super().enqueue_job(
-                function,
-                *args,
-                _queue_name=_queue_name,
-                _defer_until=_defer_until,
-                _defer_by=_defer_by,
-                _expires=_expires,
-                _job_try=_job_try,
-                **kwargs,
-            )
+        job_id = _job_id or uuid4().hex
         if _defer_until and _defer_by:
             raise RuntimeError("use either 'defer_until' or 'defer_by' or neither, not both")
         queue_name = _queue_name or self.default_queue_name
@@ -94,12 +84,12 @@ class JobQueue(ArqRedis):
             function, args, kwargs, _job_try, enqueue_time_ms, serializer=self.job_serializer
         )
         queued = await self._enqueue_script(
-            keys=[job_key_prefix + _job_id, result_key_prefix + _job_id, queue_name],
-            args=[expires_ms, job, score, _job_id],
+            keys=[job_key_prefix + job_id, result_key_prefix + job_id, queue_name],
+            args=[expires_ms, job, score, job_id],
         )
         if not queued:
             return None
-        return Job(_job_id, redis=self, _queue_name=queue_name, _deserializer=self.job_deserializer)
+        return Job(job_id, redis=self, _queue_name=queue_name, _deserializer=self.job_deserializer)
 
     @cached_property
     def _enqueue_script(self) -> AsyncScript:
