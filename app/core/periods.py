@@ -45,8 +45,27 @@ def _anchored(anchor: datetime, months: int) -> datetime:
     return add_months(anchor, months)
 
 
+# The period found last for each anchor. The quota check asks for the current period of the
+# same subscriptions all day, and a period holds every moment from its start to its end:
+# the anchor's periods divide time, so the one found before is the answer whenever it holds
+# the moment, exactly as if computed again (calendar arithmetic was a twentieth of a check).
+_LAST_PERIOD_BY_ANCHOR: dict[datetime, UsagePeriod] = {}
+_LAST_PERIODS_KEPT = 10_000
+
+
 def usage_period_containing(anchor: datetime, moment: datetime) -> UsagePeriod:
     """The monthly usage period of a subscription anchored at `anchor` that holds `moment`."""
+    last = _LAST_PERIOD_BY_ANCHOR.get(anchor)
+    if last is not None and last.start <= moment < last.end:
+        return last
+    period = _period_containing(anchor, moment)
+    if len(_LAST_PERIOD_BY_ANCHOR) >= _LAST_PERIODS_KEPT:
+        _LAST_PERIOD_BY_ANCHOR.clear()
+    _LAST_PERIOD_BY_ANCHOR[anchor] = period
+    return period
+
+
+def _period_containing(anchor: datetime, moment: datetime) -> UsagePeriod:
     anchor = anchor.astimezone(UTC)
     moment = moment.astimezone(UTC)
     months = (moment.year - anchor.year) * 12 + (moment.month - anchor.month)

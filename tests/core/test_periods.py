@@ -1,4 +1,5 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise
 
 import pytest
 
@@ -60,3 +61,27 @@ def test_a_moment_is_placed_by_the_anchor_in_force_then_and_the_stub_is_cut_at_t
     assert usage_period_at(first, [], datetime(2026, 3, 30, tzinfo=UTC)) == UsagePeriod(
         datetime(2026, 2, 28, 9, 0, tzinfo=UTC), datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
     )
+
+
+@pytest.mark.parametrize(
+    "anchor",
+    [
+        datetime(2026, 1, 31, 12, 30, tzinfo=UTC),
+        datetime(2024, 2, 29, 0, 0, tzinfo=UTC),
+        datetime(2026, 3, 15, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5))),
+    ],
+)
+def test_the_period_found_before_answers_exactly_as_a_fresh_one(anchor: datetime) -> None:
+    # Moments forwards, backwards and onto the boundaries, so the period kept from the call
+    # before is reused where it holds the moment and replaced where it does not.
+    boundaries = [add_months(anchor.astimezone(UTC), months) for months in range(-3, 16)]
+    steps = [anchor + timedelta(hours=7 * step) for step in range(0, 24 * 400 // 7)]
+    inner = boundaries[1:-1]
+    moments = steps + inner + [b - timedelta(microseconds=1) for b in inner]
+    moments += list(reversed(steps))[::5]
+    for moment in moments:
+        # The answer by definition: the anchor's months, searched one by one.
+        [expected] = [
+            UsagePeriod(start, end) for start, end in pairwise(boundaries) if start <= moment < end
+        ]
+        assert usage_period_containing(anchor, moment) == expected
