@@ -95,10 +95,10 @@ class _Step:
     connection_names: tuple[str, ...]
     response_name: str | None
     background_name: str | None
-    dependant: Dependant
-    has_parameters: bool
-    # By the id of the dependant's list of fields of one kind (query, header, ...).
-    scalar_parameters: dict[int, tuple[_ScalarParameter, ...]]
+    # The step's parameters by where they are read from: (the request's attribute holding
+    # them, their fields, the same fields as scalar parameters, or None to let FastAPI's
+    # own function read them); only the kinds the step has.
+    parameters: tuple[tuple[str, list[ModelField], tuple[_ScalarParameter, ...] | None], ...]
 
     def arguments(
         self,
@@ -122,38 +122,29 @@ class _Step:
             values[self.response_name] = sub_response
         if self.background_name is not None:
             values[self.background_name] = background
-        if self.has_parameters:
-            dependant = self.dependant
-            own_errors: list[Any] = []
-            for fields, received in (
-                (dependant.path_params, request.path_params),
-                (dependant.query_params, request.query_params),
-                (dependant.header_params, request.headers),
-                (dependant.cookie_params, request.cookies),
-            ):
-                if not fields:
-                    continue
-                scalars = self.scalar_parameters.get(id(fields))
-                if scalars is None:
-                    parsed, field_errors = request_params_to_args(fields, received)
-                    values.update(parsed)
+        own_errors: list[Any] = []
+        for source, fields, scalars in self.parameters:
+            received = getattr(request, source)
+            if scalars is None:
+                parsed, field_errors = request_params_to_args(fields, received)
+                values.update(parsed)
+                own_errors += field_errors
+                continue
+            for scalar in scalars:
+                value = received.get(scalar.key)
+                parsed_value, field_errors = _validate_value_with_model_field(
+                    field=scalar.field,
+                    value=Undefined if value is None else value,
+                    values=values,
+                    loc=scalar.loc,
+                )
+                if field_errors:
                     own_errors += field_errors
-                    continue
-                for scalar in scalars:
-                    value = received.get(scalar.key)
-                    parsed_value, field_errors = _validate_value_with_model_field(
-                        field=scalar.field,
-                        value=Undefined if value is None else value,
-                        values=values,
-                        loc=scalar.loc,
-                    )
-                    if field_errors:
-                        own_errors += field_errors
-                    else:
-                        values[scalar.field.name] = parsed_value
-            if own_errors:
-                errors += own_errors
-                return None
+                else:
+                    values[scalar.field.name] = parsed_value
+        if own_errors:
+            errors += own_errors
+            return None
         return values
 
 
@@ -196,22 +187,16 @@ def _compile(dependant: Dependant, steps: list[_Step], indexes: dict[Any, int], 
             ),
             response_name=dependant.response_param_name,
             background_name=dependant.background_tasks_param_name,
-            dependant=dependant,
-            has_parameters=bool(
-                dependant.path_params
-                or dependant.query_params
-                or dependant.header_params
-                or dependant.cookie_params
-            ),
-            scalar_parameters={
-                id(fields): scalars
-                for fields in (
-                    dependant.query_params,
-                    dependant.header_params,
-                    dependant.cookie_params,
+            parameters=tuple(
+                (source, fields, None if source == "path_params" else _scalar_parameters(fields))
+                for source, fields in (
+                    ("path_params", dependant.path_params),
+                    ("query_params", dependant.query_params),
+                    ("headers", dependant.header_params),
+                    ("cookies", dependant.cookie_params),
                 )
-                if fields and (scalars := _scalar_parameters(fields)) is not None
-            },
+                if fields
+            ),
         )
     )
 

@@ -35,7 +35,7 @@ def accepted_request_id(header_value: str | None) -> str:
     if header_value is not None and _SANE_REQUEST_ID.fullmatch(header_value):
         return header_value
     # An identifier, not a secret: Python's generator (seeded from the OS, and again in a
-    # forked child) instead of secrets' read of the OS's, a system call on every request.
+    # forked child) instead of the OS's randomness, a system call on every request.
     return f"{random.getrandbits(128):032x}"
 
 

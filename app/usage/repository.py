@@ -264,16 +264,14 @@ _INSERT_RECORDS = DriverStatement(
     -- Minutes travel as text (exact decimals, and cheaper to send than numeric), and each
     -- period's end once, not once per record.
     WITH input AS (
-        SELECT customer_id, subscription_id,
-               CASE WHEN agents IS NULL THEN 'minutes' ELSE 'agents' END AS kind, call_id,
-               CAST(minutes AS numeric) AS minutes, agents, occurred_at, period_start,
-               fingerprint, position
+        SELECT customer_id, subscription_id, kind, call_id, CAST(minutes AS numeric) AS minutes,
+               agents, occurred_at, period_start, fingerprint, position
         FROM unnest(
             CAST(:customer_ids AS bigint[]), CAST(:subscription_ids AS bigint[]),
-            CAST(:call_ids AS text[]), CAST(:minutes AS text[]), CAST(:agents AS bigint[]),
-            CAST(:occurred_at AS timestamptz[]), CAST(:period_starts AS timestamptz[]),
-            CAST(:fingerprints AS text[])
-        ) WITH ORDINALITY AS i(customer_id, subscription_id, call_id, minutes, agents,
+            CAST(:kinds AS text[]), CAST(:call_ids AS text[]), CAST(:minutes AS text[]),
+            CAST(:agents AS bigint[]), CAST(:occurred_at AS timestamptz[]),
+            CAST(:period_starts AS timestamptz[]), CAST(:fingerprints AS text[])
+        ) WITH ORDINALITY AS i(customer_id, subscription_id, kind, call_id, minutes, agents,
                                occurred_at, period_start, fingerprint, position)
     ),
     periods AS (
@@ -354,6 +352,7 @@ async def insert_records(
         {
             "customer_ids": [record.customer_id for record in records],
             "subscription_ids": [record.subscription_id for record in records],
+            "kinds": [record.kind for record in records],
             "call_ids": [record.call_id for record in records],
             "minutes": [
                 None if record.minutes is None else str(record.minutes) for record in records

@@ -30,15 +30,16 @@ async def receive_stripe_webhook(
 ) -> WebhookAcknowledgement:
     """Verify, store, acknowledge. Processing happens in the worker; the job is enqueued
     after the event is committed (and found by the sweeper should that fail)."""
+    now = clock.now()
     row = service.verify_delivery(
         await request.body(),
         signature_header=stripe_signature,
         secrets=settings.stripe_webhook_secrets,
-        clock=clock,
+        now=now,
     )
     # Committed before the answer: Stripe is told 200 only for an event that is stored.
     async with driver_transaction(pool) as transaction:
-        received = await service.store_delivery(transaction, row, now=clock.now())
+        received = await service.store_delivery(transaction, row, now=now)
     if received.needs_processing:
         redis: ArqRedis = request.app.state.redis
         background.add_task(

@@ -8,7 +8,6 @@ import structlog
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.clock import Clock
 from app.core.db import StatementTarget
 from app.jobs.enqueue import enqueue_job
 from app.stripe_gateway.parsing import NotAStripeEvent, parse_event
@@ -77,12 +76,12 @@ def event_row(event: StripeEventEnvelope, received_at: datetime) -> dict[str, An
 
 
 def verify_delivery(
-    payload: bytes, *, signature_header: str | None, secrets: list[str], clock: Clock
+    payload: bytes, *, signature_header: str | None, secrets: list[str], now: datetime
 ) -> dict[str, Any]:
     """The row to store for a delivery whose signature holds; 400 for anything else. Runs
     before any database work: an unsigned request costs no connection."""
     try:
-        signed = verify_webhook(payload, signature_header or "", secrets, clock.now())
+        signed = verify_webhook(payload, signature_header or "", secrets, now)
     except InvalidWebhookSignature as error:
         raise InvalidWebhook(str(error)) from error
     signed_at = datetime.fromtimestamp(signed.signed_at, UTC)
@@ -94,7 +93,7 @@ def verify_delivery(
     except NotAStripeEvent as error:
         # Signed but not shaped like an event: refused (400), never a 500.
         raise InvalidWebhook(str(error)) from error
-    return event_row(event, clock.now()) | {"delivery_signed_at": signed_at}
+    return event_row(event, now) | {"delivery_signed_at": signed_at}
 
 
 async def store_delivery(
