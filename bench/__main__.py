@@ -105,6 +105,9 @@ class Measured:
     # the run: near 100% the server is the limit, well under it something else is.
     cpu_us: float = 0.0
     cpu_share: float = 0.0
+    # PostgreSQL's CPU per request over the same run (its backends, WAL writer and the rest):
+    # on a machine whose cores the database shares with the server, the other half of the cost.
+    database_cpu_us: float = 0.0
 
 
 def _free_port() -> int:
@@ -112,6 +115,22 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def database_cpu_seconds() -> float:
+    """CPU time this machine's PostgreSQL processes have used so far (user and system).
+
+    Every process named `postgres`: backends, WAL writer, checkpointer. Nothing else on the
+    machine uses PostgreSQL while the bench runs, and the bench's connections outlive a run,
+    so a difference over a run is the database's work for that run."""
+    total = 0
+    for stat in FilePath("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            name, _, rest = stat.read_text().partition(" (")[2].rpartition(") ")
+            if name == "postgres":
+                fields = rest.split()
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -161,11 +180,16 @@ def uvicorn(app_path: str, environment: dict[str, str]) -> Iterator[Server]:
 def load_on(server: "Server", templates: list[dict[str, Any]], **options: Any) -> Measured:
     """`load` against `server`, with the server process's CPU use over the run."""
     cpu_before, started = server.cpu_seconds(), time.monotonic()
+    database_before = database_cpu_seconds()
     measured = load(server.url, templates, **options)
     cpu = server.cpu_seconds() - cpu_before
-    warmup = WARMUP_REQUESTS_PER_CONNECTION * options.get("concurrency", CONCURRENCY)
-    measured.cpu_us = cpu / (measured.requests + warmup) * 1e6
+    database_cpu = database_cpu_seconds() - database_before
+    requests = measured.requests + WARMUP_REQUESTS_PER_CONNECTION * options.get(
+        "concurrency", CONCURRENCY
+    )
+    measured.cpu_us = cpu / requests * 1e6
     measured.cpu_share = cpu / (time.monotonic() - started)
+    measured.database_cpu_us = database_cpu / requests * 1e6
     return measured
 
 
@@ -216,7 +240,9 @@ class Bench:
     choices: dict[str, list[str]]
     hello_rates: list[float] = field(default_factory=list)
     insert_rates: list[float] = field(default_factory=list)
+    # The bare app's CPU per request, and PostgreSQL's, per endpoint, every reading.
     bare_cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    bare_database_cpu_us: dict[str, list[float]] = field(default_factory=dict)
     # The table, printed only once the loader check has passed.
     lines: list[str] = field(default_factory=list)
 
@@ -231,6 +257,7 @@ class Bench:
         if against == "insert":
             self.insert_rates.append(measured.rate)
         self.bare_cpu_us.setdefault(against, []).append(measured.cpu_us)
+        self.bare_database_cpu_us.setdefault(against, []).append(measured.database_cpu_us)
         return measured.rate
 
     def check_loader(self) -> None:
@@ -258,9 +285,11 @@ class Bench:
         return (
             f"loader check: bare hello {hello:,.0f} req/s, bare insert {insert:,.0f} req/s "
             f"(medians of {len(self.hello_rates)} and {len(self.insert_rates)} readings): "
-            f"{hello / insert:.1f}x (at least {LOADER_HEADROOM}x required); the bare app's CPU: "
+            f"{hello / insert:.1f}x (at least {LOADER_HEADROOM}x required); the bare app's CPU "
+            "(PostgreSQL's): "
             + ", ".join(
-                f"{against} {statistics.median(cpu):,.0f} µs/req"
+                f"{against} {statistics.median(cpu):,.0f} µs/req "
+                f"({statistics.median(self.bare_database_cpu_us[against]):,.0f})"
                 for against, cpu in sorted(self.bare_cpu_us.items())
             )
         )
@@ -288,7 +317,8 @@ class Bench:
             f"{statistics.median(ratios):>6.2f}x bare {path.against:6}  "
             f"peak {self.service.peak_memory_mb():>5.0f} MiB  "
             f"CPU {run.cpu_us / path.items:>5,.0f} µs/{'record' if path.items > 1 else 'req'} "
-            f"({run.cpu_share:.0%} of a core)"
+            f"({run.cpu_share:.0%} of a core), PostgreSQL's "
+            f"{run.database_cpu_us / path.items:>5,.0f} µs"
             + (
                 f"  {statistics.median(ratios) / without_history[path.label]:.2f} of the ratio "
                 "without history"
