@@ -9,7 +9,8 @@ after a warm-up. Under callgrind the instrumentation is switched on for the time
 only (`callgrind_control`), so valgrind's "Collected" count divided by the number of
 requests is the instructions a request costs this process: a figure that does not move with
 what else the machine runs, unlike rates. PostgreSQL's and Redis's own work is not in it.
-Without valgrind it prints the CPU time per request (noisy on a shared machine). "bare
+Without valgrind it prints the CPU time per request, this process's and PostgreSQL's (noisy
+on a shared machine). "bare
 insert" and "bare select" measure the bare app the same way.
 """
 
@@ -92,13 +93,17 @@ async def _drive(
 
 async def measure(app: ASGIApp, template: Template, customers: list[str], count: int) -> None:
     await _drive(app, template, customers, WARMUP_REQUESTS)
-    started = time.process_time()
+    started, database_started = time.process_time(), bench.database_cpu_seconds()
     _instrument(True)
     statuses = await _drive(app, template, customers, count)
     _instrument(False)
     cpu = time.process_time() - started
+    database_cpu = bench.database_cpu_seconds() - database_started
     done = sum(statuses.values())
-    print(f"{done} requests, {cpu / done * 1e6:,.0f} µs of CPU each, statuses {statuses}")
+    print(
+        f"{done} requests, {cpu / done * 1e6:,.0f} µs of CPU each "
+        f"(PostgreSQL's: {database_cpu / done * 1e6:,.0f} µs), statuses {statuses}"
+    )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, text
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TimestampedMixin
@@ -47,6 +47,8 @@ class Subscription(TimestampedMixin, Base):
             unique=True,
             postgresql_where=text(f"status IN ({_sql_list(LIVE_STATUSES)})"),
         ),
+        # What usage_records' key refers to: a record's subscription is its customer's.
+        UniqueConstraint("id", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)

@@ -7,6 +7,7 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Subscription, SubscriptionPlan, UsagePeriodTotals, UsageRecord
@@ -447,3 +448,28 @@ async def test_one_record_costs_two_statements(
     assert response.status_code == 201
     # The subscriptions read, then one statement inserting and counting the record.
     assert len(statements) == 2, statements
+
+
+async def test_the_database_refuses_a_record_whose_customer_is_not_its_subscriptions(
+    session: AsyncSession, subscription: Subscription
+) -> None:
+    # Ingestion never writes one; the key on (subscription_id, customer_id) holds it for any
+    # other writer too.
+    other = await create_customer(session, dashboard_user_id="43")
+    session.add(
+        UsageRecord(
+            customer_id=other.id,
+            subscription_id=subscription.id,
+            kind="minutes",
+            call_id="call-of-another",
+            minutes=Decimal(1),
+            occurred_at=TEST_NOW,
+            period_start=TEST_NOW,
+            source="service",
+            request_fingerprint="0" * 64,
+            created_at=TEST_NOW,
+        )
+    )
+
+    with pytest.raises(IntegrityError, match="fk_usage_records_subscription_id_subscriptions"):
+        await session.flush()
