@@ -173,10 +173,15 @@ class DriverTransaction:
         self.connection = connection
 
 
-class DriverReads(DriverTransaction):
-    """Autocommitted reads on a pooled asyncpg connection (no BEGIN, no COMMIT), as
-    create_read_sessionmaker's sessions. A read changes nothing, so one that finds its
-    connection dead (see `_acquire_and_begin`) runs again on another."""
+class DriverAutocommit(DriverTransaction):
+    """Autocommitted statements on a pooled asyncpg connection (no BEGIN, no COMMIT: each
+    statement is its own transaction), as create_read_sessionmaker's sessions.
+
+    A statement that finds its connection dead (see `_acquire_and_begin`) is sent again on
+    another, though it may have been applied before the connection was lost; so only
+    statements that are safe to send twice run here: reads, and inserts that do nothing on
+    a conflict.
+    """
 
     __slots__ = ("pool",)
 
@@ -306,20 +311,26 @@ async def _driver_pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-async def _driver_reads(request: Request) -> AsyncIterator[DriverReads]:
-    pool: asyncpg.Pool = request.app.state.driver_pool
-    reads = DriverReads(await pool.acquire(), pool)
+@asynccontextmanager
+async def driver_autocommit(pool: asyncpg.Pool) -> AsyncIterator[DriverAutocommit]:
+    """A pooled connection for autocommitted statements (see DriverAutocommit)."""
+    autocommit = DriverAutocommit(await pool.acquire(), pool)
     try:
-        yield reads
+        yield autocommit
     finally:
         with suppress(asyncpg.InterfaceError):
-            await pool.release(reads.connection)
+            await pool.release(autocommit.connection)
+
+
+async def _driver_reads(request: Request) -> AsyncIterator[DriverAutocommit]:
+    async with driver_autocommit(request.app.state.driver_pool) as reads:
+        yield reads
 
 
 # The request's transaction on the driver (commits as SessionDep does, when the route
 # returns), and the read-only one; for the hot paths only (see DriverTransaction).
 DriverTransactionDep = Annotated[DriverTransaction, Depends(_driver_transaction, scope="function")]
-DriverReadsDep = Annotated[DriverReads, Depends(_driver_reads, scope="function")]
+DriverReadsDep = Annotated[DriverAutocommit, Depends(_driver_reads, scope="function")]
 # The pool itself, for `driver_transaction`.
 DriverPoolDep = Annotated[asyncpg.Pool, Depends(_driver_pool)]
 
@@ -349,7 +360,7 @@ class DriverStatement:
                 self.sql, *arguments, record_class=DriverRow
             )
         except _DEAD_CONNECTION_ERRORS:
-            if not isinstance(target, DriverReads):
+            if not isinstance(target, DriverAutocommit):
                 raise
             connection = await target.replace_lost_connection()
             rows = await connection.fetch(self.sql, *arguments, record_class=DriverRow)

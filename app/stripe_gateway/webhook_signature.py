@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import stripe
+from stripe import SignatureVerificationError, Webhook, WebhookSignature
 
 
 class InvalidWebhookSignature(Exception):
@@ -69,7 +69,7 @@ def verify_webhook(
     if not secrets:
         raise InvalidWebhookSignature("no webhook secret is configured")
     signed_at, signatures = parse_signature_header(signature_header)
-    if abs(now.timestamp() - signed_at) > stripe.Webhook.DEFAULT_TOLERANCE:
+    if abs(now.timestamp() - signed_at) > Webhook.DEFAULT_TOLERANCE:
         raise InvalidWebhookSignature("the signature is too old")
     canonical_header = ",".join([f"t={signed_at}", *(f"v1={value}" for value in signatures)])
     try:
@@ -78,8 +78,8 @@ def verify_webhook(
         raise InvalidWebhookSignature("the body is not UTF-8") from error
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(text, canonical_header, secret, tolerance=None)
-        except stripe.SignatureVerificationError:
+            WebhookSignature.verify_header(text, canonical_header, secret, tolerance=None)
+        except SignatureVerificationError:
             continue
         try:
             event = json.loads(payload)

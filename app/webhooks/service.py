@@ -96,16 +96,24 @@ def verify_delivery(
     return event_row(event, now) | {"delivery_signed_at": signed_at}
 
 
-async def store_delivery(
-    session: StatementTarget, row: dict[str, Any], *, now: datetime
+async def store_new_delivery(target: StatementTarget, row: dict[str, Any]) -> ReceivedEvent | None:
+    """Store a verified delivery (`verify_delivery`) of an event not stored before; None when
+    it is stored already (then `record_repeated_delivery`). One statement, so the caller may
+    autocommit it: sent twice after a lost connection, the second finds the row and the
+    delivery is then taken as a repeat, whose job the sweeper enqueues if it is still pending.
+    The caller enqueues after the commit."""
+    if not await repository.insert_event_if_new(target, row):
+        return None
+    logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
+    return ReceivedEvent(row["stripe_event_id"], duplicate=False, needs_processing=True, attempts=0)
+
+
+async def record_repeated_delivery(
+    transaction: StatementTarget, row: dict[str, Any], *, now: datetime
 ) -> ReceivedEvent:
-    """Store a verified delivery (`verify_delivery`); the caller enqueues after the commit."""
-    if await repository.insert_event_if_new(session, row):
-        logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
-        return ReceivedEvent(
-            row["stripe_event_id"], duplicate=False, needs_processing=True, attempts=0
-        )
-    stored = await repository.lock_event_delivery(session, row["stripe_event_id"])
+    """A delivery of an event stored before, decided under the stored row's lock (so in a
+    transaction): Stripe delivering again, or the same delivery replayed."""
+    stored = await repository.lock_event_delivery(transaction, row["stripe_event_id"])
     assert stored is not None
     signed_at: datetime = row["delivery_signed_at"]
     # Stripe signs each delivery afresh, so only a later signature is Stripe delivering
@@ -119,7 +127,7 @@ async def store_delivery(
     # A failed event becomes pending and due again (see record_redelivery); a redelivery of an
     # event not finished yet runs again; one already processed changes nothing.
     status = await repository.record_redelivery(
-        session, stored.stripe_event_id, signed_at=signed_at, now=now
+        transaction, stored.stripe_event_id, signed_at=signed_at, now=now
     )
     return ReceivedEvent(
         stored.stripe_event_id,

@@ -6,10 +6,11 @@ import json
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
+from app.core.db import DRIVER_POOL_APPLICATION_NAME
 from app.models import StripeEvent
 from app.webhooks import handlers
 from app.webhooks.samples import signature_header
@@ -225,3 +226,28 @@ async def test_an_unsigned_delivery_is_refused_before_a_connection_is_taken(
 
     assert forged.status_code == 400
     assert forged.json()["error"]["code"] == "invalid_webhook"
+
+
+async def test_a_delivery_that_finds_its_pooled_connection_dead_is_stored_once(
+    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
+) -> None:
+    first = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    assert (await post_event(client, first)).status_code == 200
+    # What a PostgreSQL restart or a dropped proxy connection does to idle connections.
+    killed = await session.scalar(
+        text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = :name"
+        ),
+        {"name": DRIVER_POOL_APPLICATION_NAME},
+    )
+    assert killed
+
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    response = await post_event(client, event)
+    again = await post_event(client, event)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": False}
+    assert again.json() == {"received": True, "duplicate": True}
+    assert await _stored(session) == 2
