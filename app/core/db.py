@@ -175,7 +175,8 @@ class DriverTransaction:
 
 class DriverAutocommit(DriverTransaction):
     """Autocommitted statements on a pooled asyncpg connection (no BEGIN, no COMMIT: each
-    statement is its own transaction), as create_read_sessionmaker's sessions.
+    statement is its own transaction): the quota check's and the summary's reads, and the
+    webhook's insert of a new event.
 
     A statement that finds its connection dead (see `_acquire_and_begin`) is sent again on
     another, though it may have been applied before the connection was lost; so only
@@ -343,8 +344,8 @@ class DriverStatement:
     per row, the adapter's locks and status parsing) cost about as much CPU as asyncpg's own.
     The statement is still a prepared one (asyncpg's statement cache), inside the request's
     transaction (a `DriverTransaction`'s, or a session's), so the request still commits or
-    rolls back everything at once. Written with `:name` parameters like any `text()`;
-    compiled once to asyncpg's `$n`.
+    rolls back everything at once; or, on a `DriverAutocommit`, a transaction of its own.
+    Written with `:name` parameters like any `text()`; compiled once to asyncpg's `$n`.
     """
 
     def __init__(self, statement: TextClause) -> None:
@@ -373,8 +374,8 @@ class DriverStatement:
         return rows[0] if rows else None
 
     async def execute(self, target: StatementTarget, params: Mapping[str, Any]) -> None:
-        connection = await driver_connection(target)
-        await connection.execute(self.sql, *[params[name] for name in self.names])
+        # Through fetch, so that on a DriverAutocommit it is sent again as fetch's are.
+        await self.fetch(target, params)
 
 
 async def driver_connection(target: StatementTarget) -> asyncpg.Connection:

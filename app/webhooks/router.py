@@ -37,20 +37,21 @@ async def receive_stripe_webhook(
         secrets=settings.stripe_webhook_secrets,
         now=now,
     )
-    # Committed before the answer: Stripe is told 200 only for an event that is stored. A new
-    # event is one insert, atomic on its own, so it is autocommitted: no BEGIN and COMMIT
-    # round trips for the deliveries that are nearly all of them.
+    # Committed before the answer: Stripe is told 200 only for an event that is stored. The
+    # request owns both transactions: a new event is one insert, atomic on its own, so it is
+    # autocommitted (no BEGIN and COMMIT round trips for nearly every delivery); only an event
+    # stored before takes a transaction, to decide under its row's lock.
     async with driver_autocommit(pool) as autocommit:
         received = await service.store_new_delivery(autocommit, row)
     if received is None:
         async with driver_transaction(pool) as transaction:
             received = await service.record_repeated_delivery(transaction, row, now=now)
-    if received.needs_processing:
+    if received.job_attempt is not None:
         redis: ArqRedis = request.app.state.redis
         background.add_task(
             service.enqueue_processing,
             redis,
             received.stripe_event_id,
-            attempt=f"delivery{received.attempts}" if received.duplicate else 0,
+            attempt=received.job_attempt,
         )
     return WebhookAcknowledgement(duplicate=received.duplicate)

@@ -25,9 +25,9 @@ PROCESS_JOB = "process_stripe_event"
 class ReceivedEvent:
     stripe_event_id: str
     duplicate: bool
-    # Whether the worker should (re)process it: new, or a redelivery of one not done yet.
-    needs_processing: bool
-    attempts: int
+    # The job to enqueue once the delivery is committed, by its attempt (see `job_id`); None
+    # when nothing is to run.
+    job_attempt: int | str | None
 
 
 def job_id(stripe_event_id: str, attempt: int | str) -> str:
@@ -99,13 +99,12 @@ def verify_delivery(
 async def store_new_delivery(target: StatementTarget, row: dict[str, Any]) -> ReceivedEvent | None:
     """Store a verified delivery (`verify_delivery`) of an event not stored before; None when
     it is stored already (then `record_repeated_delivery`). One statement, so the caller may
-    autocommit it: sent twice after a lost connection, the second finds the row and the
-    delivery is then taken as a repeat, whose job the sweeper enqueues if it is still pending.
-    The caller enqueues after the commit."""
+    autocommit it and send it again after a lost connection. The caller enqueues after the
+    commit."""
     if not await repository.insert_event_if_new(target, row):
         return None
     logger.info("webhook_event_received", event_id=row["stripe_event_id"], type=row["type"])
-    return ReceivedEvent(row["stripe_event_id"], duplicate=False, needs_processing=True, attempts=0)
+    return ReceivedEvent(row["stripe_event_id"], duplicate=False, job_attempt=0)
 
 
 async def record_repeated_delivery(
@@ -121,8 +120,13 @@ async def record_repeated_delivery(
     # captured it within the five minutes it is valid): acknowledged, and nothing runs.
     redelivered = stored.delivery_signed_at is None or signed_at > stored.delivery_signed_at
     if not redelivered:
+        # Its first job's id again, for an event never attempted: arq refuses the id while it
+        # holds that job or its result, so a replay runs nothing. It is enqueued when the
+        # first answer was lost with its connection after the insert had committed, and the
+        # insert, sent again, found its own row.
+        never_attempted = stored.status == "pending" and stored.attempts == 0
         return ReceivedEvent(
-            stored.stripe_event_id, duplicate=True, needs_processing=False, attempts=stored.attempts
+            stored.stripe_event_id, duplicate=True, job_attempt=0 if never_attempted else None
         )
     # A failed event becomes pending and due again (see record_redelivery); a redelivery of an
     # event not finished yet runs again; one already processed changes nothing.
@@ -132,8 +136,8 @@ async def record_repeated_delivery(
     return ReceivedEvent(
         stored.stripe_event_id,
         duplicate=True,
-        needs_processing=status == "pending",
-        attempts=stored.attempts,
+        # A job id of its own per redelivery, so it runs even while arq keeps the last one's.
+        job_attempt=f"delivery{stored.attempts}" if status == "pending" else None,
     )
 
 

@@ -10,13 +10,13 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import DRIVER_POOL_APPLICATION_NAME
 from app.core.hot_routes import HotRoutes, UnsupportedHotRoute
 from app.core.routing import SlashTolerantRouter
 from app.main import HOT_ROUTES
 from app.models import Customer, SubscriptionPlan
 from tests.conftest import TokenFactory, bearer
 from tests.factories import create_customer, create_plan, create_subscription
+from tests.lost_connections import kill_pooled_connections
 from tests.usage.helpers import BATCH, ENTITLEMENTS, USAGE
 
 WEBHOOK = "/subscriptions/api/stripe-webhook/"
@@ -157,18 +157,6 @@ async def test_a_hot_route_is_timed_under_its_route_template(
     assert HTTP_REQUEST_DURATION.labels(*labels)._sum.get() > before
 
 
-async def _kill_pooled_connections(session: AsyncSession) -> None:
-    """What a PostgreSQL restart or a dropped proxy connection does to idle connections."""
-    killed = await session.scalar(
-        text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = :name"
-        ),
-        {"name": DRIVER_POOL_APPLICATION_NAME},
-    )
-    assert killed
-
-
 async def test_pooled_connections_that_died_are_replaced_without_failing_a_request(
     client: httpx.AsyncClient,
     session: AsyncSession,
@@ -179,9 +167,9 @@ async def test_pooled_connections_that_died_are_replaced_without_failing_a_reque
     first = await client.post(USAGE, json={"call_id": "a", "minutes_used": 1}, headers=user)
     assert first.status_code == 201
 
-    await _kill_pooled_connections(session)
+    await kill_pooled_connections(session)
     read = await client.get(ENTITLEMENTS, headers=user)
-    await _kill_pooled_connections(session)
+    await kill_pooled_connections(session)
     written = await client.post(USAGE, json={"call_id": "b", "minutes_used": 1}, headers=user)
     after = await client.get(ENTITLEMENTS, headers=user)
 

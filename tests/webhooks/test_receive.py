@@ -6,20 +6,24 @@ import json
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import FrozenClock
-from app.core.db import DRIVER_POOL_APPLICATION_NAME
 from app.models import StripeEvent
 from app.webhooks import handlers
 from app.webhooks.samples import signature_header
+from tests.lost_connections import answer_lost_once, kill_pooled_connections
 from tests.stripe.fake import FakeStripe
 from tests.webhooks.helpers import WEBHOOK, post_event, run_worker
 
 
 async def _stored(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(StripeEvent)) or 0)
+
+
+async def _queued_event_ids(app: FastAPI) -> list[str]:
+    return [job.args[0] for job in await app.state.redis.queued_jobs()]
 
 
 async def test_a_signed_event_is_stored_and_acknowledged(
@@ -228,26 +232,56 @@ async def test_an_unsigned_delivery_is_refused_before_a_connection_is_taken(
     assert forged.json()["error"]["code"] == "invalid_webhook"
 
 
-async def test_a_delivery_that_finds_its_pooled_connection_dead_is_stored_once(
-    client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
+async def test_a_delivery_after_the_pooled_connections_died_is_stored_and_queued(
+    app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, fake_stripe: FakeStripe
 ) -> None:
     first = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
     assert (await post_event(client, first)).status_code == 200
-    # What a PostgreSQL restart or a dropped proxy connection does to idle connections.
-    killed = await session.scalar(
-        text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = :name"
-        ),
-        {"name": DRIVER_POOL_APPLICATION_NAME},
-    )
-    assert killed
+    await kill_pooled_connections(session)
 
     event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
     response = await post_event(client, event)
-    again = await post_event(client, event)
 
     assert response.status_code == 200, response.text
     assert response.json() == {"received": True, "duplicate": False}
-    assert again.json() == {"received": True, "duplicate": True}
     assert await _stored(session) == 2
+    assert event["id"] in await _queued_event_ids(app)
+
+
+async def test_a_delivery_whose_answer_was_lost_after_its_insert_is_still_processed(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    fake_stripe: FakeStripe,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+
+    # The insert commits, its connection dies before the answer: sent again on another, it
+    # finds its own row, so the delivery reads as a repeat of itself.
+    with answer_lost_once(monkeypatch, "INSERT INTO stripe_events") as lost:
+        response = await post_event(client, event)
+
+    assert lost
+    assert response.status_code == 200, response.text
+    assert await _stored(session) == 1
+    # Its job is queued all the same, not left for the sweeper.
+    assert await _queued_event_ids(app) == [event["id"]]
+    assert (await run_worker(app, event["id"])).outcome == "processed"
+
+
+async def test_a_replayed_delivery_queues_nothing_more(
+    app: FastAPI, client: httpx.AsyncClient, fake_stripe: FakeStripe
+) -> None:
+    event = fake_stripe.event("customer.deleted", fake_stripe.add_customer())
+    assert (await post_event(client, event)).status_code == 200
+    queued = await app.state.redis.queued_jobs()
+
+    replayed = await post_event(client, event)
+    assert (await run_worker(app, event["id"])).outcome == "processed"
+    after_processing = await post_event(client, event)
+
+    assert replayed.json()["duplicate"] is True
+    assert after_processing.json()["duplicate"] is True
+    assert len(queued) == 1
+    assert len(await app.state.redis.queued_jobs()) == 1
